@@ -1,0 +1,324 @@
+//! `quilldb-bench`: end-to-end figures over Flight SQL against a real server.
+//!
+//! Starts the release (or given) `quilldb` binary on port 0 in a temp dir, or uses `--url`, and
+//! measures single-row parameterized inserts, 100-row INSERT statements, 10 parallel clients,
+//! a full DoGet scan and primary-key point lookups. Prints one table and writes the same figures
+//! to `benches/results/latest.json` and a timestamped copy.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use quilldb_tests::{Client, TestServer};
+use serde_json::json;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Rows inserted one parameterized statement at a time by one client.
+    #[arg(long, default_value_t = 5_000)]
+    single_rows: usize,
+    /// 100-row INSERT statements.
+    #[arg(long, default_value_t = 500)]
+    batch_statements: usize,
+    /// Single-row inserts per parallel client (10 clients).
+    #[arg(long, default_value_t = 1_000)]
+    parallel_rows: usize,
+    /// Rows in the scanned table.
+    #[arg(long, default_value_t = 1_000_000)]
+    scan_rows: usize,
+    /// Point lookups.
+    #[arg(long, default_value_t = 2_000)]
+    lookups: usize,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "benches/results")]
+    out: std::path::PathBuf,
+}
+
+struct Row {
+    test: &'static str,
+    rows: usize,
+    seconds: f64,
+    rate: String,
+    extra: serde_json::Value,
+}
+
+fn schema4() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("$1", DataType::Int64, false),
+        Field::new("$2", DataType::Utf8, false),
+        Field::new("$3", DataType::Float64, false),
+        Field::new("$4", DataType::Int64, false),
+    ]))
+}
+
+fn params(ids: std::ops::Range<i64>) -> RecordBatch {
+    let n = ids.clone().count();
+    RecordBatch::try_new(
+        schema4(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids.clone())),
+            Arc::new(StringArray::from_iter_values(
+                ids.clone().map(|i| format!("user-{i}")),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                ids.clone().map(|i| i as f64 * 0.5),
+            )),
+            Arc::new(Int64Array::from_iter_values((0..n).map(|i| i as i64 % 97))),
+        ],
+    )
+    .unwrap()
+}
+
+async fn create(c: &mut Client, table: &str) {
+    c.ok(&format!(
+        "CREATE TABLE bench.{table} (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, bucket BIGINT)"
+    ))
+    .await;
+}
+
+async fn single_inserts(c: &mut Client, table: &str, ids: std::ops::Range<i64>) -> Duration {
+    let mut stmt = c
+        .inner
+        .prepare(
+            format!("INSERT INTO bench.{table} (id, name, score, bucket) VALUES ($1, $2, $3, $4)"),
+            None,
+        )
+        .await
+        .unwrap();
+    let start = Instant::now();
+    for id in ids {
+        stmt.set_parameters(params(id..id + 1)).unwrap();
+        assert_eq!(stmt.execute_update().await.unwrap(), 1);
+    }
+    start.elapsed()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    c.ok("CREATE NAMESPACE bench").await;
+    let mut rows: Vec<Row> = Vec::new();
+
+    // 1. Single-row parameterized inserts, one client.
+    create(&mut c, "single").await;
+    let n = args.single_rows;
+    let t = single_inserts(&mut c, "single", 0..n as i64).await;
+    rows.push(Row {
+        test: "Single-row inserts (param)",
+        rows: n,
+        seconds: t.as_secs_f64(),
+        rate: format!("{:.0} rows/s", n as f64 / t.as_secs_f64()),
+        extra: json!({}),
+    });
+
+    // 2. 100-row INSERT statements.
+    create(&mut c, "batched").await;
+    let start = Instant::now();
+    for s in 0..args.batch_statements {
+        let mut sql = String::from("INSERT INTO bench.batched (id, name, score, bucket) VALUES ");
+        for r in 0..100 {
+            let id = s * 100 + r;
+            if r > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("({id}, 'user-{id}', {}.5, {})", id, id % 97));
+        }
+        assert_eq!(c.inner.execute_update(sql, None).await.unwrap(), 100);
+    }
+    let t = start.elapsed();
+    let n = args.batch_statements * 100;
+    rows.push(Row {
+        test: "Batched (100/statement)",
+        rows: n,
+        seconds: t.as_secs_f64(),
+        rate: format!("{:.0} rows/s", n as f64 / t.as_secs_f64()),
+        extra: json!({}),
+    });
+
+    // 3. Ten parallel clients, single-row parameterized inserts.
+    create(&mut c, "parallel").await;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..10i64 {
+        let mut wc = server.client().await;
+        let per = args.parallel_rows as i64;
+        tasks.push(tokio::spawn(async move {
+            single_inserts(&mut wc, "parallel", w * per..(w + 1) * per).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let t = start.elapsed();
+    let n = args.parallel_rows * 10;
+    rows.push(Row {
+        test: "Parallel (10 clients)",
+        rows: n,
+        seconds: t.as_secs_f64(),
+        rate: format!("{:.0} rows/s", n as f64 / t.as_secs_f64()),
+        extra: json!({}),
+    });
+
+    // 4. Full scan through DoGet.
+    create(&mut c, "scan").await;
+    let mut load = c
+        .inner
+        .prepare(
+            "INSERT INTO bench.scan (id, name, score, bucket) VALUES ($1, $2, $3, $4)".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let load_start = Instant::now();
+    let chunk = 50_000;
+    let mut done = 0;
+    while done < args.scan_rows {
+        let end = (done + chunk).min(args.scan_rows);
+        load.set_parameters(params(done as i64..end as i64))
+            .unwrap();
+        load.execute_update().await.unwrap();
+        done = end;
+    }
+    let load_t = load_start.elapsed();
+    rows.push(Row {
+        test: "Bulk load (50k params/call)",
+        rows: args.scan_rows,
+        seconds: load_t.as_secs_f64(),
+        rate: format!("{:.0} rows/s", args.scan_rows as f64 / load_t.as_secs_f64()),
+        extra: json!({}),
+    });
+
+    let mut scan_best = f64::MAX;
+    let mut scan_bytes = 0usize;
+    for _ in 0..3 {
+        let info = c
+            .inner
+            .execute("SELECT * FROM bench.scan".into(), None)
+            .await
+            .unwrap();
+        let ticket = info.endpoint[0].ticket.clone().unwrap();
+        let url = server.flight_url.replace("grpc://", "http://");
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut raw = FlightServiceClient::new(channel);
+        let token = c.inner.token().cloned().unwrap();
+        let mut req = tonic::Request::new(ticket);
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let start = Instant::now();
+        let stream = raw.do_get(req).await.unwrap().into_inner();
+        let bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = bytes.clone();
+        let data = stream
+            .inspect(move |m| {
+                if let Ok(m) = m {
+                    counter.fetch_add(
+                        m.data_body.len() + m.data_header.len(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                }
+            })
+            .map_err(FlightError::from);
+        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(data)
+            .try_collect()
+            .await
+            .unwrap();
+        let t = start.elapsed().as_secs_f64();
+        let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(n, args.scan_rows);
+        if t < scan_best {
+            scan_best = t;
+            scan_bytes = bytes.load(std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let mbps = scan_bytes as f64 / scan_best / 1e6;
+    rows.push(Row {
+        test: "Full scan via DoGet (best of 3)",
+        rows: args.scan_rows,
+        seconds: scan_best,
+        rate: format!(
+            "{:.0} rows/s, {:.0} MB/s",
+            args.scan_rows as f64 / scan_best,
+            mbps
+        ),
+        extra: json!({ "bytes": scan_bytes, "mb_per_s": mbps }),
+    });
+
+    // 5. Primary-key point lookups.
+    let mut lat = Vec::with_capacity(args.lookups);
+    let start = Instant::now();
+    for i in 0..args.lookups {
+        let id = (i * 7919) % args.scan_rows;
+        let t0 = Instant::now();
+        let b = c
+            .rows(&format!("SELECT * FROM bench.scan WHERE id = {id}"))
+            .await;
+        lat.push(t0.elapsed());
+        assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    }
+    let total = start.elapsed().as_secs_f64();
+    lat.sort();
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    rows.push(Row {
+        test: "PK point lookups",
+        rows: args.lookups,
+        seconds: total,
+        rate: format!("p50 {p50:.3} ms, p99 {p99:.3} ms"),
+        extra: json!({ "p50_ms": p50, "p99_ms": p99 }),
+    });
+
+    println!(
+        "┌─────────────────────────────────┬───────────┬──────────┬──────────────────────────────┐"
+    );
+    println!(
+        "│ Test Type                       │      Rows │     Time │ Rate                         │"
+    );
+    println!(
+        "├─────────────────────────────────┼───────────┼──────────┼──────────────────────────────┤"
+    );
+    for r in &rows {
+        println!(
+            "│ {:<31} │ {:>9} │ {:>7.2}s │ {:<28} │",
+            r.test, r.rows, r.seconds, r.rate
+        );
+    }
+    println!(
+        "└─────────────────────────────────┴───────────┴──────────┴──────────────────────────────┘"
+    );
+
+    let when = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let doc = json!({
+        "when": when,
+        "durability": "sync",
+        "server": quilldb_tests::binary().display().to_string(),
+        "results": rows.iter().map(|r| json!({
+            "test": r.test, "rows": r.rows, "seconds": r.seconds, "rate": r.rate,
+            "rows_per_second": r.rows as f64 / r.seconds, "extra": r.extra,
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::create_dir_all(&args.out).unwrap();
+    let text = serde_json::to_string_pretty(&doc).unwrap();
+    std::fs::write(args.out.join("latest.json"), &text).unwrap();
+    std::fs::write(args.out.join(format!("{when}.json")), &text).unwrap();
+    println!(
+        "results written to {}",
+        args.out.join("latest.json").display()
+    );
+}

@@ -1,0 +1,182 @@
+//! Authentication on the wire, in front of every Flight call: `Basic` credentials log in and are
+//! answered with a fresh `Bearer` token header, `Bearer` tokens are resolved, no header is the
+//! anonymous caller, and anything else is UNAUTHENTICATED. The caller reaches the handlers as a
+//! request extension. A request's `x-request-id` is echoed and logged.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use base64::Engine;
+use tonic::Status;
+use tonic::body::Body;
+use tonic::codegen::http::{self, HeaderValue};
+use tonic::server::NamedService;
+use tonic::transport::server::TcpConnectInfo;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use crate::backend::Backend;
+
+/// What the auth layer learnt about a call, as a request extension.
+#[derive(Clone)]
+pub struct CallAuth<C> {
+    /// The caller.
+    pub caller: C,
+    /// A token issued by this call (Basic credentials), to hand back to the client.
+    pub issued_token: Option<String>,
+}
+
+/// Wraps a Flight service with authentication.
+pub struct AuthLayer<B> {
+    backend: Arc<B>,
+}
+
+impl<B> AuthLayer<B> {
+    /// A layer resolving callers with `backend`.
+    pub fn new(backend: Arc<B>) -> Self {
+        Self { backend }
+    }
+}
+
+impl<S, B> Layer<S> for AuthLayer<B> {
+    type Service = AuthService<S, B>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            backend: self.backend.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] makes.
+pub struct AuthService<S, B> {
+    inner: S,
+    backend: Arc<B>,
+}
+
+impl<S: Clone, B> Clone for AuthService<S, B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            backend: self.backend.clone(),
+        }
+    }
+}
+
+impl<S: NamedService, B> NamedService for AuthService<S, B> {
+    const NAME: &'static str = S::NAME;
+}
+
+enum Credentials {
+    None,
+    Basic(String, String),
+    Bearer(String),
+}
+
+fn credentials(headers: &http::HeaderMap) -> Result<Credentials, Status> {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return Ok(Credentials::None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| Status::unauthenticated("the authorization header is not ASCII"))?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .map_err(|_| Status::unauthenticated("Basic credentials are not valid base64"))?;
+        let text = String::from_utf8(decoded)
+            .map_err(|_| Status::unauthenticated("Basic credentials are not UTF-8"))?;
+        let (user, password) = text
+            .split_once(':')
+            .ok_or_else(|| Status::unauthenticated("Basic credentials need user:password"))?;
+        Ok(Credentials::Basic(user.to_owned(), password.to_owned()))
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        Ok(Credentials::Bearer(rest.trim().to_owned()))
+    } else {
+        Err(Status::unauthenticated(format!(
+            "unsupported authorization scheme {scheme:?}: use Basic or Bearer"
+        )))
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> Service<http::Request<Body>> for AuthService<S, B>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Backend,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+        // The clone that was polled ready serves this call; a fresh clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let backend = self.backend.clone();
+        let request_id = req.headers().get("x-request-id").cloned();
+        let span = tracing::info_span!(
+            "flight",
+            path = %req.uri().path(),
+            request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+        );
+        Box::pin(
+            async move {
+                let peer: Option<SocketAddr> = req
+                    .extensions()
+                    .get::<TcpConnectInfo>()
+                    .and_then(|i| i.remote_addr());
+                let resolved = match credentials(req.headers()) {
+                    Ok(Credentials::None) => Ok((backend.anonymous(), None)),
+                    Ok(Credentials::Basic(user, password)) => backend
+                        .login(&user, &password, peer)
+                        .await
+                        .map(|(caller, token)| (caller, Some(token))),
+                    Ok(Credentials::Bearer(token)) => {
+                        backend.resume(&token).await.map(|c| (c, None))
+                    }
+                    Err(e) => Err(e),
+                };
+                let mut response = match resolved {
+                    Ok((caller, issued_token)) => {
+                        req.extensions_mut().insert(CallAuth {
+                            caller,
+                            issued_token: issued_token.clone(),
+                        });
+                        let mut resp = inner.call(req).await?;
+                        if let Some(token) = issued_token
+                            && let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}"))
+                        {
+                            resp.headers_mut().insert(http::header::AUTHORIZATION, v);
+                        }
+                        resp
+                    }
+                    Err(status) => {
+                        tracing::info!(code = ?status.code(), "call refused: {}", status.message());
+                        status.into_http::<Body>()
+                    }
+                };
+                if let Some(id) = request_id {
+                    response.headers_mut().insert("x-request-id", id);
+                }
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}

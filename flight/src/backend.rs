@@ -1,0 +1,116 @@
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use futures::Stream;
+use tonic::Status;
+
+/// A stream of result batches.
+pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch, Status>> + Send>>;
+
+/// Who is calling, as far as the protocol layer needs to know.
+pub trait CallerInfo: Clone + Send + Sync + 'static {
+    /// A stable name of the caller: tickets and prepared statements are bound to it.
+    fn principal(&self) -> &str;
+}
+
+/// What running a statement produced.
+#[derive(Debug)]
+pub enum Outcome<P> {
+    /// A query, planned but not run: its result schema and the plan to run at DoGet.
+    Query {
+        /// The result schema (before [`crate::encode::result_schema`]).
+        schema: SchemaRef,
+        /// The plan.
+        plan: P,
+    },
+    /// A statement that ran and changed this many rows (DDL counts 0).
+    Affected(i64),
+    /// A statement that ran and answers with rows (a job id, say).
+    Rows(RecordBatch),
+}
+
+/// The two schemas of a prepared statement.
+#[derive(Debug, Clone)]
+pub struct PreparedInfo {
+    /// The result schema (a DML answers `rows_affected`).
+    pub dataset_schema: SchemaRef,
+    /// One field per parameter, `$1` first.
+    pub parameter_schema: SchemaRef,
+}
+
+/// A table as the metadata calls list it.
+#[derive(Debug, Clone)]
+pub struct TableEntry {
+    /// The namespace (Flight SQL db_schema).
+    pub schema_name: String,
+    /// The table name.
+    pub table_name: String,
+    /// `BASE TABLE`, `VIEW` or `SYSTEM TABLE`.
+    pub table_type: String,
+    /// The columns, with their metadata.
+    pub schema: SchemaRef,
+    /// The primary-key column, if any.
+    pub primary_key: Option<String>,
+}
+
+/// What GetSqlInfo reports about the server.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// Server name.
+    pub name: String,
+    /// Server version.
+    pub version: String,
+}
+
+/// The database behind the Flight SQL surface.
+#[tonic::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The caller's session, resolved once per call.
+    type Caller: CallerInfo;
+    /// A planned query, kept between GetFlightInfo and DoGet.
+    type Plan: Send + Sync + 'static;
+
+    /// Checks a user name and password; answers the caller and a fresh bearer token.
+    async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        peer: Option<SocketAddr>,
+    ) -> Result<(Self::Caller, String), Status>;
+
+    /// Resolves a bearer token.
+    async fn resume(&self, token: &str) -> Result<Self::Caller, Status>;
+
+    /// The caller of a call without credentials.
+    fn anonymous(&self) -> Self::Caller;
+
+    /// Parses and runs (or, for a query, plans) one statement. `params` holds one row per
+    /// execution for a prepared statement.
+    async fn run(
+        &self,
+        caller: &Self::Caller,
+        sql: &str,
+        params: Option<RecordBatch>,
+    ) -> Result<Outcome<Self::Plan>, Status>;
+
+    /// Describes a statement without running it.
+    async fn prepare(&self, caller: &Self::Caller, sql: &str) -> Result<PreparedInfo, Status>;
+
+    /// Runs a planned query.
+    async fn execute(
+        &self,
+        caller: &Self::Caller,
+        plan: &Self::Plan,
+    ) -> Result<BatchStream, Status>;
+
+    /// The namespaces the caller may see.
+    async fn namespaces(&self, caller: &Self::Caller) -> Result<Vec<String>, Status>;
+
+    /// The tables the caller may see.
+    async fn tables(&self, caller: &Self::Caller) -> Result<Vec<TableEntry>, Status>;
+
+    /// Name and version for GetSqlInfo.
+    fn server_info(&self) -> ServerInfo;
+}

@@ -1,0 +1,34 @@
+//! QuillDB's Flight SQL protocol layer.
+//!
+//! This crate does not know the database: it speaks Flight SQL on one side and calls a
+//! [`Backend`] on the other, which the server implements.
+//!
+//! ```text
+//!  client ──gRPC──► auth::AuthService ──► service::QuillFlightSql ──► Backend::run / execute
+//!                   (Basic→Bearer,          (commands, tickets,          (catalog, SQL,
+//!                    x-request-id)           prepared handles)            DataFusion, stores)
+//!                                                  │
+//!                                                  ▼
+//!                                  encode::result_schema + encode::flight_stream
+//!                                  (one schema for FlightInfo and DoGet, no view types)
+//! ```
+
+/// HTTP-level authentication and request ids around the Flight service.
+pub mod auth;
+/// The trait the database implements, and the values crossing it.
+pub mod backend;
+/// Wire schemas and the DoGet stream.
+pub mod encode;
+/// The `FlightSqlService` implementation.
+pub mod service;
+/// Tickets and prepared-statement handles.
+pub mod tickets;
+
+pub use auth::{AuthLayer, CallAuth};
+pub use backend::{
+    Backend, BatchStream, CallerInfo, Outcome, PreparedInfo, ServerInfo, TableEntry,
+};
+pub use service::QuillFlightSql;
+
+/// The one Flight SQL catalog.
+pub const CATALOG: &str = "quill";

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets everything up and runs every test: formatting, clippy, the Rust unit and integration
+# tests (cargo nextest; they start the real binary on port 0), and the Python tests (pytest in
+# .venv with pinned pyarrow, ADBC, Polars and DuckDB, against the real binary).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+export QUILLDB_BIN="$target/debug/quilldb"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== build"
+cargo build --workspace --all-targets
+echo "== Rust tests"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+echo "== Python tests"
+venv="python-client/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r python-client/requirements-test.txt
+"$venv/bin/python" -m pytest -q python-client/tests

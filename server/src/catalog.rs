@@ -1,0 +1,248 @@
+//! The catalog: namespaces and tables, persisted in the hot store and cached in memory.
+
+/// Catalog records and their encoding.
+mod store;
+
+/// Namespaces, tables, columns and their options.
+pub mod model;
+/// The naming rules.
+pub mod names;
+/// SQL column types.
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use quilldb_storage::hot::{HotStore, WriteRequest};
+use quilldb_storage::keys::PartitionKey;
+
+pub use model::{
+    AccessLevel, ColumnDef, DefaultExpr, FlushPolicy, NamespaceDef, TableDef, TableType,
+};
+
+use crate::error::{Error, Result};
+
+#[derive(Default)]
+struct State {
+    namespaces: BTreeMap<String, NamespaceDef>,
+    tables: BTreeMap<(String, String), Arc<TableDef>>,
+    next_table_id: u64,
+}
+
+/// The catalog. DDL is serialized by an async lock so the cache and the disk agree.
+pub struct Catalog {
+    hot: Arc<HotStore>,
+    state: RwLock<State>,
+    ddl: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog").finish_non_exhaustive()
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Catalog {
+    /// Loads the catalog from the hot store.
+    pub fn load(hot: Arc<HotStore>) -> Result<Self> {
+        let mut state = State {
+            next_table_id: 1,
+            ..Default::default()
+        };
+        for (_, v) in hot.scan_meta(store::NS_PREFIX.as_bytes())? {
+            let ns = store::decode_namespace(&v)?;
+            state.namespaces.insert(ns.name.clone(), ns);
+        }
+        for (_, v) in hot.scan_meta(store::TABLE_PREFIX.as_bytes())? {
+            let t = store::decode_table(&v)?;
+            state.next_table_id = state.next_table_id.max(t.id + 1);
+            state
+                .tables
+                .insert((t.namespace.clone(), t.name.clone()), Arc::new(t));
+        }
+        if let Some(v) = hot.get_meta(store::NEXT_TABLE_ID.as_bytes())? {
+            let arr: [u8; 8] = v
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Internal("corrupt next table id".into()))?;
+            state.next_table_id = state.next_table_id.max(u64::from_be_bytes(arr));
+        }
+        tracing::info!(
+            namespaces = state.namespaces.len(),
+            tables = state.tables.len(),
+            "catalog loaded"
+        );
+        Ok(Self {
+            hot,
+            state: RwLock::new(state),
+            ddl: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Every namespace, by name.
+    pub fn namespaces(&self) -> Vec<NamespaceDef> {
+        self.state.read().namespaces.values().cloned().collect()
+    }
+
+    /// Whether a namespace exists.
+    pub fn has_namespace(&self, name: &str) -> bool {
+        self.state.read().namespaces.contains_key(name)
+    }
+
+    /// Tables, optionally of one namespace, by namespace and name.
+    pub fn tables(&self, namespace: Option<&str>) -> Vec<Arc<TableDef>> {
+        self.state
+            .read()
+            .tables
+            .values()
+            .filter(|t| namespace.is_none_or(|ns| t.namespace == ns))
+            .cloned()
+            .collect()
+    }
+
+    /// One table.
+    pub fn table(&self, namespace: &str, name: &str) -> Option<Arc<TableDef>> {
+        self.state
+            .read()
+            .tables
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// Creates a namespace; `Ok(false)` if it existed and `if_not_exists` was given.
+    pub async fn create_namespace(&self, name: &str, if_not_exists: bool) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        if self.has_namespace(name) {
+            return if if_not_exists {
+                Ok(false)
+            } else {
+                Err(Error::AlreadyExists(format!(
+                    "namespace {name} already exists"
+                )))
+            };
+        }
+        let ns = NamespaceDef {
+            name: name.to_string(),
+            created_at: now_millis(),
+        };
+        self.hot
+            .write(WriteRequest {
+                meta: vec![(store::ns_key(name), Some(store::encode_namespace(&ns)))],
+                ..Default::default()
+            })
+            .await?;
+        self.state.write().namespaces.insert(name.to_string(), ns);
+        Ok(true)
+    }
+
+    /// Drops a namespace with every table in it and all their rows, in one atomic write.
+    pub async fn drop_namespace(&self, name: &str, if_exists: bool) -> Result<Vec<Arc<TableDef>>> {
+        let _ddl = self.ddl.lock().await;
+        if !self.has_namespace(name) {
+            return if if_exists {
+                Ok(Vec::new())
+            } else {
+                Err(Error::NotFound(format!("namespace {name} does not exist")))
+            };
+        }
+        let tables = self.tables(Some(name));
+        let mut req = WriteRequest {
+            meta: vec![(store::ns_key(name), None)],
+            ..Default::default()
+        };
+        for t in &tables {
+            req.meta.push((store::table_key(t.id), None));
+            req.drop_prefixes.push(PartitionKey::table_prefix(t.id));
+        }
+        self.hot.write(req).await?;
+        let mut state = self.state.write();
+        state.namespaces.remove(name);
+        state.tables.retain(|(ns, _), _| ns != name);
+        Ok(tables)
+    }
+
+    /// Creates a table; `Ok(None)` if it existed and `if_not_exists` was given. The id and the
+    /// creation time of `def` are assigned here.
+    pub async fn create_table(
+        &self,
+        mut def: TableDef,
+        if_not_exists: bool,
+    ) -> Result<Option<Arc<TableDef>>> {
+        let _ddl = self.ddl.lock().await;
+        if !self.has_namespace(&def.namespace) {
+            return Err(Error::NotFound(format!(
+                "namespace {} does not exist",
+                def.namespace
+            )));
+        }
+        if self.table(&def.namespace, &def.name).is_some() {
+            return if if_not_exists {
+                Ok(None)
+            } else {
+                Err(Error::AlreadyExists(format!(
+                    "table {} already exists",
+                    def.qualified()
+                )))
+            };
+        }
+        let id = self.state.read().next_table_id;
+        def.id = id;
+        def.created_at = now_millis();
+        self.hot
+            .write(WriteRequest {
+                meta: vec![
+                    (store::table_key(id), Some(store::encode_table(&def))),
+                    (
+                        store::NEXT_TABLE_ID.as_bytes().to_vec(),
+                        Some((id + 1).to_be_bytes().to_vec()),
+                    ),
+                ],
+                ..Default::default()
+            })
+            .await?;
+        let def = Arc::new(def);
+        let mut state = self.state.write();
+        state.next_table_id = id + 1;
+        state
+            .tables
+            .insert((def.namespace.clone(), def.name.clone()), def.clone());
+        Ok(Some(def))
+    }
+
+    /// Drops a table and its rows; `Ok(None)` if it did not exist and `if_exists` was given.
+    pub async fn drop_table(
+        &self,
+        namespace: &str,
+        name: &str,
+        if_exists: bool,
+    ) -> Result<Option<Arc<TableDef>>> {
+        let _ddl = self.ddl.lock().await;
+        let Some(def) = self.table(namespace, name) else {
+            return if if_exists {
+                Ok(None)
+            } else {
+                Err(Error::NotFound(format!(
+                    "table {namespace}.{name} does not exist"
+                )))
+            };
+        };
+        self.hot
+            .write(WriteRequest {
+                meta: vec![(store::table_key(def.id), None)],
+                drop_prefixes: vec![PartitionKey::table_prefix(def.id)],
+                ..Default::default()
+            })
+            .await?;
+        self.state
+            .write()
+            .tables
+            .remove(&(namespace.to_string(), name.to_string()));
+        Ok(Some(def))
+    }
+}

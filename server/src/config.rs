@@ -1,0 +1,252 @@
+//! Configuration in layers: defaults, a TOML file, `QUILLDB_<SECTION>__<KEY>` environment
+//! variables, then command-line flags. docs/configuration.md lists every key.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[auth]`
+    pub auth: AuthConfig,
+    /// `[storage]`
+    pub storage: StorageConfig,
+    /// `[log]`
+    pub log: LogConfig,
+    /// `[limits]`
+    pub limits: LimitsConfig,
+    /// `[query]`
+    pub query: QueryConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Where everything is stored.
+    pub data_dir: PathBuf,
+    /// Flight SQL listen address (port 0 picks a free port).
+    pub flight_addr: String,
+    /// HTTP listen address for /health, /ready and /metrics.
+    pub http_addr: String,
+    /// Node id written into every `_seq` (0 to 1023).
+    pub node_id: u16,
+    /// Seconds that running calls get to finish at shutdown.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            flight_addr: "127.0.0.1:50051".into(),
+            http_addr: "127.0.0.1:9051".into(),
+            node_id: 1,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// root's password; none lets root in with an empty password from loopback only.
+    pub root_password: Option<String>,
+    /// Lifetime of bearer tokens.
+    pub token_ttl_seconds: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            root_password: None,
+            token_ttl_seconds: 12 * 3600,
+        }
+    }
+}
+
+/// Durability of acknowledged writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// fsync before the acknowledgement (group commit).
+    Sync,
+    /// write before the acknowledgement, fsync at least once a second.
+    Async,
+}
+
+impl From<Durability> for quilldb_storage::hot::Durability {
+    fn from(d: Durability) -> Self {
+        match d {
+            Durability::Sync => Self::Sync,
+            Durability::Async => Self::Async,
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageConfig {
+    /// `sync` or `async`.
+    pub durability: Durability,
+    /// RocksDB block cache in MiB.
+    pub block_cache_mb: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Sync,
+            block_cache_mb: 256,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// Largest SQL text in bytes.
+    pub max_sql_bytes: usize,
+    /// Largest gRPC message either way, in bytes.
+    pub max_message_bytes: usize,
+    /// Most rows in one INSERT or ingest call.
+    pub max_rows_per_insert: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_sql_bytes: 1 << 20,
+            max_message_bytes: 64 << 20,
+            max_rows_per_insert: 1_000_000,
+        }
+    }
+}
+
+/// `[query]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueryConfig {
+    /// DataFusion's target partitions (parallelism of one query).
+    pub target_partitions: usize,
+    /// Seconds a FlightInfo ticket stays valid.
+    pub ticket_ttl_seconds: u64,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            target_partitions: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            ticket_ttl_seconds: 300,
+        }
+    }
+}
+
+/// Flags of `quilldb serve`; each overrides the file and the environment.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "QUILLDB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data folder [default: ./data].
+    #[arg(long, env = "QUILLDB_SERVER__DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Flight SQL listen address [default: 127.0.0.1:50051].
+    #[arg(long, env = "QUILLDB_SERVER__FLIGHT_ADDR")]
+    pub flight_addr: Option<String>,
+    /// HTTP listen address [default: 127.0.0.1:9051].
+    #[arg(long, env = "QUILLDB_SERVER__HTTP_ADDR")]
+    pub http_addr: Option<String>,
+    /// Node id in every `_seq` [default: 1].
+    #[arg(long, env = "QUILLDB_SERVER__NODE_ID")]
+    pub node_id: Option<u16>,
+    /// Durability of writes [default: sync].
+    #[arg(long, value_enum, env = "QUILLDB_STORAGE__DURABILITY")]
+    pub durability: Option<Durability>,
+    /// Log level [default: info].
+    #[arg(long, env = "QUILLDB_LOG__LEVEL")]
+    pub log_level: Option<String>,
+}
+
+impl Config {
+    /// Loads the layers for `quilldb serve`.
+    pub fn load(args: &ServeArgs) -> Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &args.config {
+            if !path.exists() {
+                return Err(Error::InvalidArgument(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("QUILLDB_").split("__").ignore(&[
+            "config",
+            "root_password",
+            "password",
+        ]));
+        let mut config: Config = fig
+            .extract()
+            .map_err(|e| Error::InvalidArgument(format!("configuration: {e}")))?;
+        if let Ok(p) = std::env::var("QUILLDB_ROOT_PASSWORD") {
+            config.auth.root_password = Some(p);
+        }
+        if let Some(v) = &args.data_dir {
+            config.server.data_dir = v.clone();
+        }
+        if let Some(v) = &args.flight_addr {
+            config.server.flight_addr = v.clone();
+        }
+        if let Some(v) = &args.http_addr {
+            config.server.http_addr = v.clone();
+        }
+        if let Some(v) = args.node_id {
+            config.server.node_id = v;
+        }
+        if let Some(v) = args.durability {
+            config.storage.durability = v;
+        }
+        if let Some(v) = &args.log_level {
+            config.log.level = v.clone();
+        }
+        if config.server.node_id > quilldb_storage::seq::MAX_NODE_ID {
+            return Err(Error::InvalidArgument(format!(
+                "server.node_id {} is above {}",
+                config.server.node_id,
+                quilldb_storage::seq::MAX_NODE_ID
+            )));
+        }
+        Ok(config)
+    }
+}

@@ -1,0 +1,334 @@
+//! The database: stores, catalog, authentication and query planning, shared by every call.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::execution::context::SessionState;
+use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{ObjectName, Statement};
+use futures::TryStreamExt;
+use quilldb_storage::hot::{HotOptions, HotStore, ScanSpec};
+use quilldb_storage::keys::PartitionKey;
+
+use crate::auth::Authenticator;
+use crate::catalog::{Catalog, TableDef, TableType};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::provider::catalog::QuillCatalog;
+use crate::provider::{functions, table::SCAN_BATCH_ROWS};
+use crate::session::Caller;
+use crate::sql::parser::{Command, name_parts};
+
+/// Configured limits enforced on statements.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest SQL text in bytes.
+    pub max_sql_bytes: usize,
+    /// Most rows in one INSERT or ingest call.
+    pub max_rows_per_insert: usize,
+}
+
+/// A planned query and the context that planned it (its catalog view is the caller's).
+pub struct QueryPlan {
+    ctx: SessionContext,
+    plan: LogicalPlan,
+}
+
+impl std::fmt::Debug for QueryPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryPlan")
+            .field("plan", &self.plan)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryPlan {
+    /// The result schema.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(self.plan.schema().as_arrow().clone())
+    }
+}
+
+/// The database.
+pub struct Database {
+    /// The hot store.
+    pub hot: Arc<HotStore>,
+    /// The catalog.
+    pub catalog: Arc<Catalog>,
+    /// Credentials and tokens.
+    pub auth: Authenticator,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Statement limits.
+    pub limits: Limits,
+    base_state: SessionState,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Opens the stores under the configured data folder and loads the catalog.
+    pub fn open(config: &Config, metrics: Arc<Metrics>) -> Result<Arc<Self>> {
+        let data = &config.server.data_dir;
+        std::fs::create_dir_all(data).map_err(|e| {
+            Error::Internal(format!("creating data folder {}: {e}", data.display()))
+        })?;
+        let hot = Arc::new(HotStore::open(&HotOptions {
+            path: data.join("hot"),
+            node_id: config.server.node_id,
+            durability: config.storage.durability.into(),
+            block_cache_bytes: config.storage.block_cache_mb << 20,
+        })?);
+        let catalog = Arc::new(Catalog::load(hot.clone())?);
+        let mut df_config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(quilldb_flight::CATALOG, "public")
+            .with_batch_size(SCAN_BATCH_ROWS)
+            .with_round_robin_repartition(false)
+            .with_target_partitions(config.query.target_partitions.max(1));
+        let opts = df_config.options_mut();
+        opts.sql_parser.map_string_types_to_utf8view = false;
+        opts.execution.parquet.schema_force_view_types = false;
+        let mut base_state = SessionStateBuilder::new()
+            .with_config(df_config)
+            .with_default_features()
+            .build();
+        for udf in functions::global(hot.clone()) {
+            base_state
+                .register_udf(Arc::new(udf))
+                .map_err(|e| Error::Internal(format!("registering functions: {e}")))?;
+        }
+        Ok(Arc::new(Self {
+            auth: Authenticator::new(
+                config.auth.root_password.clone(),
+                std::time::Duration::from_secs(config.auth.token_ttl_seconds),
+            ),
+            limits: Limits {
+                max_sql_bytes: config.limits.max_sql_bytes,
+                max_rows_per_insert: config.limits.max_rows_per_insert,
+            },
+            hot,
+            catalog,
+            metrics,
+            base_state,
+            started: Instant::now(),
+        }))
+    }
+
+    /// Stops the writer and syncs the WAL.
+    pub fn close(&self) {
+        self.hot.close();
+    }
+
+    /// A DataFusion context for one statement of `caller`.
+    pub fn context(self: &Arc<Self>, caller: &Caller) -> SessionContext {
+        let mut state = self.base_state.clone();
+        state.config_mut().options_mut().catalog.default_schema =
+            caller.namespace().unwrap_or_else(|| "public".into());
+        for udf in functions::session(&caller.user, &caller.role.to_string()) {
+            let _ = state.register_udf(Arc::new(udf));
+        }
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_catalog(
+            quilldb_flight::CATALOG,
+            Arc::new(QuillCatalog::new(self.clone(), caller.clone())),
+        );
+        ctx
+    }
+
+    /// Plans a query with its parameter values bound.
+    pub async fn plan_query(
+        self: &Arc<Self>,
+        caller: &Caller,
+        stmt: Statement,
+        params: &[ScalarValue],
+    ) -> Result<QueryPlan> {
+        let ctx = self.context(caller);
+        plan_in(ctx, stmt, params).await
+    }
+
+    /// Runs a query to completion (for DML row selection).
+    pub async fn query_batches(
+        self: &Arc<Self>,
+        caller: &Caller,
+        stmt: Statement,
+        params: &[ScalarValue],
+    ) -> Result<Vec<RecordBatch>> {
+        let plan = self.plan_query(caller, stmt, params).await?;
+        collect(plan).await
+    }
+
+    /// Runs query text to completion.
+    pub async fn query_sql(
+        self: &Arc<Self>,
+        caller: &Caller,
+        sql: &str,
+        params: &[ScalarValue],
+    ) -> Result<Vec<RecordBatch>> {
+        match crate::sql::parser::parse(sql)? {
+            Command::Query(stmt) => self.query_batches(caller, *stmt, params).await,
+            _ => Err(Error::Internal(format!("not a query: {sql}"))),
+        }
+    }
+
+    /// Runs query text against one in-memory table named `table` (ON CONFLICT DO UPDATE).
+    pub async fn scratch_query(
+        self: &Arc<Self>,
+        caller: &Caller,
+        table: &str,
+        rows: RecordBatch,
+        sql: &str,
+        params: &[ScalarValue],
+    ) -> Result<Vec<RecordBatch>> {
+        let mut state = self.base_state.clone();
+        state.config_mut().options_mut().catalog.default_catalog = "scratch".into();
+        state.config_mut().options_mut().catalog.default_schema = "scratch".into();
+        let mut config = state.config().clone();
+        config = config.with_create_default_catalog_and_schema(true);
+        let ctx = SessionContext::new_with_state(
+            SessionStateBuilder::new_from_existing(state)
+                .with_config(config)
+                .build(),
+        );
+        for udf in functions::session(&caller.user, &caller.role.to_string()) {
+            ctx.register_udf(udf);
+        }
+        ctx.register_batch(table, rows)?;
+        let Command::Query(stmt) = crate::sql::parser::parse(sql)? else {
+            return Err(Error::Internal(format!("not a query: {sql}")));
+        };
+        collect(plan_in(ctx, *stmt, params).await?).await
+    }
+
+    /// Runs a planned query as a stream.
+    pub async fn execute(
+        &self,
+        plan: &QueryPlan,
+    ) -> Result<datafusion::execution::SendableRecordBatchStream> {
+        let df = DataFrame::new(plan.ctx.state(), plan.plan.clone());
+        Ok(df.execute_stream().await?)
+    }
+
+    /// `(namespace, table)` of a possibly unqualified name.
+    pub fn resolve_table_name(
+        &self,
+        caller: &Caller,
+        name: &ObjectName,
+    ) -> Result<(String, String)> {
+        let parts = name_parts(name)?;
+        match parts.as_slice() {
+            [t] => match caller.namespace() {
+                Some(ns) => Ok((ns, t.clone())),
+                None => Err(Error::InvalidArgument(format!(
+                    "no namespace selected for table {t}: write ns.{t} or run USE ns first"
+                ))),
+            },
+            [ns, t] => Ok((ns.clone(), t.clone())),
+            [c, ns, t] if c == quilldb_flight::CATALOG => Ok((ns.clone(), t.clone())),
+            _ => Err(Error::InvalidArgument(format!(
+                "{name} is not a table name"
+            ))),
+        }
+    }
+
+    /// The definition of a table that must exist.
+    pub fn table_for(&self, caller: &Caller, name: &ObjectName) -> Result<Arc<TableDef>> {
+        let (ns, t) = self.resolve_table_name(caller, name)?;
+        if !self.catalog.has_namespace(&ns) {
+            return Err(Error::NotFound(format!("namespace {ns} does not exist")));
+        }
+        self.catalog
+            .table(&ns, &t)
+            .ok_or_else(|| Error::NotFound(format!("table {ns}.{t} does not exist")))
+    }
+
+    /// The hot-store partition the caller's rows of `def` live in.
+    pub fn partition_of(&self, def: &TableDef, caller: &Caller) -> Result<Vec<u8>> {
+        match def.table_type {
+            TableType::Shared => Ok(Vec::new()),
+            TableType::User | TableType::Stream => Ok(caller.user.as_bytes().to_vec()),
+        }
+    }
+
+    /// A scan of every column and `_seq` of one partition.
+    pub fn full_scan_spec(&self, def: &TableDef, partition: &PartitionKey) -> Result<ScanSpec> {
+        Ok(ScanSpec {
+            partition: partition.clone(),
+            columns: def.columns.iter().map(|c| (c.id, c.field(def))).collect(),
+            with_seq: true,
+            min_seq: 0,
+            max_seq: u64::MAX,
+            batch_size: SCAN_BATCH_ROWS,
+            limit: None,
+        })
+    }
+
+    /// Server figures for system.stats.
+    pub fn stats(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "uptime_seconds",
+                self.started.elapsed().as_secs().to_string(),
+            ),
+            ("namespaces", self.catalog.namespaces().len().to_string()),
+            ("tables", self.catalog.tables(None).len().to_string()),
+            (
+                "hot_keys_estimate",
+                self.hot
+                    .property("rocksdb.estimate-num-keys")
+                    .unwrap_or(0)
+                    .to_string(),
+            ),
+            (
+                "resident_memory_bytes",
+                crate::metrics::resident_bytes().to_string(),
+            ),
+            ("open_files", crate::metrics::open_files().to_string()),
+        ]
+    }
+}
+
+async fn plan_in(
+    ctx: SessionContext,
+    stmt: Statement,
+    params: &[ScalarValue],
+) -> Result<QueryPlan> {
+    let plan = ctx
+        .state()
+        .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
+        .await?;
+    let plan = if params.is_empty() {
+        plan
+    } else {
+        plan.with_param_values(params.to_vec())?
+    };
+    Ok(QueryPlan { ctx, plan })
+}
+
+async fn collect(plan: QueryPlan) -> Result<Vec<RecordBatch>> {
+    let df = DataFrame::new(plan.ctx.state(), plan.plan);
+    let stream = df.execute_stream().await?;
+    Ok(stream.try_collect().await?)
+}
+
+impl QueryPlan {
+    /// The types DataFusion inferred for `$n` placeholders.
+    pub fn parameter_types(
+        &self,
+    ) -> std::collections::HashMap<String, Option<arrow::datatypes::DataType>> {
+        self.plan.get_parameter_types().unwrap_or_default()
+    }
+}

@@ -1,0 +1,53 @@
+//! The QuillDB server: catalog, SQL, table providers, authentication, sessions, configuration
+//! and lifecycle, and the `quilldb` binary.
+//!
+//! ```text
+//!  Flight SQL call ─► quilldb_flight (auth layer, commands, tickets)
+//!                         │ Backend trait
+//!                         ▼
+//!                  backend::QuillBackend ─► sql::run ─┬─ DDL ─► catalog (records in the hot store)
+//!                                                      ├─ DML ─► sql::dml ─► RowOps ─► hot store writer
+//!                                                      └─ query ─► DataFusion plan
+//!                                                                      │ provider::catalog / table
+//!                                                                      ▼
+//!                                                            HotScanExec ─► hot store scan ─► DoGet
+//! ```
+
+/// Authentication: credentials, sessions, tokens.
+pub mod auth;
+/// Authorization: the permission matrix.
+pub mod authz;
+/// The Flight backend.
+pub mod backend;
+/// Namespaces and tables.
+pub mod catalog;
+/// Configuration.
+pub mod config;
+/// The database.
+pub mod db;
+/// Errors and their gRPC codes.
+pub mod error;
+/// HTTP health and metrics.
+pub mod http;
+/// Start and stop.
+pub mod lifecycle;
+/// Prometheus metrics.
+pub mod metrics;
+/// DataFusion providers.
+pub mod provider;
+/// Sessions and roles.
+pub mod session;
+/// The SQL dialect.
+pub mod sql;
+
+/// The server version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit the binary was built from.
+pub const GIT_COMMIT: &str = env!("QUILLDB_GIT_COMMIT");
+/// When the binary was built.
+pub const BUILD_DATE: &str = env!("QUILLDB_BUILD_DATE");
+
+/// `quilldb <version> (commit <c>, built <d>)`.
+pub fn version_line() -> String {
+    format!("quilldb {VERSION} (commit {GIT_COMMIT}, built {BUILD_DATE})")
+}

@@ -1,0 +1,130 @@
+//! Start and stop: stores, the Flight and HTTP listeners, the ready line, signals.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use quilldb_flight::{AuthLayer, QuillFlightSql};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tower::Layer;
+
+use crate::backend::QuillBackend;
+use crate::config::Config;
+use crate::db::Database;
+use crate::error::{Error, Result};
+use crate::http;
+use crate::metrics::Metrics;
+
+async fn bind(addr: &str, what: &str) -> Result<(TcpListener, SocketAddr)> {
+    let l = TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Internal(format!("binding the {what} address {addr}: {e}")))?;
+    let local = l
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("reading the {what} address: {e}")))?;
+    Ok((l, local))
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the server until a signal; returns after a clean shutdown.
+pub async fn serve(config: Config) -> Result<()> {
+    let metrics = Arc::new(Metrics::new().map_err(|e| Error::Internal(format!("metrics: {e}")))?);
+    let db = Database::open(&config, metrics.clone())?;
+    let (flight_listener, flight_addr) = bind(&config.server.flight_addr, "Flight").await?;
+    let (http_listener, http_addr) = bind(&config.server.http_addr, "HTTP").await?;
+
+    let backend = Arc::new(QuillBackend::new(db.clone()));
+    let service = QuillFlightSql::new(
+        backend.clone(),
+        Duration::from_secs(config.query.ticket_ttl_seconds),
+    )
+    .map_err(|e| Error::Internal(format!("starting the Flight service: {}", e.message())))?;
+    let max = config.limits.max_message_bytes;
+    let flight = FlightServiceServer::new(service)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let flight = AuthLayer::new(backend).layer(flight);
+
+    let shutdown = CancellationToken::new();
+    let ready = Arc::new(AtomicBool::new(false));
+    let flight_task = tokio::spawn({
+        let stop = shutdown.clone();
+        tonic::transport::Server::builder()
+            .add_service(flight)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(flight_listener),
+                stop.cancelled_owned(),
+            )
+    });
+    let http_task = tokio::spawn({
+        let stop = shutdown.clone();
+        let app = http::router(ready.clone(), metrics);
+        async move {
+            axum::serve(http_listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
+    });
+
+    ready.store(true, Ordering::Release);
+    tracing::info!(%flight_addr, %http_addr, "ready");
+    println!("quilldb ready: flight=grpc://{flight_addr} http=http://{http_addr}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    signal().await;
+    tracing::info!("shutting down: no new calls; waiting for running ones");
+    ready.store(false, Ordering::Release);
+    tokio::spawn(async {
+        signal().await;
+        tracing::warn!("second signal: exiting at once");
+        std::process::exit(1);
+    });
+    shutdown.cancel();
+    let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    let flight_abort = flight_task.abort_handle();
+    match tokio::time::timeout(grace, flight_task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "Flight server failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "Flight server task failed"),
+        Err(_) => {
+            tracing::warn!("calls still running after the grace period: ending them");
+            flight_abort.abort();
+        }
+    }
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http_task).await {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+    let closing = db.clone();
+    tokio::task::spawn_blocking(move || closing.close())
+        .await
+        .map_err(|e| Error::Internal(format!("closing the stores: {e}")))?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

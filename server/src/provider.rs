@@ -1,0 +1,11 @@
+//! DataFusion's view of QuillDB: a catalog provider per query, table providers over the hot
+//! store, system tables, and QuillDB's SQL functions.
+
+/// The `quill` catalog and its schemas.
+pub mod catalog;
+/// QuillDB's scalar functions.
+pub mod functions;
+/// System tables.
+pub mod system;
+/// The table provider over the hot store.
+pub mod table;

@@ -1,0 +1,101 @@
+//! The `quill` catalog as DataFusion sees it, built per statement for one caller so that the
+//! caller's rights apply while planning.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::Result as DfResult;
+use datafusion::error::DataFusionError;
+
+use super::system::{SYSTEM_SCHEMA, SystemSchema};
+use super::table::HotTable;
+use crate::authz;
+use crate::db::Database;
+use crate::session::Caller;
+
+/// The catalog for one caller.
+#[derive(Debug)]
+pub struct QuillCatalog {
+    db: Arc<Database>,
+    caller: Caller,
+}
+
+impl QuillCatalog {
+    /// The catalog as `caller` sees it.
+    pub fn new(db: Arc<Database>, caller: Caller) -> Self {
+        Self { db, caller }
+    }
+}
+
+impl CatalogProvider for QuillCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .db
+            .catalog
+            .namespaces()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        names.push(SYSTEM_SCHEMA.to_string());
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == SYSTEM_SCHEMA {
+            return Some(Arc::new(SystemSchema::new(
+                self.db.clone(),
+                self.caller.clone(),
+            )));
+        }
+        self.db.catalog.has_namespace(name).then(|| {
+            Arc::new(NamespaceSchema {
+                db: self.db.clone(),
+                caller: self.caller.clone(),
+                namespace: name.to_string(),
+            }) as Arc<dyn SchemaProvider>
+        })
+    }
+}
+
+/// One namespace.
+#[derive(Debug)]
+struct NamespaceSchema {
+    db: Arc<Database>,
+    caller: Caller,
+    namespace: String,
+}
+
+#[async_trait]
+impl SchemaProvider for NamespaceSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.db
+            .catalog
+            .tables(Some(&self.namespace))
+            .into_iter()
+            .filter(|t| authz::can_read(self.caller.role, t))
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let Some(def) = self.db.catalog.table(&self.namespace, name) else {
+            return Ok(None);
+        };
+        authz::require_read(self.caller.role, &def)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let partition = self
+            .db
+            .partition_of(&def, &self.caller)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(Some(Arc::new(HotTable::new(
+            def,
+            self.db.hot.clone(),
+            &partition,
+        )?)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.db.catalog.table(&self.namespace, name).is_some()
+    }
+}

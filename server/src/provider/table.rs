@@ -1,0 +1,355 @@
+//! The table provider: scans a table's partition of the hot store, with primary-key lookups,
+//! `_seq` ranges, projections and limits pushed down.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::datasource::TableType as DfTableType;
+use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{
+    Boundedness, ChildrenPropertiesMode, EmissionType, ReplaceChildrenOptions,
+};
+use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
+use quilldb_storage::hot::{HotStore, SEQ_COLUMN, ScanSpec};
+use quilldb_storage::keys::PartitionKey;
+
+use crate::catalog::TableDef;
+use crate::sql::keys::encode_pk_scalar;
+
+/// Rows per batch out of a scan.
+pub const SCAN_BATCH_ROWS: usize = 8192;
+
+/// A table as DataFusion sees it.
+pub struct HotTable {
+    def: Arc<TableDef>,
+    hot: Arc<HotStore>,
+    partition: PartitionKey,
+    schema: SchemaRef,
+}
+
+impl fmt::Debug for HotTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HotTable({})", self.def.qualified())
+    }
+}
+
+impl HotTable {
+    /// The provider of `def`'s partition `partition` (empty for SHARED tables).
+    pub fn new(def: Arc<TableDef>, hot: Arc<HotStore>, partition: &[u8]) -> DfResult<Self> {
+        let partition = PartitionKey::new(def.id, partition)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(Self {
+            schema: def.query_schema(),
+            def,
+            hot,
+            partition,
+        })
+    }
+}
+
+/// What the filters allow the scan to skip.
+#[derive(Debug, Default)]
+struct Pruning {
+    keys: Option<Vec<Vec<u8>>>,
+    min_seq: u64,
+    max_seq: u64,
+}
+
+fn column_literal<'e>(e: &'e BinaryExpr) -> Option<(&'e str, Operator, &'e ScalarValue)> {
+    match (e.left.as_ref(), e.right.as_ref()) {
+        (Expr::Column(c), Expr::Literal(v, _)) => Some((c.name.as_str(), e.op, v)),
+        (Expr::Literal(v, _), Expr::Column(c)) => Some((c.name.as_str(), e.op.swap()?, v)),
+        _ => None,
+    }
+}
+
+impl Pruning {
+    fn from_filters(def: &TableDef, filters: &[Expr]) -> Self {
+        let mut p = Self {
+            keys: None,
+            min_seq: 0,
+            max_seq: u64::MAX,
+        };
+        let Ok((_, pk)) = def.pk() else {
+            return p;
+        };
+        let pk_type = pk.ty.arrow();
+        let key_of = |v: &ScalarValue| -> Option<Vec<u8>> {
+            let v = v.cast_to(&pk_type).ok()?;
+            encode_pk_scalar(&v).ok().flatten()
+        };
+        for f in filters {
+            match f {
+                Expr::BinaryExpr(b) => {
+                    let Some((col, op, v)) = column_literal(b) else {
+                        continue;
+                    };
+                    if col == pk.name && op == Operator::Eq {
+                        // A key that cannot be encoded (NULL) matches nothing.
+                        p.keys = Some(key_of(v).into_iter().collect());
+                    } else if col == SEQ_COLUMN {
+                        let Ok(ScalarValue::Int64(Some(s))) =
+                            v.cast_to(&arrow::datatypes::DataType::Int64)
+                        else {
+                            continue;
+                        };
+                        let s = s.max(0) as u64;
+                        match op {
+                            Operator::Eq => {
+                                p.min_seq = p.min_seq.max(s);
+                                p.max_seq = p.max_seq.min(s);
+                            }
+                            Operator::Gt => p.min_seq = p.min_seq.max(s.saturating_add(1)),
+                            Operator::GtEq => p.min_seq = p.min_seq.max(s),
+                            Operator::Lt => p.max_seq = p.max_seq.min(s.saturating_sub(1)),
+                            Operator::LtEq => p.max_seq = p.max_seq.min(s),
+                            _ => {}
+                        }
+                    }
+                }
+                Expr::InList(l) if !l.negated => {
+                    if let Expr::Column(c) = l.expr.as_ref()
+                        && c.name == pk.name
+                    {
+                        let keys: Option<Vec<Vec<u8>>> = l
+                            .list
+                            .iter()
+                            .map(|e| match e {
+                                Expr::Literal(v, _) => Some(key_of(v)),
+                                _ => None,
+                            })
+                            .collect::<Option<Vec<_>>>()
+                            .map(|ks| ks.into_iter().flatten().collect());
+                        if let Some(keys) = keys {
+                            p.keys = Some(keys);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        p
+    }
+}
+
+#[async_trait]
+impl TableProvider for HotTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> DfTableType {
+        DfTableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Filters prune the scan; DataFusion still applies them to what comes out.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let projection = projection.cloned().unwrap_or(all);
+        let seq_index = self.def.columns.len();
+        let out_schema = Arc::new(self.schema.project(&projection)?);
+        let columns = projection
+            .iter()
+            .filter(|i| **i != seq_index)
+            .map(|i| {
+                let c = &self.def.columns[*i];
+                (c.id, self.schema.field(*i).clone())
+            })
+            .collect::<Vec<_>>();
+        let with_seq = projection.contains(&seq_index);
+        // The scan yields columns then _seq; `order` puts them back in the projection's order.
+        let mut order = Vec::with_capacity(projection.len());
+        let mut next_col = 0;
+        for i in &projection {
+            if *i == seq_index {
+                order.push(columns.len());
+            } else {
+                order.push(next_col);
+                next_col += 1;
+            }
+        }
+        let pruning = Pruning::from_filters(&self.def, filters);
+        let spec = ScanSpec {
+            partition: self.partition.clone(),
+            columns,
+            with_seq,
+            min_seq: pruning.min_seq,
+            max_seq: pruning.max_seq,
+            batch_size: SCAN_BATCH_ROWS,
+            limit,
+        };
+        Ok(Arc::new(HotScanExec::new(
+            self.def.qualified(),
+            self.hot.clone(),
+            spec,
+            pruning.keys,
+            out_schema,
+            order,
+        )))
+    }
+}
+
+/// Reads one table partition from the hot store.
+pub struct HotScanExec {
+    table: String,
+    hot: Arc<HotStore>,
+    spec: ScanSpec,
+    keys: Option<Vec<Vec<u8>>>,
+    schema: SchemaRef,
+    order: Vec<usize>,
+    props: Arc<PlanProperties>,
+}
+
+impl fmt::Debug for HotScanExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HotScanExec({})", self.table)
+    }
+}
+
+impl HotScanExec {
+    fn new(
+        table: String,
+        hot: Arc<HotStore>,
+        spec: ScanSpec,
+        keys: Option<Vec<Vec<u8>>>,
+        schema: SchemaRef,
+        order: Vec<usize>,
+    ) -> Self {
+        let props = PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Self {
+            table,
+            hot,
+            spec,
+            keys,
+            schema,
+            order,
+            props: Arc::new(props),
+        }
+    }
+}
+
+impl DisplayAs for HotScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "HotScanExec: table={}", self.table)?;
+        if let Some(k) = &self.keys {
+            write!(f, ", key_lookups={}", k.len())?;
+        }
+        if self.spec.min_seq > 0 || self.spec.max_seq < u64::MAX {
+            write!(f, ", seq=[{}, {}]", self.spec.min_seq, self.spec.max_seq)?;
+        }
+        if let Some(l) = self.spec.limit {
+            write!(f, ", limit={l}")?;
+        }
+        Ok(())
+    }
+}
+
+fn reorder(batch: RecordBatch, schema: &SchemaRef, order: &[usize]) -> DfResult<RecordBatch> {
+    let cols = order.iter().map(|i| batch.column(*i).clone()).collect();
+    let opts =
+        arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        cols,
+        &opts,
+    )?)
+}
+
+impl ExecutionPlan for HotScanExec {
+    fn name(&self) -> &'static str {
+        "HotScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.props
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        _: Vec<Arc<dyn ExecutionPlan>>,
+        _: ReplaceChildrenOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    #[allow(deprecated)]
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    fn execute(
+        &self,
+        _partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
+        let tx = builder.tx();
+        let hot = self.hot.clone();
+        let spec = self.spec.clone();
+        let keys = self.keys.clone();
+        let schema = self.schema.clone();
+        let order = self.order.clone();
+        builder.spawn_blocking(move || {
+            let send = |b: RecordBatch| -> bool {
+                let out = reorder(b, &schema, &order);
+                tx.blocking_send(out).is_ok()
+            };
+            let result = match keys {
+                Some(keys) => hot.lookup(&spec, &keys).map(|b| {
+                    send(b);
+                }),
+                None => hot.scan(&spec, send),
+            };
+            result.map_err(|e| DataFusionError::External(Box::new(e)))
+        });
+        Ok(builder.build())
+    }
+}

@@ -1,0 +1,145 @@
+//! QuillDB's SQL: parsing, DDL, DML, and the dispatch of one statement.
+
+/// Namespaces and tables.
+pub mod ddl;
+/// INSERT, UPDATE, DELETE.
+pub mod dml;
+/// Primary-key encoding.
+pub mod keys;
+/// The statement parser.
+pub mod parser;
+
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use quilldb_flight::Outcome;
+use quilldb_storage::hot::WriteRequest;
+
+use crate::db::{Database, QueryPlan};
+use crate::error::{Error, Result};
+use crate::session::Caller;
+use parser::Command;
+
+/// How often a statement is replanned when a concurrent write changed its rows.
+const MAX_RETRIES: usize = 16;
+
+/// The parameter rows of a call: one execution per row (none: one execution, no values).
+pub fn param_rows(params: Option<&RecordBatch>) -> Result<Vec<Vec<ScalarValue>>> {
+    let Some(b) = params else {
+        return Ok(vec![Vec::new()]);
+    };
+    if b.num_rows() == 0 {
+        return Ok(vec![Vec::new()]);
+    }
+    (0..b.num_rows())
+        .map(|r| {
+            b.columns()
+                .iter()
+                .map(|c| Ok(ScalarValue::try_from_array(c, r)?))
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs (or plans, for a query) one statement.
+pub async fn run(
+    db: &Arc<Database>,
+    caller: &Caller,
+    sql: &str,
+    params: Option<RecordBatch>,
+) -> Result<Outcome<QueryPlan>> {
+    if sql.len() > db.limits.max_sql_bytes {
+        return Err(Error::ResourceExhausted(format!(
+            "the SQL text is {} bytes; the limit is {}",
+            sql.len(),
+            db.limits.max_sql_bytes
+        )));
+    }
+    let cmd = parser::parse(sql)?;
+    let rows = param_rows(params.as_ref())?;
+    match cmd {
+        Command::CreateNamespace {
+            name,
+            if_not_exists,
+        } => {
+            ddl::create_namespace(db, caller, &name, if_not_exists).await?;
+            Ok(Outcome::Affected(0))
+        }
+        Command::DropNamespace { name, if_exists } => {
+            ddl::drop_namespace(db, caller, &name, if_exists).await?;
+            Ok(Outcome::Affected(0))
+        }
+        Command::Use(ns) => {
+            ddl::use_namespace(db, caller, &ns)?;
+            Ok(Outcome::Affected(0))
+        }
+        Command::ShowNamespaces => Ok(Outcome::Rows(ddl::show_namespaces(db)?)),
+        Command::ShowTables(ns) => Ok(Outcome::Rows(ddl::show_tables(db, caller, ns.as_deref())?)),
+        Command::Describe(name) => Ok(Outcome::Rows(ddl::describe(db, caller, &name)?)),
+        Command::CreateTable { prefix, stmt } => {
+            ddl::create_table(db, caller, prefix, &stmt).await?;
+            Ok(Outcome::Affected(0))
+        }
+        Command::DropTable { name, if_exists } => {
+            ddl::drop_table(db, caller, &name, if_exists).await?;
+            Ok(Outcome::Affected(0))
+        }
+        Command::Insert(_) | Command::Update(_) | Command::Delete(_) => {
+            let n = write(db, caller, &cmd, &rows).await?;
+            db.metrics.rows_written.inc_by(n as u64);
+            Ok(Outcome::Affected(n))
+        }
+        Command::Query(stmt) => {
+            let first = rows.into_iter().next().unwrap_or_default();
+            let plan = db.plan_query(caller, *stmt, &first).await?;
+            Ok(Outcome::Query {
+                schema: plan.schema(),
+                plan,
+            })
+        }
+        Command::Unsupported(what) => Err(Error::Unsupported(what)),
+    }
+}
+
+/// Applies a DML statement once per parameter row, all executions in one atomic write.
+async fn write(
+    db: &Arc<Database>,
+    caller: &Caller,
+    cmd: &Command,
+    rows: &[Vec<ScalarValue>],
+) -> Result<i64> {
+    for _ in 0..MAX_RETRIES {
+        let mut ops = Vec::new();
+        let mut keys = Vec::new();
+        for params in rows {
+            let planned = dml::plan(db, caller, cmd, params).await?;
+            ops.extend(planned.ops);
+            keys.extend(planned.keys);
+        }
+        if ops.is_empty() {
+            return Ok(0);
+        }
+        match db
+            .hot
+            .write(WriteRequest {
+                rows: ops,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(outcome) => return Ok(outcome.applied as i64),
+            Err(quilldb_storage::Error::DuplicateKey { op }) => {
+                let (table, key) = keys.get(op).cloned().unwrap_or_default();
+                return Err(Error::AlreadyExists(format!(
+                    "duplicate primary key {key} in {table}"
+                )));
+            }
+            Err(quilldb_storage::Error::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::FailedPrecondition(
+        "the rows kept changing under concurrent writes; retry the statement".into(),
+    ))
+}

@@ -1,0 +1,761 @@
+//! INSERT, UPDATE and DELETE. Each statement is planned into row ops that the hot store's
+//! writer applies atomically; row selection and expressions are DataFusion's.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, StringArray, UInt32Array, new_null_array,
+};
+use arrow::compute::{CastOptions, cast_with_options, concat_batches, take};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::sql::sqlparser::ast::{
+    AssignmentTarget, Delete, Expr, FromTable, Ident, Insert, OnConflictAction, OnInsert, SetExpr,
+    TableFactor, TableObject, UnaryOperator, Update, Value, visit_expressions_mut,
+};
+use quilldb_storage::codec::encode_rows;
+use quilldb_storage::hot::{RowOp, SEQ_COLUMN, WriteMode};
+use quilldb_storage::keys::PartitionKey;
+
+use crate::authz;
+use crate::catalog::types::SqlType;
+use crate::catalog::{DefaultExpr, TableDef};
+use crate::db::Database;
+use crate::error::{Error, Result};
+use crate::session::Caller;
+use crate::sql::keys::{display_key, encode_pk_array};
+use crate::sql::parser::{Command, normalize};
+
+/// Row ops of one statement execution, with what the duplicate-key error needs.
+#[derive(Default)]
+pub struct Planned {
+    /// The ops.
+    pub ops: Vec<RowOp>,
+    /// For each op: `table`, `column = value` of its key.
+    pub keys: Vec<(String, String)>,
+}
+
+const STRICT: CastOptions<'static> = CastOptions {
+    safe: false,
+    format_options: arrow::util::display::FormatOptions::new(),
+};
+
+fn no_system_column(name: &str) -> Result<()> {
+    if name.starts_with('_') {
+        return Err(Error::InvalidArgument(format!(
+            "{name} is a system column and cannot be written"
+        )));
+    }
+    Ok(())
+}
+
+/// The value of a placeholder such as `$2`.
+fn placeholder(p: &str, params: &[ScalarValue], next: &mut usize) -> Result<ScalarValue> {
+    let index = if p == "?" {
+        *next += 1;
+        *next - 1
+    } else {
+        p.trim_start_matches('$')
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .ok_or_else(|| Error::InvalidArgument(format!("bad placeholder {p}")))?
+    };
+    params.get(index).cloned().ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "placeholder {p} has no value: {} parameter(s) were bound",
+            params.len()
+        ))
+    })
+}
+
+/// A VALUES item that needs no planning: a constant or a parameter.
+fn simple_value(e: &Expr, params: &[ScalarValue], next: &mut usize) -> Result<Option<ScalarValue>> {
+    Ok(match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => Some(ScalarValue::Utf8(Some(n.clone()))),
+            Value::SingleQuotedString(s) => Some(ScalarValue::Utf8(Some(s.clone()))),
+            Value::Boolean(b) => Some(ScalarValue::Boolean(Some(*b))),
+            Value::Null => Some(ScalarValue::Null),
+            Value::Placeholder(p) => Some(placeholder(p, params, next)?),
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => Some(ScalarValue::Utf8(Some(format!("-{n}")))),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+fn cast_column(a: &ArrayRef, column: &str, ty: SqlType) -> Result<ArrayRef> {
+    let target = ty.arrow();
+    if a.data_type() == &target {
+        return Ok(a.clone());
+    }
+    cast_with_options(a, &target, &STRICT).map_err(|e| {
+        Error::InvalidArgument(format!("column {column}: value does not fit {ty}: {e}"))
+    })
+}
+
+fn cast_scalar(v: ScalarValue, column: &str, ty: SqlType) -> Result<ScalarValue> {
+    let target = ty.arrow();
+    if v.is_null() {
+        return Ok(ScalarValue::try_from(&target)?);
+    }
+    v.cast_to(&target).map_err(|_| {
+        Error::InvalidArgument(format!("column {column}: value {v} does not fit {ty}"))
+    })
+}
+
+/// The INSERT's source rows, one array per target column, cast to the column types.
+async fn source_columns(
+    db: &Arc<Database>,
+    caller: &Caller,
+    ins: &Insert,
+    targets: &[(String, SqlType)],
+    params: &[ScalarValue],
+) -> Result<Vec<ArrayRef>> {
+    let source = ins
+        .source
+        .as_ref()
+        .ok_or_else(|| Error::InvalidArgument("INSERT needs VALUES or a SELECT".into()))?;
+    if let SetExpr::Values(values) = source.body.as_ref()
+        && source.order_by.is_none()
+        && source.limit_clause.is_none()
+    {
+        let mut next = 0;
+        let mut columns: Vec<Vec<ScalarValue>> =
+            vec![Vec::with_capacity(values.rows.len()); targets.len()];
+        let mut simple = true;
+        'rows: for row in &values.rows {
+            if row.len() != targets.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "INSERT has {} target columns but a VALUES row has {} values",
+                    targets.len(),
+                    row.len()
+                )));
+            }
+            for (i, e) in row.iter().enumerate() {
+                match simple_value(e, params, &mut next)? {
+                    Some(v) => columns[i].push(cast_scalar(v, &targets[i].0, targets[i].1)?),
+                    None => {
+                        simple = false;
+                        break 'rows;
+                    }
+                }
+            }
+        }
+        if simple {
+            return columns
+                .into_iter()
+                .zip(targets)
+                .map(|(vals, (_, ty))| {
+                    if vals.is_empty() {
+                        Ok(arrow::array::new_empty_array(&ty.arrow()))
+                    } else {
+                        Ok(ScalarValue::iter_to_array(vals)?)
+                    }
+                })
+                .collect();
+        }
+    }
+    let stmt = datafusion::sql::sqlparser::ast::Statement::Query(source.clone());
+    let batches = db.query_batches(caller, stmt, params).await?;
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => {
+            return Ok(targets
+                .iter()
+                .map(|(_, t)| arrow::array::new_empty_array(&t.arrow()))
+                .collect());
+        }
+    };
+    let batch = concat_batches(&schema, &batches)?;
+    if batch.num_columns() != targets.len() {
+        return Err(Error::InvalidArgument(format!(
+            "INSERT has {} target columns but its source has {}",
+            targets.len(),
+            batch.num_columns()
+        )));
+    }
+    batch
+        .columns()
+        .iter()
+        .zip(targets)
+        .map(|(a, (name, ty))| cast_column(a, name, *ty))
+        .collect()
+}
+
+/// The default values of a column for `rows` new rows.
+fn default_column(
+    db: &Database,
+    caller: &Caller,
+    def: &TableDef,
+    i: usize,
+    rows: usize,
+    now_us: i64,
+) -> Result<ArrayRef> {
+    let col = &def.columns[i];
+    let target = col.ty.arrow();
+    let a: ArrayRef = match &col.default {
+        None | Some(DefaultExpr::Literal(None)) => new_null_array(&target, rows),
+        Some(DefaultExpr::SnowflakeId) => {
+            let seq = db.hot.seq();
+            Arc::new(Int64Array::from_iter_values(
+                (0..rows).map(|_| seq.next_id() as i64),
+            ))
+        }
+        Some(DefaultExpr::UuidV7) => Arc::new(StringArray::from_iter_values(
+            (0..rows).map(|_| uuid::Uuid::now_v7().to_string()),
+        )),
+        Some(DefaultExpr::Now) => Arc::new(
+            arrow::array::TimestampMicrosecondArray::from(vec![now_us; rows]).with_timezone("UTC"),
+        ),
+        Some(DefaultExpr::CurrentUser) => {
+            Arc::new(StringArray::from(vec![caller.user.clone(); rows]))
+        }
+        Some(DefaultExpr::Literal(Some(v))) => Arc::new(StringArray::from(vec![v.clone(); rows])),
+    };
+    if matches!(col.default, Some(DefaultExpr::Now)) && col.ty == SqlType::Timestamp {
+        // NOW() is an instant; a TIMESTAMP column keeps it as UTC wall time.
+        return Ok(Arc::new(arrow::array::TimestampMicrosecondArray::from(
+            vec![now_us; rows],
+        )));
+    }
+    cast_column(&a, &col.name, col.ty)
+}
+
+/// Checks NOT NULL, JSON and UUID columns; UUIDs are rewritten in canonical form.
+fn validate_rows(def: &TableDef, mut cols: Vec<ArrayRef>) -> Result<RecordBatch> {
+    for (i, c) in def.columns.iter().enumerate() {
+        let a = &cols[i];
+        if !c.nullable && a.null_count() > 0 {
+            return Err(Error::InvalidArgument(format!(
+                "column {} of {} cannot be NULL",
+                c.name,
+                def.qualified()
+            )));
+        }
+        match c.ty {
+            SqlType::Json => {
+                for v in a.as_string::<i32>().iter().flatten() {
+                    serde_json::from_str::<serde::de::IgnoredAny>(v).map_err(|e| {
+                        Error::InvalidArgument(format!("column {}: invalid JSON: {e}", c.name))
+                    })?;
+                }
+            }
+            SqlType::Uuid => {
+                let canonical: StringArray = a
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| {
+                        v.map(|s| {
+                            uuid::Uuid::parse_str(s)
+                                .map(|u| u.hyphenated().to_string())
+                                .map_err(|_| {
+                                    Error::InvalidArgument(format!(
+                                        "column {}: {s:?} is not a UUID",
+                                        c.name
+                                    ))
+                                })
+                        })
+                        .transpose()
+                    })
+                    .collect::<Result<_>>()?;
+                cols[i] = Arc::new(canonical);
+            }
+            _ => {}
+        }
+    }
+    Ok(RecordBatch::try_new(def.data_schema(), cols)?)
+}
+
+fn column_ids(def: &TableDef) -> Vec<u32> {
+    def.columns.iter().map(|c| c.id).collect()
+}
+
+fn ops_for(
+    def: &TableDef,
+    partition: &Arc<PartitionKey>,
+    batch: &RecordBatch,
+    modes: impl Fn(usize) -> WriteMode,
+    delete: bool,
+    out: &mut Planned,
+) -> Result<()> {
+    let (pk_index, pk) = def.pk()?;
+    let pk_col = batch.column(pk_index);
+    let keys = encode_pk_array(pk_col)?;
+    let rows = if delete {
+        Vec::new()
+    } else {
+        encode_rows(batch, &column_ids(def))?
+    };
+    let mut rows = rows.into_iter();
+    for (i, key) in keys.into_iter().enumerate() {
+        out.ops.push(RowOp {
+            partition: partition.clone(),
+            pk: key,
+            row: if delete { None } else { rows.next() },
+            mode: modes(i),
+        });
+        out.keys.push((
+            def.qualified(),
+            format!("{} = {}", pk.name, display_key(pk_col, i)),
+        ));
+    }
+    Ok(())
+}
+
+fn seqs(batch: &RecordBatch) -> Result<Vec<u64>> {
+    let a = batch
+        .column(batch.num_columns() - 1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| Error::Internal("_seq column missing from a DML scan".into()))?;
+    Ok(a.values().iter().map(|v| *v as u64).collect())
+}
+
+/// Plans one execution of a DML command with one row of parameters.
+pub async fn plan(
+    db: &Arc<Database>,
+    caller: &Caller,
+    cmd: &Command,
+    params: &[ScalarValue],
+) -> Result<Planned> {
+    match cmd {
+        Command::Insert(ins) => insert(db, caller, ins, params).await,
+        Command::Update(u) => update(db, caller, u, params).await,
+        Command::Delete(d) => delete(db, caller, d, params).await,
+        _ => Err(Error::Internal("not a DML statement".into())),
+    }
+}
+
+async fn insert(
+    db: &Arc<Database>,
+    caller: &Caller,
+    ins: &Insert,
+    params: &[ScalarValue],
+) -> Result<Planned> {
+    let TableObject::TableName(name) = &ins.table else {
+        return Err(Error::InvalidArgument(
+            "INSERT INTO a table function is not supported".into(),
+        ));
+    };
+    let def = db.table_for(caller, name)?;
+    authz::require_write(caller.role, &def)?;
+    if ins.returning.is_some() {
+        return Err(Error::Unsupported("INSERT ... RETURNING".into()));
+    }
+    let targets: Vec<(String, SqlType)> = if ins.columns.is_empty() {
+        def.columns.iter().map(|c| (c.name.clone(), c.ty)).collect()
+    } else {
+        let mut t: Vec<(String, SqlType)> = Vec::with_capacity(ins.columns.len());
+        for c in &ins.columns {
+            let parts = crate::sql::parser::name_parts(c)?;
+            let n = parts.last().cloned().unwrap_or_default();
+            no_system_column(&n)?;
+            let (_, col) = def.column(&n).ok_or_else(|| {
+                Error::NotFound(format!("column {n} does not exist in {}", def.qualified()))
+            })?;
+            if t.iter().any(|(x, _)| *x == n) {
+                return Err(Error::InvalidArgument(format!("column {n} is given twice")));
+            }
+            t.push((n, col.ty));
+        }
+        t
+    };
+    let source = source_columns(db, caller, ins, &targets, params).await?;
+    let rows = source.first().map(|a| a.len()).unwrap_or(0);
+    if rows > db.limits.max_rows_per_insert {
+        return Err(Error::ResourceExhausted(format!(
+            "{rows} rows in one INSERT; the limit is {}",
+            db.limits.max_rows_per_insert
+        )));
+    }
+    let mut out = Planned::default();
+    if rows == 0 {
+        return Ok(out);
+    }
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let mut cols = Vec::with_capacity(def.columns.len());
+    for (i, c) in def.columns.iter().enumerate() {
+        match targets.iter().position(|(n, _)| *n == c.name) {
+            Some(j) => cols.push(source[j].clone()),
+            None => cols.push(default_column(db, caller, &def, i, rows, now_us)?),
+        }
+    }
+    let batch = validate_rows(&def, cols)?;
+    let partition = Arc::new(PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?);
+    match &ins.on {
+        None => ops_for(
+            &def,
+            &partition,
+            &batch,
+            |_| WriteMode::InsertNew,
+            false,
+            &mut out,
+        )?,
+        Some(OnInsert::OnConflict(oc)) => {
+            if let Some(datafusion::sql::sqlparser::ast::ConflictTarget::Columns(cols)) =
+                &oc.conflict_target
+            {
+                let (_, pk) = def.pk()?;
+                if cols.len() != 1 || normalize(&cols[0]) != pk.name {
+                    return Err(Error::InvalidArgument(format!(
+                        "ON CONFLICT must name the primary key ({})",
+                        pk.name
+                    )));
+                }
+            }
+            match &oc.action {
+                OnConflictAction::DoNothing => ops_for(
+                    &def,
+                    &partition,
+                    &batch,
+                    |_| WriteMode::InsertIgnore,
+                    false,
+                    &mut out,
+                )?,
+                OnConflictAction::DoUpdate(du) => {
+                    upsert(db, caller, &def, &partition, batch, du, params, &mut out).await?
+                }
+            }
+        }
+        Some(other) => return Err(Error::InvalidArgument(format!("unsupported {other}"))),
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn upsert(
+    db: &Arc<Database>,
+    caller: &Caller,
+    def: &Arc<TableDef>,
+    partition: &Arc<PartitionKey>,
+    batch: RecordBatch,
+    du: &datafusion::sql::sqlparser::ast::DoUpdate,
+    params: &[ScalarValue],
+    out: &mut Planned,
+) -> Result<()> {
+    let (pk_index, pk) = def.pk()?;
+    let keys = encode_pk_array(batch.column(pk_index))?;
+    let mut seen = HashMap::with_capacity(keys.len());
+    for (i, k) in keys.iter().enumerate() {
+        if seen.insert(k.clone(), i).is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "ON CONFLICT DO UPDATE cannot change the row {} = {} twice in one statement",
+                pk.name,
+                display_key(batch.column(pk_index), i)
+            )));
+        }
+    }
+    let spec = db.full_scan_spec(def, partition)?;
+    let existing = db.hot.lookup(&spec, &keys)?;
+    let existing_keys = encode_pk_array(existing.column(pk_index))?;
+    let at: HashMap<&[u8], usize> = existing_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_slice(), i))
+        .collect();
+    let (mut fresh, mut conflicting, mut old_rows) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, k) in keys.iter().enumerate() {
+        match at.get(k.as_slice()) {
+            Some(j) => {
+                conflicting.push(i as u32);
+                old_rows.push(*j as u32);
+            }
+            None => fresh.push(i as u32),
+        }
+    }
+    if !fresh.is_empty() {
+        let idx = UInt32Array::from(fresh);
+        let cols = batch
+            .columns()
+            .iter()
+            .map(|c| take(c, &idx, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        ops_for(
+            def,
+            partition,
+            &RecordBatch::try_new(batch.schema(), cols)?,
+            |_| WriteMode::InsertNew,
+            false,
+            out,
+        )?;
+    }
+    if conflicting.is_empty() {
+        return Ok(());
+    }
+    // Scratch rows: the existing row's columns and _seq, then EXCLUDED's as __excluded_<col>.
+    let old_idx = UInt32Array::from(old_rows);
+    let new_idx = UInt32Array::from(conflicting);
+    let mut fields: Vec<arrow::datatypes::Field> = existing
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut cols: Vec<ArrayRef> = existing
+        .columns()
+        .iter()
+        .map(|c| take(c, &old_idx, None))
+        .collect::<Result<_, _>>()?;
+    for (i, c) in def.columns.iter().enumerate() {
+        fields.push(arrow::datatypes::Field::new(
+            format!("__excluded_{}", c.name),
+            c.ty.arrow(),
+            true,
+        ));
+        cols.push(take(batch.column(i), &new_idx, None)?);
+    }
+    let scratch = RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), cols)?;
+    let mut assignments: HashMap<String, Expr> = HashMap::new();
+    for a in &du.assignments {
+        let AssignmentTarget::ColumnName(n) = &a.target else {
+            return Err(Error::InvalidArgument(
+                "tuple assignments are not supported".into(),
+            ));
+        };
+        let name = crate::sql::parser::name_parts(n)?
+            .last()
+            .cloned()
+            .unwrap_or_default();
+        no_system_column(&name)?;
+        if def.column(&name).is_none() {
+            return Err(Error::NotFound(format!(
+                "column {name} does not exist in {}",
+                def.qualified()
+            )));
+        }
+        if name == pk.name {
+            return Err(Error::InvalidArgument(format!(
+                "the primary key {name} cannot be updated"
+            )));
+        }
+        let mut e = a.value.clone();
+        rewrite_excluded(&mut e);
+        assignments.insert(name, e);
+    }
+    let mut selection = du.selection.clone();
+    if let Some(s) = selection.as_mut() {
+        rewrite_excluded(s);
+    }
+    let sql = select_sql(
+        def,
+        &format!("\"{}\"", def.name),
+        None,
+        &assignments,
+        selection.as_ref(),
+    );
+    let updated = db
+        .scratch_query(caller, &def.name, scratch, &sql, params)
+        .await?;
+    push_updates(def, partition, updated, out)
+}
+
+fn rewrite_excluded(e: &mut Expr) {
+    let _ = visit_expressions_mut(e, |x: &mut Expr| {
+        if let Expr::CompoundIdentifier(parts) = x
+            && parts.len() == 2
+            && parts[0].value.eq_ignore_ascii_case("excluded")
+        {
+            *x = Expr::Identifier(Ident::new(format!("__excluded_{}", normalize(&parts[1]))));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `SELECT <every column, assigned or kept>, _seq FROM <from> [WHERE ...]`.
+fn select_sql(
+    def: &TableDef,
+    from: &str,
+    alias: Option<&str>,
+    assignments: &HashMap<String, Expr>,
+    selection: Option<&Expr>,
+) -> String {
+    let mut sql = String::from("SELECT ");
+    for c in &def.columns {
+        match assignments.get(&c.name) {
+            Some(e) => sql.push_str(&format!("({e}) AS \"{}\", ", c.name)),
+            None => sql.push_str(&format!("\"{}\", ", c.name)),
+        }
+    }
+    sql.push_str(&format!("\"{SEQ_COLUMN}\" FROM {from}"));
+    if let Some(a) = alias {
+        sql.push_str(&format!(" AS {a}"));
+    }
+    if let Some(s) = selection {
+        sql.push_str(&format!(" WHERE {s}"));
+    }
+    sql
+}
+
+fn push_updates(
+    def: &TableDef,
+    partition: &Arc<PartitionKey>,
+    batches: Vec<RecordBatch>,
+    out: &mut Planned,
+) -> Result<()> {
+    for b in batches {
+        if b.num_rows() == 0 {
+            continue;
+        }
+        let seq = seqs(&b)?;
+        let cols = def
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| cast_column(b.column(i), &c.name, c.ty))
+            .collect::<Result<Vec<_>>>()?;
+        let batch = validate_rows(def, cols)?;
+        ops_for(
+            def,
+            partition,
+            &batch,
+            |i| WriteMode::IfSeq(seq[i]),
+            false,
+            out,
+        )?;
+    }
+    Ok(())
+}
+
+fn table_factor(
+    f: &TableFactor,
+) -> Result<(&datafusion::sql::sqlparser::ast::ObjectName, Option<String>)> {
+    match f {
+        TableFactor::Table { name, alias, .. } => {
+            Ok((name, alias.as_ref().map(|a| a.name.to_string())))
+        }
+        other => Err(Error::InvalidArgument(format!(
+            "cannot change rows of {other}"
+        ))),
+    }
+}
+
+fn qualified_sql(def: &TableDef) -> String {
+    format!("\"{}\".\"{}\"", def.namespace, def.name)
+}
+
+async fn update(
+    db: &Arc<Database>,
+    caller: &Caller,
+    u: &Update,
+    params: &[ScalarValue],
+) -> Result<Planned> {
+    if !u.table.joins.is_empty() || u.from.is_some() {
+        return Err(Error::Unsupported("UPDATE with joins or FROM".into()));
+    }
+    let (name, alias) = table_factor(&u.table.relation)?;
+    let def = db.table_for(caller, name)?;
+    authz::require_write(caller.role, &def)?;
+    let (_, pk) = def.pk()?;
+    let mut assignments = HashMap::new();
+    for a in &u.assignments {
+        let AssignmentTarget::ColumnName(n) = &a.target else {
+            return Err(Error::InvalidArgument(
+                "tuple assignments are not supported".into(),
+            ));
+        };
+        let col = crate::sql::parser::name_parts(n)?
+            .last()
+            .cloned()
+            .unwrap_or_default();
+        no_system_column(&col)?;
+        if def.column(&col).is_none() {
+            return Err(Error::NotFound(format!(
+                "column {col} does not exist in {}",
+                def.qualified()
+            )));
+        }
+        if col == pk.name {
+            return Err(Error::InvalidArgument(format!(
+                "the primary key {col} cannot be updated: delete the row and insert it again"
+            )));
+        }
+        assignments.insert(col, a.value.clone());
+    }
+    let sql = select_sql(
+        &def,
+        &qualified_sql(&def),
+        alias.as_deref(),
+        &assignments,
+        u.selection.as_ref(),
+    );
+    let batches = db.query_sql(caller, &sql, params).await?;
+    let partition = Arc::new(PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?);
+    let mut out = Planned::default();
+    push_updates(&def, &partition, batches, &mut out)?;
+    Ok(out)
+}
+
+async fn delete(
+    db: &Arc<Database>,
+    caller: &Caller,
+    d: &Delete,
+    params: &[ScalarValue],
+) -> Result<Planned> {
+    let from = match &d.from {
+        FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+    };
+    if from.len() != 1 || !from[0].joins.is_empty() || d.using.is_some() || !d.tables.is_empty() {
+        return Err(Error::Unsupported("DELETE from several tables".into()));
+    }
+    let (name, alias) = table_factor(&from[0].relation)?;
+    let def = db.table_for(caller, name)?;
+    authz::require_write(caller.role, &def)?;
+    let (pk_index, pk) = def.pk()?;
+    let mut sql = format!(
+        "SELECT \"{}\", \"{SEQ_COLUMN}\" FROM {}",
+        pk.name,
+        qualified_sql(&def)
+    );
+    if let Some(a) = alias {
+        sql.push_str(&format!(" AS {a}"));
+    }
+    if let Some(s) = &d.selection {
+        sql.push_str(&format!(" WHERE {s}"));
+    }
+    let batches = db.query_sql(caller, &sql, params).await?;
+    let partition = Arc::new(PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?);
+    let mut out = Planned::default();
+    for b in batches {
+        if b.num_rows() == 0 {
+            continue;
+        }
+        let seq = seqs(&b)?;
+        let key = cast_column(b.column(0), &pk.name, pk.ty)?;
+        // ops_for reads the key at the table's pk position; build a batch that has it there.
+        let mut cols: Vec<ArrayRef> = def
+            .columns
+            .iter()
+            .map(|c| new_null_array(&c.ty.arrow(), b.num_rows()))
+            .collect();
+        cols[pk_index] = key;
+        let schema = Arc::new(arrow::datatypes::Schema::new(
+            def.columns
+                .iter()
+                .map(|c| arrow::datatypes::Field::new(&c.name, c.ty.arrow(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let keys_only = RecordBatch::try_new(schema, cols)?;
+        ops_for(
+            &def,
+            &partition,
+            &keys_only,
+            |i| WriteMode::IfSeq(seq[i]),
+            true,
+            &mut out,
+        )?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,282 @@
+//! QuillDB's statements on top of sqlparser's PostgreSQL dialect: QuillDB's own statements are
+//! recognised by their first words; everything else goes to sqlparser. Errors carry the line and
+//! column from sqlparser.
+
+use datafusion::sql::sqlparser::ast::CreateTable;
+use datafusion::sql::sqlparser::ast::{Delete, Ident, Insert, ObjectName, Statement, Update};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
+
+use crate::catalog::TableType;
+use crate::error::{Error, Result};
+
+/// A parsed statement.
+#[derive(Debug)]
+pub enum Command {
+    /// CREATE NAMESPACE
+    CreateNamespace {
+        /// Name.
+        name: String,
+        /// IF NOT EXISTS
+        if_not_exists: bool,
+    },
+    /// DROP NAMESPACE
+    DropNamespace {
+        /// Name.
+        name: String,
+        /// IF EXISTS
+        if_exists: bool,
+    },
+    /// SHOW NAMESPACES
+    ShowNamespaces,
+    /// USE ns / SET NAMESPACE ns
+    Use(String),
+    /// CREATE [USER|SHARED|STREAM] TABLE
+    CreateTable {
+        /// The kind written before TABLE, if any.
+        prefix: Option<TableType>,
+        /// The rest, as sqlparser parsed it.
+        stmt: Box<CreateTable>,
+    },
+    /// DROP TABLE
+    DropTable {
+        /// Name.
+        name: ObjectName,
+        /// IF EXISTS
+        if_exists: bool,
+    },
+    /// SHOW TABLES [IN ns]
+    ShowTables(Option<String>),
+    /// DESCRIBE TABLE t
+    Describe(ObjectName),
+    /// INSERT
+    Insert(Box<Insert>),
+    /// UPDATE
+    Update(Box<Update>),
+    /// DELETE
+    Delete(Box<Delete>),
+    /// A query for DataFusion.
+    Query(Box<Statement>),
+    /// Recognised but served by a later version.
+    Unsupported(String),
+}
+
+/// An identifier as QuillDB names it: unquoted folds to lower case, quoted is kept.
+pub fn normalize(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+/// The parts of a dotted name, normalized.
+pub fn name_parts(name: &ObjectName) -> Result<Vec<String>> {
+    name.0
+        .iter()
+        .map(|p| {
+            p.as_ident()
+                .map(normalize)
+                .ok_or_else(|| Error::InvalidArgument(format!("{name} is not a plain name")))
+        })
+        .collect()
+}
+
+fn word(t: &TokenWithSpan) -> Option<String> {
+    match &t.token {
+        Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+        _ => None,
+    }
+}
+
+fn peek_word(p: &Parser, n: usize) -> Option<String> {
+    word(&p.peek_nth_token(n))
+}
+
+fn ident(p: &mut Parser) -> Result<String> {
+    Ok(normalize(&p.parse_identifier()?))
+}
+
+/// Parses exactly one statement (a trailing `;` is allowed).
+pub fn parse(sql: &str) -> Result<Command> {
+    let dialect = PostgreSqlDialect {};
+    let mut p = Parser::new(&dialect).try_with_sql(sql)?;
+    while p.consume_token(&Token::SemiColon) {}
+    if p.peek_token().token == Token::EOF {
+        return Err(Error::Parse("empty statement".into()));
+    }
+    let cmd = parse_one(&mut p)?;
+    while p.consume_token(&Token::SemiColon) {}
+    let next = p.peek_token();
+    if next.token != Token::EOF {
+        return Err(Error::Parse(format!(
+            "one statement per call: found {} at Line: {}, Column: {}",
+            next.token, next.span.start.line, next.span.start.column
+        )));
+    }
+    Ok(cmd)
+}
+
+fn parse_one(p: &mut Parser) -> Result<Command> {
+    let first = peek_word(p, 0).unwrap_or_default();
+    let second = peek_word(p, 1).unwrap_or_default();
+    match (first.as_str(), second.as_str()) {
+        ("CREATE", "NAMESPACE") => {
+            p.next_token();
+            p.next_token();
+            let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+            let name = ident(p)?;
+            Ok(Command::CreateNamespace {
+                name,
+                if_not_exists,
+            })
+        }
+        ("DROP", "NAMESPACE") => {
+            p.next_token();
+            p.next_token();
+            let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let name = ident(p)?;
+            Ok(Command::DropNamespace { name, if_exists })
+        }
+        ("CREATE", "TABLE") => {
+            p.next_token();
+            p.next_token();
+            create_table(p, None)
+        }
+        ("CREATE", kind @ ("USER" | "SHARED" | "STREAM"))
+            if peek_word(p, 2).as_deref() == Some("TABLE") =>
+        {
+            let prefix = TableType::parse(kind);
+            p.next_token();
+            p.next_token();
+            p.next_token();
+            create_table(p, prefix)
+        }
+        ("DROP", "TABLE") => {
+            p.next_token();
+            p.next_token();
+            let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let name = p.parse_object_name(false)?;
+            Ok(Command::DropTable { name, if_exists })
+        }
+        ("SHOW", "NAMESPACES") => {
+            p.next_token();
+            p.next_token();
+            Ok(Command::ShowNamespaces)
+        }
+        ("SHOW", "TABLES") => {
+            p.next_token();
+            p.next_token();
+            let ns = if p.parse_keyword(Keyword::IN) || p.parse_keyword(Keyword::FROM) {
+                Some(ident(p)?)
+            } else {
+                None
+            };
+            Ok(Command::ShowTables(ns))
+        }
+        ("USE", _) => {
+            p.next_token();
+            Ok(Command::Use(ident(p)?))
+        }
+        ("SET", "NAMESPACE") => {
+            p.next_token();
+            p.next_token();
+            let _ = p.consume_token(&Token::Eq);
+            Ok(Command::Use(ident(p)?))
+        }
+        ("DESCRIBE" | "DESC", _) => {
+            p.next_token();
+            let _ = p.parse_keyword(Keyword::TABLE);
+            Ok(Command::Describe(p.parse_object_name(false)?))
+        }
+        ("SUBSCRIBE", _) => Err(Error::InvalidArgument(
+            "SUBSCRIBE runs only over DoExchange: open a DoExchange stream with this statement \
+             as its command"
+                .into(),
+        )),
+        ("STORAGE", _)
+        | ("KILL", _)
+        | ("EXECUTE", "AS")
+        | ("SHOW", "MANIFEST")
+        | ("SHOW", "STORAGES")
+        | ("CREATE", "STORAGE")
+        | ("DROP", "STORAGE")
+        | ("CREATE", "USER")
+        | ("ALTER", "USER")
+        | ("DROP", "USER")
+        | ("ALTER", _)
+        | ("CREATE", "VIEW")
+        | ("DROP", "VIEW")
+        | ("BEGIN", _)
+        | ("START", "TRANSACTION")
+        | ("COMMIT", _)
+        | ("ROLLBACK", _) => Ok(Command::Unsupported(
+            format!("{first} {second}").trim().to_string(),
+        )),
+        _ => {
+            let stmt = p.parse_statement()?;
+            match stmt {
+                Statement::Insert(i) => Ok(Command::Insert(Box::new(i))),
+                Statement::Update(u) => Ok(Command::Update(Box::new(u))),
+                Statement::Delete(d) => Ok(Command::Delete(Box::new(d))),
+                Statement::Query(_) | Statement::Explain { .. } => {
+                    Ok(Command::Query(Box::new(stmt)))
+                }
+                other => Err(Error::InvalidArgument(format!(
+                    "unsupported statement: {}",
+                    other.to_string().chars().take(80).collect::<String>()
+                ))),
+            }
+        }
+    }
+}
+
+fn create_table(p: &mut Parser, prefix: Option<TableType>) -> Result<Command> {
+    let stmt = p.parse_create_table(false, false, None, false)?;
+    Ok(Command::CreateTable {
+        prefix,
+        stmt: Box::new(stmt),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quill_statements_parse() {
+        assert!(matches!(
+            parse("create namespace if not exists Chat;"),
+            Ok(Command::CreateNamespace { ref name, if_not_exists: true }) if name == "chat"
+        ));
+        assert!(matches!(
+            parse("SHOW TABLES IN app"),
+            Ok(Command::ShowTables(Some(_)))
+        ));
+        assert!(matches!(
+            parse("CREATE USER TABLE app.t (id BIGINT PRIMARY KEY)"),
+            Ok(Command::CreateTable {
+                prefix: Some(TableType::User),
+                ..
+            })
+        ));
+        assert!(matches!(parse("SELECT 1"), Ok(Command::Query(_))));
+        assert!(matches!(
+            parse("STORAGE FLUSH TABLE a.b"),
+            Ok(Command::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn errors_give_line_and_column() {
+        let e = parse("SELECT *\nFROM")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("Line: 2"), "{e}");
+        assert!(parse("SELECT 1; SELECT 2").is_err());
+        assert!(parse("SUBSCRIBE TO a.b").is_err());
+    }
+}

@@ -1,0 +1,66 @@
+use std::sync::Arc;
+
+/// Errors of the storage layer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// RocksDB failed; the message says which operation.
+    #[error("hot store: {op}: {source}")]
+    Rocks {
+        /// What we were doing.
+        op: &'static str,
+        /// The RocksDB error.
+        #[source]
+        source: Arc<rocksdb::Error>,
+    },
+    /// An insert found a live row with the same primary key. `op` is the index of the row op.
+    #[error("duplicate primary key (row {op})")]
+    DuplicateKey {
+        /// Index of the offending op inside its request.
+        op: usize,
+    },
+    /// A conditional write found a different version than expected; the caller may retry.
+    #[error("write conflict: the row changed concurrently")]
+    Conflict,
+    /// Stored bytes could not be decoded.
+    #[error("corrupt {what}: {detail}")]
+    Corrupt {
+        /// What was being decoded.
+        what: &'static str,
+        /// Details.
+        detail: String,
+    },
+    /// A value cannot be encoded for this column type.
+    #[error("unsupported column type {0}")]
+    UnsupportedType(String),
+    /// Arrow failed while building a batch.
+    #[error("arrow: {0}")]
+    Arrow(String),
+    /// The store is shut down.
+    #[error("the hot store is closed")]
+    Closed,
+}
+
+impl Error {
+    pub(crate) fn rocks(op: &'static str, source: rocksdb::Error) -> Self {
+        Self::Rocks {
+            op,
+            source: Arc::new(source),
+        }
+    }
+
+    pub(crate) fn corrupt(what: &'static str, detail: impl Into<String>) -> Self {
+        Self::Corrupt {
+            what,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Self::Arrow(e.to_string())
+    }
+}
+
+/// Result with the storage error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

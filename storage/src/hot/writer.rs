@@ -1,0 +1,259 @@
+//! The single writer: validates keys, assigns `_seq`, and commits groups of requests with one
+//! WAL write (and one fsync in `sync` durability). Serializing validation here is what makes the
+//! duplicate-key check exact without locks in the callers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rocksdb::{DB, WriteBatch, WriteOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{CF_META, CF_PK, CF_ROWS, Durability, KIND_PUT, KIND_TOMBSTONE, SEQ_HWM_KEY, cf};
+use crate::codec::put_varint;
+use crate::keys::{PartitionKey, prefix_end};
+use crate::seq::SeqGenerator;
+use crate::{Error, Result};
+
+/// Requests taken into one group commit at most.
+const MAX_GROUP: usize = 512;
+
+/// What a row op requires of the current version of its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Insert; a live row with this key fails the whole request with [`Error::DuplicateKey`].
+    InsertNew,
+    /// Insert unless a live row has this key (`ON CONFLICT DO NOTHING`).
+    InsertIgnore,
+    /// Write whatever is there.
+    Upsert,
+    /// Replace (or, with no row, delete) the live version with this `_seq`; otherwise
+    /// [`Error::Conflict`].
+    IfSeq(u64),
+}
+
+/// One row change.
+#[derive(Debug, Clone)]
+pub struct RowOp {
+    /// The table partition.
+    pub partition: Arc<PartitionKey>,
+    /// The order-preserving primary-key bytes.
+    pub pk: Vec<u8>,
+    /// The encoded row, or `None` for a delete.
+    pub row: Option<Vec<u8>>,
+    /// The precondition.
+    pub mode: WriteMode,
+}
+
+/// An atomic unit: all of it is applied or none.
+#[derive(Debug, Clone, Default)]
+pub struct WriteRequest {
+    /// Row changes.
+    pub rows: Vec<RowOp>,
+    /// Metadata puts (`Some`) and deletes (`None`).
+    pub meta: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Key prefixes (see [`PartitionKey::table_prefix`]) whose rows and index entries are removed.
+    pub drop_prefixes: Vec<Vec<u8>>,
+}
+
+/// What a request did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Row ops that changed something.
+    pub applied: u64,
+    /// The greatest `_seq` written (0 if none).
+    pub last_seq: u64,
+}
+
+pub(crate) struct Job {
+    pub req: WriteRequest,
+    pub done: oneshot::Sender<Result<WriteOutcome>>,
+}
+
+/// The current version of a key: its `_seq` and whether it is live (not a tombstone).
+type Current = Option<(u64, bool)>;
+
+pub(crate) struct Writer {
+    db: Arc<DB>,
+    seq: Arc<SeqGenerator>,
+    durability: Durability,
+}
+
+/// The mutations of one validated request, applied to the group batch only when it is valid.
+#[derive(Default)]
+struct Planned {
+    puts: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
+    deletes: Vec<(&'static str, Vec<u8>)>,
+    overlay: HashMap<Vec<u8>, Current>,
+    outcome: WriteOutcome,
+}
+
+impl Writer {
+    pub fn new(db: Arc<DB>, seq: Arc<SeqGenerator>, durability: Durability) -> Self {
+        Self {
+            db,
+            seq,
+            durability,
+        }
+    }
+
+    pub fn run(self, mut rx: mpsc::Receiver<Job>) {
+        let mut pending: Option<Job> = None;
+        loop {
+            let first = match pending.take() {
+                Some(j) => j,
+                None => match rx.blocking_recv() {
+                    Some(j) => j,
+                    None => return,
+                },
+            };
+            let mut group = vec![first];
+            // A request that drops prefixes is committed on its own, so the overlay of a
+            // group never has to reason about ranges.
+            if group[0].req.drop_prefixes.is_empty() {
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(j) if j.req.drop_prefixes.is_empty() => group.push(j),
+                        Ok(j) => {
+                            pending = Some(j);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.commit_group(group);
+        }
+    }
+
+    fn commit_group(&self, group: Vec<Job>) {
+        let mut batch = WriteBatch::default();
+        let mut overlay: HashMap<Vec<u8>, Current> = HashMap::new();
+        let mut accepted = Vec::with_capacity(group.len());
+        for job in group {
+            match self.plan(&job.req, &overlay) {
+                Ok(planned) => {
+                    if let Err(e) = self.apply(&mut batch, &job.req, &planned) {
+                        let _ = job.done.send(Err(e));
+                        continue;
+                    }
+                    overlay.extend(planned.overlay);
+                    accepted.push((job.done, planned.outcome));
+                }
+                Err(e) => {
+                    let _ = job.done.send(Err(e));
+                }
+            }
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let result = cf(&self.db, CF_META).and_then(|meta| {
+            batch.put_cf(meta, SEQ_HWM_KEY, self.seq.last().to_be_bytes());
+            let mut wo = WriteOptions::default();
+            wo.set_sync(self.durability == Durability::Sync);
+            self.db
+                .write_opt(batch, &wo)
+                .map_err(|e| Error::rocks("write", e))
+        });
+        for (done, outcome) in accepted {
+            let _ = done.send(result.clone().map(|()| outcome));
+        }
+    }
+
+    fn current(&self, overlay: &HashMap<Vec<u8>, Current>, key: &[u8]) -> Result<Current> {
+        if let Some(c) = overlay.get(key) {
+            return Ok(*c);
+        }
+        let pk_cf = cf(&self.db, CF_PK)?;
+        let Some(v) = self
+            .db
+            .get_pinned_cf(pk_cf, key)
+            .map_err(|e| Error::rocks("read key index", e))?
+        else {
+            return Ok(None);
+        };
+        decode_index(&v).map(Some)
+    }
+
+    fn plan(&self, req: &WriteRequest, group: &HashMap<Vec<u8>, Current>) -> Result<Planned> {
+        let mut p = Planned::default();
+        for (i, op) in req.rows.iter().enumerate() {
+            let key = op.partition.pk_key(&op.pk);
+            let current = match p.overlay.get(&key) {
+                Some(c) => *c,
+                None => self.current(group, &key)?,
+            };
+            let live = matches!(current, Some((_, true)));
+            match op.mode {
+                WriteMode::InsertNew if live => return Err(Error::DuplicateKey { op: i }),
+                WriteMode::InsertIgnore if live => continue,
+                WriteMode::IfSeq(expected) if current != Some((expected, true)) => {
+                    return Err(Error::Conflict);
+                }
+                _ => {}
+            }
+            if op.row.is_none() && !live {
+                continue;
+            }
+            let seq = self.seq.next_id();
+            if let Some((old, _)) = current {
+                p.deletes.push((CF_ROWS, op.partition.row_key(old)));
+            }
+            let kind = if op.row.is_some() {
+                KIND_PUT
+            } else {
+                KIND_TOMBSTONE
+            };
+            let body = op.row.as_deref().unwrap_or_default();
+            let mut value = Vec::with_capacity(1 + 5 + op.pk.len() + body.len());
+            value.push(kind);
+            put_varint(&mut value, op.pk.len() as u64);
+            value.extend_from_slice(&op.pk);
+            value.extend_from_slice(body);
+            p.puts.push((CF_ROWS, op.partition.row_key(seq), value));
+            p.puts.push((CF_PK, key.clone(), encode_index(seq, kind)));
+            p.overlay.insert(key, Some((seq, kind == KIND_PUT)));
+            p.outcome.applied += 1;
+            p.outcome.last_seq = seq;
+        }
+        Ok(p)
+    }
+
+    fn apply(&self, batch: &mut WriteBatch, req: &WriteRequest, p: &Planned) -> Result<()> {
+        for prefix in &req.drop_prefixes {
+            let end = prefix_end(prefix).unwrap_or_else(|| vec![u8::MAX; prefix.len() + 1]);
+            for name in [CF_ROWS, CF_PK] {
+                batch.delete_range_cf(cf(&self.db, name)?, prefix.as_slice(), end.as_slice());
+            }
+        }
+        for (name, key) in &p.deletes {
+            batch.delete_cf(cf(&self.db, name)?, key);
+        }
+        for (name, key, value) in &p.puts {
+            batch.put_cf(cf(&self.db, name)?, key, value);
+        }
+        let meta = cf(&self.db, CF_META)?;
+        for (key, value) in &req.meta {
+            match value {
+                Some(v) => batch.put_cf(meta, key, v),
+                None => batch.delete_cf(meta, key),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode_index(seq: u64, kind: u8) -> Vec<u8> {
+    let mut v = seq.to_be_bytes().to_vec();
+    v.push(kind);
+    v
+}
+
+pub(crate) fn decode_index(v: &[u8]) -> Result<(u64, bool)> {
+    if v.len() != 9 {
+        return Err(Error::corrupt("key index entry", "not 9 bytes"));
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&v[..8]);
+    Ok((u64::from_be_bytes(b), v[8] == KIND_PUT))
+}

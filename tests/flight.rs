@@ -1,0 +1,339 @@
+//! The Flight SQL surface: schemas, prepared statements, updates, metadata and authentication.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, SqlInfo};
+use futures::TryStreamExt;
+use quilldb_tests::{TestServer, column, count, to_status};
+use tonic::Code;
+
+#[tokio::test]
+async fn flight_info_schema_is_the_do_get_schema() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    c.ok("CREATE NAMESPACE app").await;
+    c.ok("CREATE TABLE app.t (id BIGINT PRIMARY KEY, body TEXT NOT NULL, price DECIMAL(8,2), at TIMESTAMPTZ)")
+        .await;
+    c.ok("INSERT INTO app.t VALUES (1, 'x', 1.25, '2024-05-01T00:00:00Z')")
+        .await;
+    for sql in [
+        "SELECT * FROM app.t",
+        "SELECT * FROM app.t WHERE id = 42",
+        "SELECT body, CAST(body AS VARCHAR) AS b2, upper(body) AS u FROM app.t",
+        "SELECT count(*) AS n FROM app.t",
+        "INSERT INTO app.t (id, body) VALUES (2, 'y')",
+        "SHOW TABLES IN app",
+    ] {
+        let info = c.inner.execute(sql.to_string(), None).await.unwrap();
+        let declared = info.clone().try_decode_schema().unwrap();
+        let ticket = info.endpoint[0].ticket.clone().unwrap();
+        let mut stream = c.inner.do_get(ticket).await.unwrap();
+        let batches: Vec<RecordBatch> = (&mut stream).try_collect().await.unwrap();
+        let streamed = stream.schema().cloned().expect("schema even without rows");
+        assert_eq!(&declared, streamed.as_ref(), "{sql}");
+        for f in declared.fields() {
+            assert!(
+                !matches!(f.data_type(), DataType::Utf8View | DataType::BinaryView),
+                "{sql}: view type for {}",
+                f.name()
+            );
+        }
+        for b in &batches {
+            assert_eq!(b.schema().as_ref(), &declared, "{sql}");
+        }
+    }
+    // Empty results keep the real schema; nullability is the table's.
+    let info = c
+        .inner
+        .execute("SELECT * FROM app.t WHERE id = 42".into(), None)
+        .await
+        .unwrap();
+    let schema = info.try_decode_schema().unwrap();
+    assert_eq!(schema.field(0).data_type(), &DataType::Int64);
+    assert!(!schema.field(1).is_nullable());
+    assert_eq!(schema.field(2).data_type(), &DataType::Decimal128(8, 2));
+    assert_eq!(
+        schema.field(3).data_type().to_string(),
+        "Timestamp(µs, \"UTC\")"
+    );
+    assert_eq!(
+        schema
+            .metadata()
+            .get("quill.table_type")
+            .map(String::as_str),
+        Some("SHARED")
+    );
+}
+
+#[tokio::test]
+async fn statement_update_and_prepared_statements() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    assert_eq!(
+        c.inner
+            .execute_update("CREATE NAMESPACE app".into(), None)
+            .await
+            .unwrap(),
+        0
+    );
+    c.inner
+        .execute_update(
+            "CREATE TABLE app.kv (k BIGINT PRIMARY KEY, v TEXT)".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        c.inner
+            .execute_update("INSERT INTO app.kv VALUES (1, 'a'), (2, 'b')".into(), None)
+            .await
+            .unwrap(),
+        2
+    );
+
+    // Parameterized insert, several rows bound at once: one execution each, atomically.
+    let mut insert = c
+        .inner
+        .prepare("INSERT INTO app.kv (k, v) VALUES ($1, $2)".into(), None)
+        .await
+        .unwrap();
+    let params = insert.parameter_schema().unwrap().clone();
+    assert_eq!(params.fields().len(), 2);
+    assert_eq!(params.field(0).data_type(), &DataType::Int64);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("$1", DataType::Int64, false),
+        Field::new("$2", DataType::Utf8, true),
+    ]));
+    let rows = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![10, 11, 12])),
+            Arc::new(StringArray::from(vec!["x", "y", "z"])),
+        ],
+    )
+    .unwrap();
+    insert.set_parameters(rows).unwrap();
+    assert_eq!(insert.execute_update().await.unwrap(), 3);
+    // One bad row fails them all.
+    let rows = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(vec![20, 1])),
+            Arc::new(StringArray::from(vec!["p", "dup"])),
+        ],
+    )
+    .unwrap();
+    insert.set_parameters(rows).unwrap();
+    let err = insert.execute_update().await.unwrap_err();
+    assert_eq!(to_status(err).code(), Code::AlreadyExists);
+    assert_eq!(count(&c.rows("SELECT * FROM app.kv WHERE k = 20").await), 0);
+    insert.close().await.unwrap();
+
+    // Parameterized query.
+    let mut q = c
+        .inner
+        .prepare("SELECT v FROM app.kv WHERE k = $1".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(q.dataset_schema().unwrap().field(0).name(), "v");
+    let p = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("$1", DataType::Int64, false)])),
+        vec![Arc::new(Int64Array::from(vec![11]))],
+    )
+    .unwrap();
+    q.set_parameters(p).unwrap();
+    let info = q.execute().await.unwrap();
+    let batches: Vec<RecordBatch> = c
+        .inner
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(column(&batches, "v"), vec!["y"]);
+}
+
+#[tokio::test]
+async fn metadata_calls() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    c.ok("CREATE NAMESPACE app").await;
+    c.ok("CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)")
+        .await;
+
+    let info = c
+        .inner
+        .get_sql_info(vec![
+            SqlInfo::FlightSqlServerName,
+            SqlInfo::FlightSqlServerReadOnly,
+        ])
+        .await
+        .unwrap();
+    let b: Vec<RecordBatch> = c
+        .inner
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(quilldb_tests::pretty(&b).contains("QuillDB"));
+
+    let info = c.inner.get_catalogs().await.unwrap();
+    let b: Vec<RecordBatch> = c
+        .inner
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(column(&b, "catalog_name"), vec!["quill"]);
+
+    let info = c
+        .inner
+        .get_db_schemas(CommandGetDbSchemas {
+            catalog: None,
+            db_schema_filter_pattern: None,
+        })
+        .await
+        .unwrap();
+    let b: Vec<RecordBatch> = c
+        .inner
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(column(&b, "db_schema_name").contains(&"app".to_string()));
+
+    let info = c
+        .inner
+        .get_tables(CommandGetTables {
+            catalog: None,
+            db_schema_filter_pattern: Some("app".into()),
+            table_name_filter_pattern: None,
+            table_types: vec!["BASE TABLE".into()],
+            include_schema: true,
+        })
+        .await
+        .unwrap();
+    let b: Vec<RecordBatch> = c
+        .inner
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(column(&b, "table_name"), vec!["t"]);
+
+    let info = c.inner.get_table_types().await.unwrap();
+    let b: Vec<RecordBatch> = c
+        .inner
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        column(&b, "table_type"),
+        vec!["BASE TABLE", "VIEW", "SYSTEM TABLE"]
+    );
+}
+
+#[tokio::test]
+async fn authentication_and_roles() {
+    let server = TestServer::start().await;
+    let mut anon = server.anonymous().await;
+    assert_eq!(
+        server.login("root", "wrong").await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        server.login("alice", "").await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    server.login("root", "").await.unwrap();
+
+    // No credentials: the anonymous role, which may not change anything.
+    let (code, _) = anon.err("CREATE NAMESPACE x").await;
+    assert_eq!(code, Code::PermissionDenied);
+    let mut root = server.client().await;
+    root.ok("CREATE NAMESPACE app").await;
+    root.ok("CREATE TABLE app.secret (id INT PRIMARY KEY)")
+        .await;
+    root.ok("CREATE TABLE app.open (id INT PRIMARY KEY) WITH (ACCESS_LEVEL = 'PUBLIC')")
+        .await;
+    root.ok("INSERT INTO app.open VALUES (1)").await;
+    assert_eq!(
+        anon.err("SELECT * FROM app.secret").await.0,
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        anon.err("INSERT INTO app.open VALUES (2)").await.0,
+        Code::PermissionDenied
+    );
+    // Permission is checked before existence: no way to learn what exists.
+    assert_eq!(
+        anon.err("DROP TABLE app.nope").await.0,
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        anon.err("SELECT * FROM system.tables").await.0,
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        column(&anon.rows("SELECT id FROM app.open").await, "id"),
+        vec!["1"]
+    );
+
+    // A bad token is UNAUTHENTICATED, never anonymous.
+    let mut forged = server.anonymous().await;
+    forged.inner.set_token("not-a-token".into());
+    assert_eq!(forged.err("SELECT 1").await.0, Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn root_password_from_the_environment() {
+    let server = TestServer::start_with(&[("QUILLDB_ROOT_PASSWORD", "s3cret-pass")]).await;
+    let mut c = server.anonymous().await;
+    assert_eq!(
+        server.login("root", "").await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    c.inner.handshake("root", "s3cret-pass").await.unwrap();
+    c.ok("CREATE NAMESPACE app").await;
+}
+
+#[tokio::test]
+async fn garbage_tickets_are_refused_and_the_server_keeps_serving() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    let err = c
+        .inner
+        .do_get(arrow_flight::Ticket::new("garbage"))
+        .await
+        .unwrap_err();
+    let code = to_status(err).code();
+    assert!(
+        matches!(
+            code,
+            Code::InvalidArgument | Code::NotFound | Code::Unimplemented
+        ),
+        "{code:?}"
+    );
+    // A ticket of another caller is unknown to this one.
+    let info = c.inner.execute("SELECT 1 AS x".into(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut anon = server.anonymous().await;
+    let err = anon.inner.do_get(ticket).await.unwrap_err();
+    assert_eq!(to_status(err).code(), Code::NotFound);
+    assert_eq!(column(&c.rows("SELECT 1 AS x").await, "x"), vec!["1"]);
+}

@@ -1,0 +1,94 @@
+//! The binary: ready line, HTTP endpoints, signals, configuration layers, log level.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use quilldb_tests::{TestServer, binary, http_get};
+
+#[tokio::test]
+async fn health_ready_and_metrics() {
+    let server = TestServer::start().await;
+    assert!(server.flight_url.starts_with("grpc://127.0.0.1:"));
+    assert!(!server.flight_url.ends_with(":0"));
+    let (status, body) = http_get(&server.http_url, "/health");
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http_get(&server.http_url, "/ready");
+    assert_eq!(status, 200);
+    let mut c = server.client().await;
+    c.ok("CREATE NAMESPACE app").await;
+    let _ = c.query("SELEC oops").await;
+    let (status, metrics) = http_get(&server.http_url, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("quilldb_flight_requests_total"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("status=\"InvalidArgument\""), "{metrics}");
+    assert!(metrics.contains("quilldb_statement_duration_seconds"));
+    assert!(metrics.contains("process_resident_memory_bytes"));
+}
+
+#[tokio::test]
+async fn sigterm_and_sigint_stop_cleanly() {
+    let mut server = TestServer::start().await;
+    let mut c = server.client().await;
+    c.ok("CREATE NAMESPACE app").await;
+    drop(c);
+    let status = server.stop();
+    assert_eq!(status.code(), Some(0), "log:\n{}", server.log());
+    assert!(server.log().contains("stopped cleanly"));
+    server.launch(&[]);
+    let status = server.interrupt();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn version_prints_commit_and_date() {
+    let out = Command::new(binary()).arg("version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.starts_with("quilldb "), "{text}");
+    assert!(text.contains("commit") && text.contains("built"), "{text}");
+}
+
+#[tokio::test]
+async fn configuration_layers_and_log_level() {
+    // The file sets debug logging and a node id; the environment overrides the node id.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quill.toml");
+    std::fs::write(
+        &file,
+        "[log]\nlevel = \"debug\"\n[server]\nnode_id = 7\n[storage]\ndurability = \"async\"\n",
+    )
+    .unwrap();
+    let mut server = TestServer::start_with(&[
+        ("QUILLDB_CONFIG", file.to_str().unwrap()),
+        ("QUILLDB_SERVER__NODE_ID", "9"),
+    ])
+    .await;
+    let mut c = server.client().await;
+    c.ok("CREATE NAMESPACE app").await;
+    c.ok("CREATE TABLE app.t (id BIGINT PRIMARY KEY)").await;
+    c.ok("INSERT INTO app.t VALUES (1)").await;
+    let seq: i64 = quilldb_tests::column(&c.rows("SELECT _seq FROM app.t").await, "_seq")[0]
+        .parse()
+        .unwrap();
+    assert_eq!((seq >> 12) & 1023, 9, "node id from the environment");
+    assert!(server.log().contains("DEBUG"), "debug level from the file");
+    drop(c);
+    server.stop();
+
+    // At info level no debug lines are written.
+    let quiet = TestServer::start_with(&[("QUILLDB_LOG__LEVEL", "info")]).await;
+    let mut c = quiet.client().await;
+    c.ok("CREATE NAMESPACE app").await;
+    assert!(!quiet.log().contains("DEBUG"));
+
+    // A bad configuration is a clear error, not a panic.
+    let out = Command::new(binary())
+        .args(["serve", "--config", "/nonexistent/quill.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}

@@ -1,0 +1,369 @@
+//! The shared fixture of the integration tests and benchmarks: starts the real `quilldb` binary
+//! on port 0 in its own temp dir, and talks to it with arrow-flight's `FlightSqlServiceClient`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, Int64Array};
+use arrow::record_batch::RecordBatch;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use futures::TryStreamExt;
+use tonic::transport::{Channel, Endpoint};
+
+/// The `quilldb` binary: `QUILLDB_BIN`, or the one cargo built next to the running test.
+pub fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("QUILLDB_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe folder").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("quilldb");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p quilldb-server --bin quilldb)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running server. Killed when dropped.
+pub struct TestServer {
+    child: Option<Child>,
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    env: Vec<(String, String)>,
+    /// `grpc://127.0.0.1:PORT`
+    pub flight_url: String,
+    /// `http://127.0.0.1:PORT`
+    pub http_url: String,
+}
+
+impl TestServer {
+    /// Starts a server in a fresh temp dir.
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a server in a fresh temp dir with extra environment variables.
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut s = Self {
+            child: None,
+            dir,
+            _tmp: Some(tmp),
+            env,
+            flight_url: String::new(),
+            http_url: String::new(),
+        };
+        s.launch(&[]);
+        s
+    }
+
+    /// The data folder.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The server's log file.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Starts the binary on the same data folder; `args` are added to `serve`.
+    pub fn launch(&mut self, args: &[&str]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .expect("log file");
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--flight-addr")
+            .arg("127.0.0.1:0")
+            .arg("--http-addr")
+            .arg("127.0.0.1:0")
+            .args(args)
+            .env_remove("QUILLDB_ROOT_PASSWORD")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        let mut child = cmd.spawn().expect("start quilldb");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("quilldb ready: ") {
+                        let mut flight = None;
+                        let mut http = None;
+                        for part in rest.split_whitespace() {
+                            if let Some(v) = part.strip_prefix("flight=") {
+                                flight = Some(v.to_string());
+                            } else if let Some(v) = part.strip_prefix("http=") {
+                                http = Some(v.to_string());
+                            }
+                        }
+                        self.flight_url = flight.expect("flight url in the ready line");
+                        self.http_url = http.expect("http url in the ready line");
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("the server did not get ready; log:\n{}", self.log());
+                }
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// A client logged in as root.
+    pub async fn client(&self) -> Client {
+        let mut c = self.anonymous().await;
+        c.inner.handshake("root", "").await.expect("root handshake");
+        c
+    }
+
+    /// The outcome of a Basic-auth Handshake, with the server's own status on failure.
+    pub async fn login(&self, user: &str, password: &str) -> Result<(), tonic::Status> {
+        use arrow_flight::flight_service_client::FlightServiceClient;
+        use base64::Engine;
+        let url = self.flight_url.replace("grpc://", "http://");
+        let channel = Endpoint::from_shared(url)
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        let mut raw = FlightServiceClient::new(channel);
+        let mut req = tonic::Request::new(futures::stream::iter(vec![
+            arrow_flight::HandshakeRequest::default(),
+        ]));
+        let creds = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Basic {creds}").parse().expect("header"),
+        );
+        let resp = raw.handshake(req).await?;
+        assert!(
+            resp.metadata().get("authorization").is_some(),
+            "no Bearer header"
+        );
+        Ok(())
+    }
+
+    /// A client without credentials.
+    pub async fn anonymous(&self) -> Client {
+        let url = self.flight_url.replace("grpc://", "http://");
+        let channel = Endpoint::from_shared(url)
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        Client {
+            inner: FlightSqlServiceClient::new(channel),
+        }
+    }
+
+    /// Sends SIGINT and waits for the exit.
+    pub fn interrupt(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(&child, "INT");
+        wait(&mut child, Duration::from_secs(60))
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(&child, "TERM");
+        wait(&mut child, Duration::from_secs(60))
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, "KILL");
+            let _ = child.wait();
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+}
+
+/// Sends a signal by name (TERM, KILL, INT) through the `kill` command: the crate forbids
+/// `unsafe`, which a direct libc call would need.
+fn signal(child: &Child, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status();
+}
+
+fn wait(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server did not stop within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A Flight SQL client with helpers.
+pub struct Client {
+    /// arrow-flight's client.
+    pub inner: FlightSqlServiceClient<Channel>,
+}
+
+impl Client {
+    /// Runs a statement through CommandStatementQuery and collects its batches.
+    pub async fn query(&mut self, sql: &str) -> Result<Vec<RecordBatch>, tonic::Status> {
+        let info = self
+            .inner
+            .execute(sql.to_string(), None)
+            .await
+            .map_err(to_status)?;
+        let mut out = Vec::new();
+        for ep in info.endpoint {
+            let ticket = ep.ticket.expect("ticket");
+            let stream = self.inner.do_get(ticket).await.map_err(to_status)?;
+            let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(to_status)?;
+            out.extend(batches);
+        }
+        Ok(out)
+    }
+
+    /// Runs a statement and answers its `rows_affected`.
+    pub async fn exec(&mut self, sql: &str) -> Result<i64, tonic::Status> {
+        let batches = self.query(sql).await?;
+        let b = batches.first().expect("one batch");
+        let a = b
+            .column_by_name("rows_affected")
+            .expect("rows_affected")
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("Int64");
+        Ok(a.value(0))
+    }
+
+    /// Runs a statement, panicking with its error.
+    pub async fn ok(&mut self, sql: &str) -> i64 {
+        match self.exec(sql).await {
+            Ok(n) => n,
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
+
+    /// Runs a query, panicking with its error.
+    pub async fn rows(&mut self, sql: &str) -> Vec<RecordBatch> {
+        match self.query(sql).await {
+            Ok(b) => b,
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
+
+    /// The error code and message of a statement that must fail.
+    pub async fn err(&mut self, sql: &str) -> (tonic::Code, String) {
+        match self.query(sql).await {
+            Ok(_) => panic!("{sql}: expected an error"),
+            Err(e) => (e.code(), e.message().to_string()),
+        }
+    }
+}
+
+/// The Status the server sent, from the client's error.
+pub fn to_status(e: arrow_flight::error::FlightError) -> tonic::Status {
+    match e {
+        arrow_flight::error::FlightError::Tonic(s) => *s,
+        other => tonic::Status::unknown(other.to_string()),
+    }
+}
+
+/// Pretty text of batches, for assertions.
+pub fn pretty(batches: &[RecordBatch]) -> String {
+    arrow::util::pretty::pretty_format_batches(batches)
+        .expect("format")
+        .to_string()
+}
+
+/// Total rows.
+pub fn count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+/// One column of all batches as strings.
+pub fn column(batches: &[RecordBatch], name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        let c = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("column {name}"));
+        for i in 0..c.len() {
+            out.push(arrow::util::display::array_value_to_string(c, i).expect("display"));
+        }
+    }
+    out
+}
+
+/// Checks a path exists (for data folder assertions).
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
+
+/// Runs a blocking HTTP GET against the server's HTTP port: (status, body).
+pub fn http_get(base: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let hostport = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(hostport).expect("connect http");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
