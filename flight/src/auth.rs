@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use base64::Engine;
@@ -30,15 +31,67 @@ pub struct CallAuth<C> {
     pub issued_token: Option<String>,
 }
 
+/// Counts the calls whose response has not finished, so that shutdown waits for running calls
+/// and not for idle connections.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Calls running now (a streaming response counts until its last message).
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn enter(&self) -> InFlightGuard {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(self.0.clone())
+    }
+}
+
+struct InFlightGuard(Arc<AtomicUsize>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its call counted until it is done or dropped.
+struct CountedBody {
+    inner: Pin<Box<Body>>,
+    _guard: InFlightGuard,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.inner.as_mut().poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Wraps a Flight service with authentication.
 pub struct AuthLayer<B> {
     backend: Arc<B>,
+    in_flight: InFlight,
 }
 
 impl<B> AuthLayer<B> {
-    /// A layer resolving callers with `backend`.
-    pub fn new(backend: Arc<B>) -> Self {
-        Self { backend }
+    /// A layer resolving callers with `backend` and counting running calls in `in_flight`.
+    pub fn new(backend: Arc<B>, in_flight: InFlight) -> Self {
+        Self { backend, in_flight }
     }
 }
 
@@ -49,6 +102,7 @@ impl<S, B> Layer<S> for AuthLayer<B> {
         AuthService {
             inner,
             backend: self.backend.clone(),
+            in_flight: self.in_flight.clone(),
         }
     }
 }
@@ -57,6 +111,7 @@ impl<S, B> Layer<S> for AuthLayer<B> {
 pub struct AuthService<S, B> {
     inner: S,
     backend: Arc<B>,
+    in_flight: InFlight,
 }
 
 impl<S: Clone, B> Clone for AuthService<S, B> {
@@ -64,6 +119,7 @@ impl<S: Clone, B> Clone for AuthService<S, B> {
         Self {
             inner: self.inner.clone(),
             backend: self.backend.clone(),
+            in_flight: self.in_flight.clone(),
         }
     }
 }
@@ -87,7 +143,13 @@ fn credentials(headers: &http::HeaderMap) -> Result<Credentials, Status> {
         .map_err(|_| Status::unauthenticated("the authorization header is not ASCII"))?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
+        // Some clients (Go's Flight client among them) send base64 without padding.
+        let engine = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        let decoded = engine
             .decode(rest.trim())
             .map_err(|_| Status::unauthenticated("Basic credentials are not valid base64"))?;
         let text = String::from_utf8(decoded)
@@ -129,6 +191,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let backend = self.backend.clone();
+        let guard = self.in_flight.enter();
         let request_id = req.headers().get("x-request-id").cloned();
         let span = tracing::info_span!(
             "flight",
@@ -174,7 +237,12 @@ where
                 if let Some(id) = request_id {
                     response.headers_mut().insert("x-request-id", id);
                 }
-                Ok(response)
+                let (parts, body) = response.into_parts();
+                let body = Body::new(CountedBody {
+                    inner: Box::pin(body),
+                    _guard: guard,
+                });
+                Ok(http::Response::from_parts(parts, body))
             }
             .instrument(span),
         )

@@ -24,7 +24,7 @@ pub mod service;
 /// Tickets and prepared-statement handles.
 pub mod tickets;
 
-pub use auth::{AuthLayer, CallAuth};
+pub use auth::{AuthLayer, CallAuth, InFlight};
 pub use backend::{
     Backend, BatchStream, CallerInfo, Outcome, PreparedInfo, ServerInfo, TableEntry,
 };

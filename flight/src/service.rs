@@ -81,11 +81,13 @@ impl<B: Backend> QuillFlightSql<B> {
         b.append(SqlInfo::FlightSqlServerReadOnly, false);
         b.append(SqlInfo::FlightSqlServerSql, true);
         b.append(SqlInfo::FlightSqlServerSubstrait, false);
+        // Transactions and cancellation are not served yet: saying so lets ADBC run in
+        // autocommit mode instead of failing on BeginTransaction.
         b.append(
             SqlInfo::FlightSqlServerTransaction,
-            SqlSupportedTransaction::Transaction as i32,
+            SqlSupportedTransaction::None as i32,
         );
-        b.append(SqlInfo::FlightSqlServerCancel, true);
+        b.append(SqlInfo::FlightSqlServerCancel, false);
         b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
         b.append(SqlInfo::SqlDdlCatalog, false);
         b.append(SqlInfo::SqlDdlSchema, true);
@@ -206,11 +208,14 @@ impl<B: Backend> QuillFlightSql<B> {
 
 /// Reads the Arrow batches of a DoPut; malformed data is INVALID_ARGUMENT.
 async fn read_batches(stream: PeekableFlightDataStream) -> Result<Option<RecordBatch>, Status> {
-    let batches: Vec<RecordBatch> =
-        FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from))
-            .try_collect()
-            .await
-            .map_err(|e| Status::invalid_argument(format!("malformed Arrow data: {e}")))?;
+    // The first message may carry only the command descriptor; it holds no Arrow data.
+    let data = stream
+        .try_filter(|m| futures::future::ready(!m.data_header.is_empty()))
+        .map_err(FlightError::from);
+    let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(data)
+        .try_collect()
+        .await
+        .map_err(|e| Status::invalid_argument(format!("malformed Arrow data: {e}")))?;
     let Some(first) = batches.first() else {
         return Ok(None);
     };

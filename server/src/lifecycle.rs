@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use quilldb_flight::{AuthLayer, QuillFlightSql};
+use quilldb_flight::{AuthLayer, InFlight, QuillFlightSql};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -69,7 +69,8 @@ pub async fn serve(config: Config) -> Result<()> {
     let flight = FlightServiceServer::new(service)
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let flight = AuthLayer::new(backend).layer(flight);
+    let in_flight = InFlight::default();
+    let flight = AuthLayer::new(backend, in_flight.clone()).layer(flight);
 
     let shutdown = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
@@ -107,16 +108,38 @@ pub async fn serve(config: Config) -> Result<()> {
         std::process::exit(1);
     });
     shutdown.cancel();
+    // Running calls get the grace period; idle client connections do not hold the shutdown.
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    let deadline = tokio::time::Instant::now() + grace;
     let flight_abort = flight_task.abort_handle();
-    match tokio::time::timeout(grace, flight_task).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "Flight server failed"),
-        Ok(Err(e)) => tracing::error!(error = %e, "Flight server task failed"),
-        Err(_) => {
-            tracing::warn!("calls still running after the grace period: ending them");
-            flight_abort.abort();
+    let mut logged = false;
+    loop {
+        if flight_task.is_finished() {
+            match flight_task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "Flight server failed"),
+                Err(e) => tracing::error!(error = %e, "Flight server task failed"),
+            }
+            break;
         }
+        let running = in_flight.count();
+        if running == 0 {
+            flight_abort.abort();
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                running,
+                "calls still running after the grace period: ending them"
+            );
+            flight_abort.abort();
+            break;
+        }
+        if !logged {
+            tracing::info!(running, "waiting for running calls");
+            logged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http_task).await {
         tracing::error!(error = %e, "HTTP server failed");
