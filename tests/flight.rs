@@ -146,14 +146,7 @@ async fn statement_update_and_prepared_statements() {
     .unwrap();
     q.set_parameters(p).unwrap();
     let info = q.execute().await.unwrap();
-    let batches: Vec<RecordBatch> = c
-        .inner
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let batches = c.fetch(info).await.unwrap();
     assert_eq!(column(&batches, "v"), vec!["y"]);
 }
 
@@ -173,25 +166,11 @@ async fn metadata_calls() {
         ])
         .await
         .unwrap();
-    let b: Vec<RecordBatch> = c
-        .inner
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let b = c.fetch(info).await.unwrap();
     assert!(quilldb_tests::pretty(&b).contains("QuillDB"));
 
     let info = c.inner.get_catalogs().await.unwrap();
-    let b: Vec<RecordBatch> = c
-        .inner
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let b = c.fetch(info).await.unwrap();
     assert_eq!(column(&b, "catalog_name"), vec!["quill"]);
 
     let info = c
@@ -202,14 +181,7 @@ async fn metadata_calls() {
         })
         .await
         .unwrap();
-    let b: Vec<RecordBatch> = c
-        .inner
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let b = c.fetch(info).await.unwrap();
     assert!(column(&b, "db_schema_name").contains(&"app".to_string()));
 
     let info = c
@@ -223,25 +195,11 @@ async fn metadata_calls() {
         })
         .await
         .unwrap();
-    let b: Vec<RecordBatch> = c
-        .inner
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let b = c.fetch(info).await.unwrap();
     assert_eq!(column(&b, "table_name"), vec!["t"]);
 
     let info = c.inner.get_table_types().await.unwrap();
-    let b: Vec<RecordBatch> = c
-        .inner
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let b = c.fetch(info).await.unwrap();
     let mut types = column(&b, "table_type");
     types.sort();
     assert_eq!(types, vec!["BASE TABLE", "SYSTEM TABLE", "VIEW"]);
@@ -335,4 +293,23 @@ async fn garbage_tickets_are_refused_and_the_server_keeps_serving() {
     let err = anon.inner.do_get(ticket).await.unwrap_err();
     assert_eq!(to_status(err).code(), Code::NotFound);
     assert_eq!(column(&c.rows("SELECT 1 AS x").await, "x"), vec!["1"]);
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_and_logged() {
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    let server = TestServer::start().await;
+    let url = server.flight_url.replace("grpc://", "http://");
+    let channel = tonic::transport::Endpoint::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut raw = FlightServiceClient::new(channel);
+    let mut req2 = tonic::Request::new(arrow_flight::Empty {});
+    req2.metadata_mut()
+        .insert("x-request-id", "req-4242".parse().unwrap());
+    let resp = raw.list_actions(req2).await.unwrap();
+    assert_eq!(resp.metadata().get("x-request-id").unwrap(), "req-4242");
+    assert!(server.log().contains("req-4242"), "{}", server.log());
 }

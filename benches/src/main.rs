@@ -36,6 +36,9 @@ struct Args {
     /// Point lookups.
     #[arg(long, default_value_t = 2_000)]
     lookups: usize,
+    /// `sync` (the default and the figure that counts) or `async`.
+    #[arg(long, default_value = "sync")]
+    durability: String,
     /// Where to write the JSON results.
     #[arg(long, default_value = "benches/results")]
     out: std::path::PathBuf,
@@ -108,7 +111,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let server = TestServer::start().await;
+    let server =
+        TestServer::start_with(&[("QUILLDB_STORAGE__DURABILITY", args.durability.as_str())]).await;
     let mut c = server.client().await;
     c.ok("CREATE NAMESPACE bench").await;
     let mut rows: Vec<Row> = Vec::new();
@@ -306,7 +310,7 @@ async fn main() {
     let when = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let doc = json!({
         "when": when,
-        "durability": "sync",
+        "durability": args.durability,
         "server": quilldb_tests::binary().display().to_string(),
         "results": rows.iter().map(|r| json!({
             "test": r.test, "rows": r.rows, "seconds": r.seconds, "rate": r.rate,

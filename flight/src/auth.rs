@@ -234,8 +234,12 @@ where
                         status.into_http::<Body>()
                     }
                 };
+                // A request id is an explicit wish to find this call in the log.
                 if let Some(id) = request_id {
+                    tracing::info!(status = %response.status(), "call answered");
                     response.headers_mut().insert("x-request-id", id);
+                } else {
+                    tracing::debug!(status = %response.status(), "call answered");
                 }
                 let (parts, body) = response.into_parts();
                 let body = Body::new(CountedBody {

@@ -109,7 +109,7 @@ impl<B: Backend> QuillFlightSql<B> {
             .map_err(|e| Status::internal(format!("building SqlInfo: {e}")))?;
         Ok(Self {
             backend,
-            tickets: HandleStore::new("ticket", ticket_ttl, 100_000),
+            tickets: HandleStore::new("ticket", ticket_ttl, 10_000),
             prepared: HandleStore::new(
                 "prepared statement",
                 Duration::from_secs(24 * 3600),
@@ -288,9 +288,10 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(&request);
+        // Tickets are single use: a planned query holds memory until it runs or expires.
         let pending = self
             .tickets
-            .get(caller.principal(), &ticket.statement_handle)?;
+            .take(caller.principal(), &ticket.statement_handle)?;
         match pending.as_ref() {
             Pending::Plan(schema, plan) => {
                 let stream = self.backend.execute(&caller, plan).await?;

@@ -84,6 +84,19 @@ impl<T> HandleStore<T> {
         }
     }
 
+    /// Removes and answers the value of `handle` (single-use handles such as tickets).
+    pub fn take(&self, principal: &str, handle: &[u8]) -> Result<Arc<T>, Status> {
+        let key = self.key(handle)?;
+        let mut entries = self.entries.lock();
+        match entries.get(&key) {
+            Some(e) if e.principal == principal && e.expires > Instant::now() => entries
+                .remove(&key)
+                .map(|e| e.value)
+                .ok_or_else(|| self.unknown()),
+            _ => Err(self.unknown()),
+        }
+    }
+
     /// Forgets `handle`.
     pub fn remove(&self, principal: &str, handle: &[u8]) -> Result<(), Status> {
         let key = self.key(handle)?;
@@ -114,6 +127,9 @@ mod tests {
         assert!(s.get("alice", b"garbage").is_err());
         s.remove("alice", &h).unwrap_or_else(|e| panic!("{e}"));
         assert!(s.get("alice", &h).is_err());
+        let h = s.insert("alice", 6).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(*s.take("alice", &h).unwrap_or_else(|e| panic!("{e}")), 6);
+        assert!(s.take("alice", &h).is_err(), "tickets are single use");
     }
 
     #[test]

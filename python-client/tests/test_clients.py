@@ -120,3 +120,28 @@ def test_pyarrow_flight(server, conn, ns):
     bad = flight.FlightCallOptions(headers=[(b"authorization", b"Bearer nope")])
     with pytest.raises(flight.FlightUnauthenticatedError):
         client.get_flight_info(flight.FlightDescriptor.for_command(_statement_query("SELECT 1")), bad)
+
+
+def test_adbc_qmark_executemany_and_metadata(conn, ns):
+    run(conn, f"CREATE TABLE {ns}.m (id BIGINT PRIMARY KEY, v TEXT NOT NULL)")
+    cur = conn.cursor()
+    cur.executemany(f"INSERT INTO {ns}.m (id, v) VALUES (?, ?)", [(1, "a"), (2, "b"), (3, "c")])
+    cur.close()
+    t = run(conn, f"SELECT v FROM {ns}.m WHERE id > ? ORDER BY id", (1,))
+    assert t.column("v").to_pylist() == ["b", "c"]
+
+    # executemany is atomic: a duplicate in the batch writes none of it.
+    cur = conn.cursor()
+    with pytest.raises(Exception):
+        cur.executemany(f"INSERT INTO {ns}.m (id, v) VALUES (?, ?)", [(4, "d"), (1, "dup")])
+    cur.close()
+    assert run(conn, f"SELECT count(*) AS n FROM {ns}.m").column("n").to_pylist() == [3]
+
+    schema = conn.adbc_get_table_schema("m", db_schema_filter=ns)
+    assert schema.names == ["id", "v", "_seq"]
+    assert not schema.field("v").nullable
+    objects = conn.adbc_get_objects(depth="tables", db_schema_filter=ns).read_all().to_pylist()
+    tables = [t["table_name"] for c in objects for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]]
+    assert tables == ["m"]
+    info = conn.adbc_get_info()
+    assert info["vendor_name"] == "QuillDB"

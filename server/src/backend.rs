@@ -209,15 +209,7 @@ impl Backend for QuillBackend {
     }
 
     async fn namespaces(&self, _caller: &Caller) -> Result<Vec<String>, Status> {
-        let mut names: Vec<String> = self
-            .db
-            .catalog
-            .namespaces()
-            .into_iter()
-            .map(|n| n.name)
-            .collect();
-        names.push(crate::provider::system::SYSTEM_SCHEMA.to_string());
-        Ok(names)
+        Ok(self.db.schema_names())
     }
 
     async fn tables(&self, caller: &Caller) -> Result<Vec<TableEntry>, Status> {

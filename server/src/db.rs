@@ -222,6 +222,18 @@ impl Database {
         Ok(df.execute_stream().await?)
     }
 
+    /// Every namespace and `system`: the Flight SQL db_schemas.
+    pub fn schema_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .catalog
+            .namespaces()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        names.push(crate::provider::system::SYSTEM_SCHEMA.to_string());
+        names
+    }
+
     /// `(namespace, table)` of a possibly unqualified name.
     pub fn resolve_table_name(
         &self,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
+use futures::TryStreamExt;
 use quilldb_flight::{AuthLayer, InFlight, QuillFlightSql};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -74,14 +75,19 @@ pub async fn serve(config: Config) -> Result<()> {
 
     let shutdown = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
+    // Small request/response exchanges must not wait for delayed ACKs (Nagle): every accepted
+    // connection gets TCP_NODELAY, as tonic's own `serve` would set.
+    let incoming = TcpListenerStream::new(flight_listener).map_ok(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::warn!(error = %e, "setting TCP_NODELAY");
+        }
+        stream
+    });
     let flight_task = tokio::spawn({
         let stop = shutdown.clone();
         tonic::transport::Server::builder()
             .add_service(flight)
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(flight_listener),
-                stop.cancelled_owned(),
-            )
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
     });
     let http_task = tokio::spawn({
         let stop = shutdown.clone();

@@ -86,7 +86,7 @@ pub async fn run(
             Ok(Outcome::Affected(0))
         }
         Command::Insert(_) | Command::Update(_) | Command::Delete(_) => {
-            let n = write(db, caller, &cmd, &rows).await?;
+            let n = write(db, caller, &cmd, params.as_ref(), &rows).await?;
             db.metrics.rows_written.inc_by(n as u64);
             Ok(Outcome::Affected(n))
         }
@@ -107,15 +107,25 @@ async fn write(
     db: &Arc<Database>,
     caller: &Caller,
     cmd: &Command,
+    batch: Option<&RecordBatch>,
     rows: &[Vec<ScalarValue>],
 ) -> Result<i64> {
     for _ in 0..MAX_RETRIES {
         let mut ops = Vec::new();
         let mut keys = Vec::new();
-        for params in rows {
-            let planned = dml::plan(db, caller, cmd, params).await?;
-            ops.extend(planned.ops);
-            keys.extend(planned.keys);
+        let template = match batch.filter(|b| b.num_rows() > 1) {
+            Some(b) => dml::insert_batch(db, caller, cmd, b).await?,
+            None => None,
+        };
+        if let Some(planned) = template {
+            ops = planned.ops;
+            keys = planned.keys;
+        } else {
+            for params in rows {
+                let planned = dml::plan(db, caller, cmd, params).await?;
+                ops.extend(planned.ops);
+                keys.extend(planned.keys);
+            }
         }
         if ops.is_empty() {
             return Ok(0);

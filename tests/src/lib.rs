@@ -188,15 +188,17 @@ impl TestServer {
 
     /// Sends SIGINT and waits for the exit.
     pub fn interrupt(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        signal(&child, "INT");
-        wait(&mut child, Duration::from_secs(60))
+        self.signal_and_wait("INT")
     }
 
     /// Sends SIGTERM and waits for the exit.
     pub fn stop(&mut self) -> ExitStatus {
+        self.signal_and_wait("TERM")
+    }
+
+    fn signal_and_wait(&mut self, name: &str) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        signal(&child, "TERM");
+        signal(&child, name);
         wait(&mut child, Duration::from_secs(60))
     }
 
@@ -260,6 +262,14 @@ impl Client {
             .execute(sql.to_string(), None)
             .await
             .map_err(to_status)?;
+        self.fetch(info).await
+    }
+
+    /// Collects the batches of every endpoint of a FlightInfo.
+    pub async fn fetch(
+        &mut self,
+        info: arrow_flight::FlightInfo,
+    ) -> Result<Vec<RecordBatch>, tonic::Status> {
         let mut out = Vec::new();
         for ep in info.endpoint {
             let ticket = ep.ticket.expect("ticket");

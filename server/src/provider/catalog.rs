@@ -30,15 +30,7 @@ impl QuillCatalog {
 
 impl CatalogProvider for QuillCatalog {
     fn schema_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .db
-            .catalog
-            .namespaces()
-            .into_iter()
-            .map(|n| n.name)
-            .collect();
-        names.push(SYSTEM_SCHEMA.to_string());
-        names
+        self.db.schema_names()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {

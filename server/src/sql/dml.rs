@@ -332,18 +332,109 @@ pub async fn plan(
     params: &[ScalarValue],
 ) -> Result<Planned> {
     match cmd {
-        Command::Insert(ins) => insert(db, caller, ins, params).await,
+        Command::Insert(ins) => insert(db, caller, ins, Source::Row(params)).await,
         Command::Update(u) => update(db, caller, u, params).await,
         Command::Delete(d) => delete(db, caller, d, params).await,
         _ => Err(Error::Internal("not a DML statement".into())),
     }
 }
 
+/// Where an INSERT's parameter values come from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// One execution's values.
+    Row(&'a [ScalarValue]),
+    /// Every execution at once: a one-row VALUES template of constants and placeholders,
+    /// filled from each row of the batch.
+    Template(&'a RecordBatch),
+}
+
+/// Plans every execution of a one-row `INSERT ... VALUES ($1, $2, ...)` at once, straight from
+/// the bound Arrow parameters. `None` when the statement is not such a template.
+pub async fn insert_batch(
+    db: &Arc<Database>,
+    caller: &Caller,
+    cmd: &Command,
+    params: &RecordBatch,
+) -> Result<Option<Planned>> {
+    let Command::Insert(ins) = cmd else {
+        return Ok(None);
+    };
+    if template_row(ins).is_none() {
+        return Ok(None);
+    }
+    insert(db, caller, ins, Source::Template(params))
+        .await
+        .map(Some)
+}
+
+/// The single VALUES row of a template insert, if every item is a constant or a placeholder.
+fn template_row(ins: &Insert) -> Option<&Vec<Expr>> {
+    let source = ins.source.as_ref()?;
+    let SetExpr::Values(values) = source.body.as_ref() else {
+        return None;
+    };
+    let [row] = values.rows.as_slice() else {
+        return None;
+    };
+    let mut next = 0;
+    let simple = row.iter().all(|e| match e {
+        Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => true,
+        other => matches!(simple_value(other, &[], &mut next), Ok(Some(_))),
+    });
+    simple.then_some(row)
+}
+
+/// The columns of a template insert: placeholders take their parameter column, constants repeat.
+fn template_columns(
+    row: &[Expr],
+    params: &RecordBatch,
+    targets: &[(String, SqlType)],
+) -> Result<Vec<ArrayRef>> {
+    if row.len() != targets.len() {
+        return Err(Error::InvalidArgument(format!(
+            "INSERT has {} target columns but its VALUES row has {} values",
+            targets.len(),
+            row.len()
+        )));
+    }
+    let mut next = 0;
+    row.iter()
+        .zip(targets)
+        .map(|(e, (name, ty))| {
+            if let Expr::Value(v) = e
+                && let Value::Placeholder(p) = &v.value
+            {
+                let index = if p == "?" {
+                    next += 1;
+                    next - 1
+                } else {
+                    p.trim_start_matches('$')
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|n| n.checked_sub(1))
+                        .ok_or_else(|| Error::InvalidArgument(format!("bad placeholder {p}")))?
+                };
+                let col = params.columns().get(index).ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "placeholder {p} has no value: {} parameter(s) were bound",
+                        params.num_columns()
+                    ))
+                })?;
+                return cast_column(col, name, *ty);
+            }
+            let v = simple_value(e, &[], &mut 0)?
+                .ok_or_else(|| Error::Internal("template value is not a constant".into()))?;
+            Ok(cast_scalar(v, name, *ty)?.to_array_of_size(params.num_rows())?)
+        })
+        .collect()
+}
+
 async fn insert(
     db: &Arc<Database>,
     caller: &Caller,
     ins: &Insert,
-    params: &[ScalarValue],
+    source: Source<'_>,
 ) -> Result<Planned> {
     let TableObject::TableName(name) = &ins.table else {
         return Err(Error::InvalidArgument(
@@ -373,7 +464,17 @@ async fn insert(
         }
         t
     };
-    let source = source_columns(db, caller, ins, &targets, params).await?;
+    let (source, params): (Vec<ArrayRef>, &[ScalarValue]) = match source {
+        Source::Row(params) => (
+            source_columns(db, caller, ins, &targets, params).await?,
+            params,
+        ),
+        Source::Template(batch) => {
+            let row =
+                template_row(ins).ok_or_else(|| Error::Internal("not a template insert".into()))?;
+            (template_columns(row, batch, &targets)?, &[])
+        }
+    };
     let rows = source.first().map(|a| a.len()).unwrap_or(0);
     if rows > db.limits.max_rows_per_insert {
         return Err(Error::ResourceExhausted(format!(

@@ -120,13 +120,31 @@ pub fn parse(sql: &str) -> Result<Command> {
     })
 }
 
-/// `CURRENT_USER()` and `CURRENT_ROLE()` as the contract writes them; sqlparser knows only the
-/// SQL-standard forms without parentheses, so the empty parentheses are dropped.
-fn drop_empty_parens_after_session_functions(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+/// Two rewrites on the token stream before parsing:
+/// - `CURRENT_USER()` and `CURRENT_ROLE()` as the contract writes them; sqlparser knows only the
+///   SQL-standard forms without parentheses, so the empty parentheses are dropped;
+/// - `?` placeholders (the qmark style of DB-API and JDBC clients) become `$1`, `$2`, ... so that
+///   every layer sees one placeholder style.
+fn normalize_tokens(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut qmarks = 0;
     let mut i = 0;
     while i < tokens.len() {
         let t = &tokens[i];
+        let qmark = match &t.token {
+            Token::Placeholder(p) => p == "?",
+            Token::Question => true,
+            _ => false,
+        };
+        if qmark {
+            qmarks += 1;
+            out.push(TokenWithSpan {
+                token: Token::Placeholder(format!("${qmarks}")),
+                span: t.span,
+            });
+            i += 1;
+            continue;
+        }
         out.push(t.clone());
         let is_session_fn = matches!(word(t).as_deref(), Some("CURRENT_USER" | "CURRENT_ROLE"));
         if is_session_fn {
@@ -155,8 +173,7 @@ fn parse_inner(sql: &str) -> Result<Command> {
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| Error::Parse(e.to_string()))?;
-    let mut p = Parser::new(&dialect)
-        .with_tokens_with_locations(drop_empty_parens_after_session_functions(tokens));
+    let mut p = Parser::new(&dialect).with_tokens_with_locations(normalize_tokens(tokens));
     while p.consume_token(&Token::SemiColon) {}
     if p.peek_token().token == Token::EOF {
         return Err(Error::Parse("empty statement".into()));
@@ -323,6 +340,10 @@ mod tests {
             })
         ));
         assert!(matches!(parse("SELECT 1"), Ok(Command::Query(_))));
+        match parse("SELECT * FROM t WHERE a = ? AND b = ?") {
+            Ok(Command::Query(q)) => assert!(q.to_string().contains("a = $1 AND b = $2"), "{q}"),
+            other => panic!("{other:?}"),
+        }
         let r = parse("STORAGE FLUSH TABLE a.b");
         assert!(matches!(r, Ok(Command::Unsupported(_))), "{r:?}");
     }
