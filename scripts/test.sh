@@ -13,8 +13,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== build"
-cargo build --workspace --all-targets
+echo "== build the quilldb binary (the integration tests start it)"
+cargo build -p quilldb-server --bin quilldb
 echo "== Rust tests"
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast

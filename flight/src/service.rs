@@ -402,7 +402,7 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.command_info(&schema, query, request.into_inner())
     }
 
@@ -475,7 +475,7 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.command_info(&schema, query, request.into_inner())
     }
 

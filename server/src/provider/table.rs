@@ -68,7 +68,7 @@ struct Pruning {
     max_seq: u64,
 }
 
-fn column_literal<'e>(e: &'e BinaryExpr) -> Option<(&'e str, Operator, &'e ScalarValue)> {
+fn column_literal(e: &BinaryExpr) -> Option<(&str, Operator, &ScalarValue)> {
     match (e.left.as_ref(), e.right.as_ref()) {
         (Expr::Column(c), Expr::Literal(v, _)) => Some((c.name.as_str(), e.op, v)),
         (Expr::Literal(v, _), Expr::Column(c)) => Some((c.name.as_str(), e.op.swap()?, v)),

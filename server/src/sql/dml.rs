@@ -116,6 +116,33 @@ fn cast_scalar(v: ScalarValue, column: &str, ty: SqlType) -> Result<ScalarValue>
     })
 }
 
+/// One column of VALUES items. Literals arrive as text (typed by their column, as PostgreSQL
+/// types unknown literals): a column of text and NULLs is cast as one array, which is what makes
+/// many-row statements cheap; columns with typed parameters are cast value by value.
+fn literal_column(vals: Vec<ScalarValue>, name: &str, ty: SqlType) -> Result<ArrayRef> {
+    if vals.is_empty() {
+        return Ok(arrow::array::new_empty_array(&ty.arrow()));
+    }
+    let all_text = vals
+        .iter()
+        .all(|v| matches!(v, ScalarValue::Utf8(_) | ScalarValue::Null));
+    if all_text {
+        let text: StringArray = vals
+            .iter()
+            .map(|v| match v {
+                ScalarValue::Utf8(s) => s.as_deref(),
+                _ => None,
+            })
+            .collect();
+        return cast_column(&(Arc::new(text) as ArrayRef), name, ty);
+    }
+    let cast = vals
+        .into_iter()
+        .map(|v| cast_scalar(v, name, ty))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ScalarValue::iter_to_array(cast)?)
+}
+
 /// The INSERT's source rows, one array per target column, cast to the column types.
 async fn source_columns(
     db: &Arc<Database>,
@@ -146,7 +173,7 @@ async fn source_columns(
             }
             for (i, e) in row.iter().enumerate() {
                 match simple_value(e, params, &mut next)? {
-                    Some(v) => columns[i].push(cast_scalar(v, &targets[i].0, targets[i].1)?),
+                    Some(v) => columns[i].push(v),
                     None => {
                         simple = false;
                         break 'rows;
@@ -158,13 +185,7 @@ async fn source_columns(
             return columns
                 .into_iter()
                 .zip(targets)
-                .map(|(vals, (_, ty))| {
-                    if vals.is_empty() {
-                        Ok(arrow::array::new_empty_array(&ty.arrow()))
-                    } else {
-                        Ok(ScalarValue::iter_to_array(vals)?)
-                    }
-                })
+                .map(|(vals, (name, ty))| literal_column(vals, name, *ty))
                 .collect();
         }
     }
