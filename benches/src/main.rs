@@ -1,9 +1,9 @@
 //! `quilldb-bench`: end-to-end figures over Flight SQL against a real server.
 //!
-//! Starts the release (or given) `quilldb` binary on port 0 in a temp dir, or uses `--url`, and
-//! measures single-row parameterized inserts, 100-row INSERT statements, 10 parallel clients,
+//! Starts the `quilldb` binary (`QUILLDB_BIN`, else the one beside this tool) on port 0 in a
+//! temp dir and measures single-row parameterized inserts, 100-row INSERT statements, 10 parallel clients,
 //! a full DoGet scan and primary-key point lookups. Prints one table and writes the same figures
-//! to `benches/results/latest.json` and a timestamped copy.
+//! to `benches/results/latest-<durability>.json` and a timestamped copy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -319,10 +319,16 @@ async fn main() {
     });
     std::fs::create_dir_all(&args.out).unwrap();
     let text = serde_json::to_string_pretty(&doc).unwrap();
-    std::fs::write(args.out.join("latest.json"), &text).unwrap();
-    std::fs::write(args.out.join(format!("{when}.json")), &text).unwrap();
+    let latest = args.out.join(format!("latest-{}.json", args.durability));
+    std::fs::write(&latest, &text).unwrap();
+    std::fs::write(
+        args.out.join(format!("{when}-{}.json", args.durability)),
+        &text,
+    )
+    .unwrap();
     println!(
-        "results written to {}",
-        args.out.join("latest.json").display()
+        "durability {}; results written to {}",
+        args.durability,
+        latest.display()
     );
 }
