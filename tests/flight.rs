@@ -297,15 +297,8 @@ async fn garbage_tickets_are_refused_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn request_ids_are_echoed_and_logged() {
-    use arrow_flight::flight_service_client::FlightServiceClient;
     let server = TestServer::start().await;
-    let url = server.flight_url.replace("grpc://", "http://");
-    let channel = tonic::transport::Endpoint::from_shared(url)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut raw = FlightServiceClient::new(channel);
+    let mut raw = server.raw_client().await;
     let mut req2 = tonic::Request::new(arrow_flight::Empty {});
     req2.metadata_mut()
         .insert("x-request-id", "req-4242".parse().unwrap());

@@ -13,7 +13,6 @@ use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
-use arrow_flight::flight_service_client::FlightServiceClient;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use quilldb_tests::{Client, TestServer};
@@ -215,13 +214,7 @@ async fn main() {
             .await
             .unwrap();
         let ticket = info.endpoint[0].ticket.clone().unwrap();
-        let url = server.flight_url.replace("grpc://", "http://");
-        let channel = tonic::transport::Endpoint::from_shared(url)
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut raw = FlightServiceClient::new(channel);
+        let mut raw = server.raw_client().await;
         let token = c.inner.token().cloned().unwrap();
         let mut req = tonic::Request::new(ticket);
         req.metadata_mut()

@@ -74,18 +74,12 @@ impl QuillBackend {
         if let Some(source) = &ins.source
             && let SetExpr::Values(values) = source.body.as_ref()
         {
-            let mut next = 0;
             for row in &values.rows {
                 for (i, e) in row.iter().enumerate() {
                     if let Expr::Value(v) = e
                         && let Value::Placeholder(p) = &v.value
                     {
-                        let index = if p == "?" {
-                            next += 1;
-                            next
-                        } else {
-                            p.trim_start_matches('$').parse().unwrap_or(0)
-                        };
+                        let index = crate::sql::dml::placeholder_index(p).map_or(0, |i| i + 1);
                         if let Some(c) = targets.get(i)
                             && !fields.iter().any(|(n, _)| *n == index)
                         {
@@ -110,10 +104,7 @@ impl QuillBackend {
                     if let Expr::Value(v) = e
                         && let Value::Placeholder(p) = &v.value
                     {
-                        let n: usize = p
-                            .trim_start_matches('$')
-                            .parse()
-                            .unwrap_or(params.len() + 1);
+                        let n = crate::sql::dml::placeholder_index(p).map_or(0, |i| i + 1);
                         if !params.iter().any(|(i, _)| *i == n) {
                             params.push((n, Field::new(format!("${n}"), DataType::Null, true)));
                         }

@@ -148,15 +148,8 @@ impl TestServer {
 
     /// The outcome of a Basic-auth Handshake, with the server's own status on failure.
     pub async fn login(&self, user: &str, password: &str) -> Result<(), tonic::Status> {
-        use arrow_flight::flight_service_client::FlightServiceClient;
         use base64::Engine;
-        let url = self.flight_url.replace("grpc://", "http://");
-        let channel = Endpoint::from_shared(url)
-            .expect("url")
-            .connect()
-            .await
-            .expect("connect");
-        let mut raw = FlightServiceClient::new(channel);
+        let mut raw = self.raw_client().await;
         let mut req = tonic::Request::new(futures::stream::iter(vec![
             arrow_flight::HandshakeRequest::default(),
         ]));
@@ -171,6 +164,19 @@ impl TestServer {
             "no Bearer header"
         );
         Ok(())
+    }
+
+    /// arrow-flight's plain Flight client on a new connection.
+    pub async fn raw_client(
+        &self,
+    ) -> arrow_flight::flight_service_client::FlightServiceClient<Channel> {
+        let url = self.flight_url.replace("grpc://", "http://");
+        let channel = Endpoint::from_shared(url)
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        arrow_flight::flight_service_client::FlightServiceClient::new(channel)
     }
 
     /// A client without credentials.

@@ -51,19 +51,17 @@ fn no_system_column(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The zero-based index of a placeholder such as `$2` (the parser turns `?` into `$n`).
+pub fn placeholder_index(p: &str) -> Result<usize> {
+    p.strip_prefix('$')
+        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| n.checked_sub(1))
+        .ok_or_else(|| Error::InvalidArgument(format!("bad placeholder {p}: use $1, $2, ...")))
+}
+
 /// The value of a placeholder such as `$2`.
-fn placeholder(p: &str, params: &[ScalarValue], next: &mut usize) -> Result<ScalarValue> {
-    let index = if p == "?" {
-        *next += 1;
-        *next - 1
-    } else {
-        p.trim_start_matches('$')
-            .parse::<usize>()
-            .ok()
-            .and_then(|n| n.checked_sub(1))
-            .ok_or_else(|| Error::InvalidArgument(format!("bad placeholder {p}")))?
-    };
-    params.get(index).cloned().ok_or_else(|| {
+fn placeholder(p: &str, params: &[ScalarValue]) -> Result<ScalarValue> {
+    params.get(placeholder_index(p)?).cloned().ok_or_else(|| {
         Error::InvalidArgument(format!(
             "placeholder {p} has no value: {} parameter(s) were bound",
             params.len()
@@ -72,14 +70,14 @@ fn placeholder(p: &str, params: &[ScalarValue], next: &mut usize) -> Result<Scal
 }
 
 /// A VALUES item that needs no planning: a constant or a parameter.
-fn simple_value(e: &Expr, params: &[ScalarValue], next: &mut usize) -> Result<Option<ScalarValue>> {
+fn simple_value(e: &Expr, params: &[ScalarValue]) -> Result<Option<ScalarValue>> {
     Ok(match e {
         Expr::Value(v) => match &v.value {
             Value::Number(n, _) => Some(ScalarValue::Utf8(Some(n.clone()))),
             Value::SingleQuotedString(s) => Some(ScalarValue::Utf8(Some(s.clone()))),
             Value::Boolean(b) => Some(ScalarValue::Boolean(Some(*b))),
             Value::Null => Some(ScalarValue::Null),
-            Value::Placeholder(p) => Some(placeholder(p, params, next)?),
+            Value::Placeholder(p) => Some(placeholder(p, params)?),
             _ => None,
         },
         Expr::UnaryOp {
@@ -159,7 +157,6 @@ async fn source_columns(
         && source.order_by.is_none()
         && source.limit_clause.is_none()
     {
-        let mut next = 0;
         let mut columns: Vec<Vec<ScalarValue>> =
             vec![Vec::with_capacity(values.rows.len()); targets.len()];
         let mut simple = true;
@@ -172,7 +169,7 @@ async fn source_columns(
                 )));
             }
             for (i, e) in row.iter().enumerate() {
-                match simple_value(e, params, &mut next)? {
+                match simple_value(e, params)? {
                     Some(v) => columns[i].push(v),
                     None => {
                         simple = false;
@@ -398,10 +395,9 @@ fn template_row(ins: &Insert) -> Option<&Vec<Expr>> {
     let [row] = values.rows.as_slice() else {
         return None;
     };
-    let mut next = 0;
     let simple = row.iter().all(|e| match e {
         Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => true,
-        other => matches!(simple_value(other, &[], &mut next), Ok(Some(_))),
+        other => matches!(simple_value(other, &[]), Ok(Some(_))),
     });
     simple.then_some(row)
 }
@@ -419,23 +415,13 @@ fn template_columns(
             row.len()
         )));
     }
-    let mut next = 0;
     row.iter()
         .zip(targets)
         .map(|(e, (name, ty))| {
             if let Expr::Value(v) = e
                 && let Value::Placeholder(p) = &v.value
             {
-                let index = if p == "?" {
-                    next += 1;
-                    next - 1
-                } else {
-                    p.trim_start_matches('$')
-                        .parse::<usize>()
-                        .ok()
-                        .and_then(|n| n.checked_sub(1))
-                        .ok_or_else(|| Error::InvalidArgument(format!("bad placeholder {p}")))?
-                };
+                let index = placeholder_index(p)?;
                 let col = params.columns().get(index).ok_or_else(|| {
                     Error::InvalidArgument(format!(
                         "placeholder {p} has no value: {} parameter(s) were bound",
@@ -444,7 +430,7 @@ fn template_columns(
                 })?;
                 return cast_column(col, name, *ty);
             }
-            let v = simple_value(e, &[], &mut 0)?
+            let v = simple_value(e, &[])?
                 .ok_or_else(|| Error::Internal("template value is not a constant".into()))?;
             Ok(cast_scalar(v, name, *ty)?.to_array_of_size(params.num_rows())?)
         })
