@@ -166,29 +166,27 @@ impl TestServer {
         Ok(())
     }
 
+    /// A new connection to the Flight port.
+    pub async fn channel(&self) -> Channel {
+        let url = self.flight_url.replace("grpc://", "http://");
+        Endpoint::from_shared(url)
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
     /// arrow-flight's plain Flight client on a new connection.
     pub async fn raw_client(
         &self,
     ) -> arrow_flight::flight_service_client::FlightServiceClient<Channel> {
-        let url = self.flight_url.replace("grpc://", "http://");
-        let channel = Endpoint::from_shared(url)
-            .expect("url")
-            .connect()
-            .await
-            .expect("connect");
-        arrow_flight::flight_service_client::FlightServiceClient::new(channel)
+        arrow_flight::flight_service_client::FlightServiceClient::new(self.channel().await)
     }
 
     /// A client without credentials.
     pub async fn anonymous(&self) -> Client {
-        let url = self.flight_url.replace("grpc://", "http://");
-        let channel = Endpoint::from_shared(url)
-            .expect("url")
-            .connect()
-            .await
-            .expect("connect");
         Client {
-            inner: FlightSqlServiceClient::new(channel),
+            inner: FlightSqlServiceClient::new(self.channel().await),
         }
     }
 
