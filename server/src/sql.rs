@@ -57,7 +57,6 @@ pub async fn run(
         )));
     }
     let cmd = parser::parse(sql)?;
-    let rows = param_rows(params.as_ref())?;
     match cmd {
         Command::CreateNamespace {
             name,
@@ -86,12 +85,15 @@ pub async fn run(
             Ok(Outcome::Affected(0))
         }
         Command::Insert(_) | Command::Update(_) | Command::Delete(_) => {
-            let n = write(db, caller, &cmd, params.as_ref(), &rows).await?;
+            let n = write(db, caller, &cmd, params.as_ref()).await?;
             db.metrics.rows_written.inc_by(n as u64);
             Ok(Outcome::Affected(n))
         }
         Command::Query(stmt) => {
-            let first = rows.into_iter().next().unwrap_or_default();
+            let first = param_rows(params.as_ref())?
+                .into_iter()
+                .next()
+                .unwrap_or_default();
             let plan = db.plan_query(caller, *stmt, &first).await?;
             Ok(Outcome::Query {
                 schema: plan.schema(),
@@ -108,8 +110,9 @@ async fn write(
     caller: &Caller,
     cmd: &Command,
     batch: Option<&RecordBatch>,
-    rows: &[Vec<ScalarValue>],
 ) -> Result<i64> {
+    // Scalar rows are only made when the batch cannot be used whole (not a template insert).
+    let mut rows: Option<Vec<Vec<ScalarValue>>> = None;
     for _ in 0..MAX_RETRIES {
         let mut ops = Vec::new();
         let mut keys = Vec::new();
@@ -121,7 +124,10 @@ async fn write(
             ops = planned.ops;
             keys = planned.keys;
         } else {
-            for params in rows {
+            if rows.is_none() {
+                rows = Some(param_rows(batch)?);
+            }
+            for params in rows.iter().flatten() {
                 let planned = dml::plan(db, caller, cmd, params).await?;
                 ops.extend(planned.ops);
                 keys.extend(planned.keys);

@@ -35,6 +35,14 @@ pub enum Error {
     /// Arrow failed while building a batch.
     #[error("arrow: {0}")]
     Arrow(String),
+    /// A background thread of the store could not be started.
+    #[error("starting the {thread} thread: {detail}")]
+    Thread {
+        /// Which thread.
+        thread: &'static str,
+        /// The OS error.
+        detail: String,
+    },
     /// The store is shut down.
     #[error("the hot store is closed")]
     Closed,

@@ -121,7 +121,10 @@ impl HotStore {
             std::thread::Builder::new()
                 .name("quill-writer".into())
                 .spawn(move || writer.run(rx))
-                .map_err(|e| Error::corrupt("writer thread", e.to_string()))?,
+                .map_err(|e| Error::Thread {
+                    thread: "writer",
+                    detail: e.to_string(),
+                })?,
         );
         if opts.durability == Durability::Async {
             let db = db.clone();
@@ -137,7 +140,10 @@ impl HotStore {
                             }
                         }
                     })
-                    .map_err(|e| Error::corrupt("wal sync thread", e.to_string()))?,
+                    .map_err(|e| Error::Thread {
+                        thread: "WAL sync",
+                        detail: e.to_string(),
+                    })?,
             );
         }
         Ok(Self {
