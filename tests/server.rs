@@ -19,13 +19,30 @@ async fn health_ready_and_metrics() {
     let _ = c.query("SELEC oops").await;
     let (status, metrics) = http_get(&server.http_url, "/metrics");
     assert_eq!(status, 200);
+    // Every line of the exposition is a quill_ metric; labels come from fixed sets.
+    for line in metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        assert!(line.starts_with("quill_"), "{line}");
+    }
     assert!(
-        metrics.contains("quilldb_flight_requests_total"),
+        metrics.contains(
+            "quill_flight_requests_total{method=\"GetFlightInfo\",status=\"InvalidArgument\"} 1"
+        ),
         "{metrics}"
     );
-    assert!(metrics.contains("status=\"InvalidArgument\""), "{metrics}");
-    assert!(metrics.contains("quilldb_statement_duration_seconds"));
-    assert!(metrics.contains("process_resident_memory_bytes"));
+    assert!(
+        metrics.contains("quill_flight_requests_total{method=\"Handshake\",status=\"Ok\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("quill_flight_request_duration_seconds_bucket{method=\"GetFlightInfo\"")
+    );
+    assert!(metrics.contains("quill_statements_total{kind=\"statement\",status=\"ok\"}"));
+    assert!(metrics.contains("quill_statement_duration_seconds"));
+    assert!(metrics.contains("quill_process_resident_memory_bytes"));
+    assert!(metrics.contains("quill_process_open_fds"));
 }
 
 #[tokio::test]

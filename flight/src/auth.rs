@@ -56,10 +56,55 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// A response body that keeps its call counted until it is done or dropped.
+/// Told of every finished call: the Flight method, its gRPC status and its duration (for
+/// metrics; the method names are a fixed set).
+pub type CallObserver = Arc<dyn Fn(&str, tonic::Code, std::time::Duration) + Send + Sync>;
+
+/// The Flight method of a request path: its last segment when it is a Flight method.
+fn method_name(path: &str) -> &'static str {
+    const METHODS: [&str; 10] = [
+        "Handshake",
+        "ListFlights",
+        "GetFlightInfo",
+        "PollFlightInfo",
+        "GetSchema",
+        "DoGet",
+        "DoPut",
+        "DoExchange",
+        "DoAction",
+        "ListActions",
+    ];
+    let last = path.rsplit('/').next().unwrap_or_default();
+    METHODS.into_iter().find(|m| *m == last).unwrap_or("other")
+}
+
+fn grpc_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(tonic::Code::from_i32)
+}
+
+/// A response body that keeps its call counted until it is done or dropped, and reports the
+/// call's outcome when it ends.
 struct CountedBody {
     inner: Pin<Box<Body>>,
     _guard: InFlightGuard,
+    method: &'static str,
+    code: Option<tonic::Code>,
+    started: std::time::Instant,
+    observer: Option<CallObserver>,
+}
+
+impl Drop for CountedBody {
+    fn drop(&mut self) {
+        if let Some(observe) = &self.observer {
+            // A body dropped before its trailers is a call the client gave up on.
+            let code = self.code.unwrap_or(tonic::Code::Cancelled);
+            observe(self.method, code, self.started.elapsed());
+        }
+    }
 }
 
 impl http_body::Body for CountedBody {
@@ -70,7 +115,17 @@ impl http_body::Body for CountedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        self.inner.as_mut().poll_frame(cx)
+        let polled = self.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(code) = frame.trailers_ref().and_then(grpc_code) {
+                    self.code = Some(code);
+                }
+            }
+            Poll::Ready(None) if self.code.is_none() => self.code = Some(tonic::Code::Ok),
+            _ => {}
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -86,12 +141,23 @@ impl http_body::Body for CountedBody {
 pub struct AuthLayer<B> {
     backend: Arc<B>,
     in_flight: InFlight,
+    observer: Option<CallObserver>,
 }
 
 impl<B> AuthLayer<B> {
     /// A layer resolving callers with `backend` and counting running calls in `in_flight`.
     pub fn new(backend: Arc<B>, in_flight: InFlight) -> Self {
-        Self { backend, in_flight }
+        Self {
+            backend,
+            in_flight,
+            observer: None,
+        }
+    }
+
+    /// Reports every finished call to `observer`.
+    pub fn with_observer(mut self, observer: CallObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 }
 
@@ -103,6 +169,7 @@ impl<S, B> Layer<S> for AuthLayer<B> {
             inner,
             backend: self.backend.clone(),
             in_flight: self.in_flight.clone(),
+            observer: self.observer.clone(),
         }
     }
 }
@@ -112,6 +179,7 @@ pub struct AuthService<S, B> {
     inner: S,
     backend: Arc<B>,
     in_flight: InFlight,
+    observer: Option<CallObserver>,
 }
 
 impl<S: Clone, B> Clone for AuthService<S, B> {
@@ -120,6 +188,7 @@ impl<S: Clone, B> Clone for AuthService<S, B> {
             inner: self.inner.clone(),
             backend: self.backend.clone(),
             in_flight: self.in_flight.clone(),
+            observer: self.observer.clone(),
         }
     }
 }
@@ -192,6 +261,9 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let backend = self.backend.clone();
         let guard = self.in_flight.enter();
+        let observer = self.observer.clone();
+        let method = method_name(req.uri().path());
+        let started = std::time::Instant::now();
         let request_id = req.headers().get("x-request-id").cloned();
         let span = tracing::info_span!(
             "flight",
@@ -241,10 +313,15 @@ where
                 } else {
                     tracing::debug!(status = %response.status(), "call answered");
                 }
+                let code = grpc_code(response.headers());
                 let (parts, body) = response.into_parts();
                 let body = Body::new(CountedBody {
                     inner: Box::pin(body),
                     _guard: guard,
+                    method,
+                    code,
+                    started,
+                    observer,
                 });
                 Ok(http::Response::from_parts(parts, body))
             }

@@ -55,6 +55,15 @@ pub struct TableEntry {
     pub primary_key: Option<String>,
 }
 
+/// A bulk ingest call (CommandStatementIngest).
+#[derive(Debug, Clone)]
+pub struct IngestTarget {
+    /// The namespace, if the client named one.
+    pub schema: Option<String>,
+    /// The table.
+    pub table: String,
+}
+
 /// What GetSqlInfo reports about the server.
 #[derive(Debug, Clone)]
 pub struct ServerInfo {
@@ -71,6 +80,8 @@ pub trait Backend: Send + Sync + 'static {
     type Caller: CallerInfo;
     /// A planned query, kept between GetFlightInfo and DoGet.
     type Plan: Send + Sync + 'static;
+    /// A prepared statement: parsed and planned once.
+    type Prepared: Send + Sync + 'static;
 
     /// Checks a user name and password; answers the caller and a fresh bearer token.
     async fn login(
@@ -95,8 +106,56 @@ pub trait Backend: Send + Sync + 'static {
         params: Option<RecordBatch>,
     ) -> Result<Outcome<Self::Plan>, Status>;
 
-    /// Describes a statement without running it.
-    async fn prepare(&self, caller: &Self::Caller, sql: &str) -> Result<PreparedInfo, Status>;
+    /// Parses and plans a statement once, for many executions.
+    async fn prepare(
+        &self,
+        caller: &Self::Caller,
+        sql: &str,
+    ) -> Result<(PreparedInfo, Self::Prepared), Status>;
+
+    /// Runs a prepared statement; `params` holds one row per execution.
+    async fn run_prepared(
+        &self,
+        caller: &Self::Caller,
+        prepared: &Self::Prepared,
+        params: Option<RecordBatch>,
+    ) -> Result<Outcome<Self::Plan>, Status>;
+
+    /// Appends the batches of `data` to an existing table, all or nothing.
+    async fn ingest(
+        &self,
+        caller: &Self::Caller,
+        target: IngestTarget,
+        data: BatchStream,
+    ) -> Result<i64, Status>;
+
+    /// The caller, with its statements routed into the open transaction `id`.
+    fn in_transaction(&self, caller: &Self::Caller, id: &[u8]) -> Result<Self::Caller, Status>;
+
+    /// Begins a transaction; answers its id.
+    async fn begin_transaction(&self, caller: &Self::Caller) -> Result<Vec<u8>, Status>;
+
+    /// Commits (`commit`) or rolls back the transaction `id`.
+    async fn end_transaction(
+        &self,
+        caller: &Self::Caller,
+        id: &[u8],
+        commit: bool,
+    ) -> Result<(), Status>;
+
+    /// Sets a session option (`catalog` or `schema`); `None` resets it.
+    fn set_session_option(
+        &self,
+        caller: &Self::Caller,
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<(), Status>;
+
+    /// The session options and their values.
+    fn session_options(&self, caller: &Self::Caller) -> Vec<(String, String)>;
+
+    /// Ends the caller's session: its token stops working and its transaction rolls back.
+    fn close_session(&self, caller: &Self::Caller) -> Result<(), Status>;
 
     /// Runs a planned query.
     async fn execute(
@@ -113,4 +172,7 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Name and version for GetSqlInfo.
     fn server_info(&self) -> ServerInfo;
+
+    /// One entry per SQL type, for GetXdbcTypeInfo.
+    fn type_info(&self) -> Vec<arrow_flight::sql::metadata::XdbcTypeInfo>;
 }

@@ -17,18 +17,23 @@
 pub mod auth;
 /// The trait the database implements, and the values crossing it.
 pub mod backend;
+/// Query limits and cancellation.
+pub mod control;
 /// Wire schemas and the DoGet stream.
 pub mod encode;
 /// The `FlightSqlService` implementation.
 pub mod service;
+/// Session-option messages.
+pub mod session;
 /// Tickets and prepared-statement handles.
 pub mod tickets;
 
-pub use auth::{AuthLayer, CallAuth, InFlight};
+pub use auth::{AuthLayer, CallAuth, CallObserver, InFlight};
 pub use backend::{
-    Backend, BatchStream, CallerInfo, Outcome, PreparedInfo, ServerInfo, TableEntry,
+    Backend, BatchStream, CallerInfo, IngestTarget, Outcome, PreparedInfo, ServerInfo, TableEntry,
 };
-pub use service::QuillFlightSql;
+pub use control::QueryLimits;
+pub use service::{QuillFlightSql, ServiceOptions};
 
 /// The one Flight SQL catalog.
 pub const CATALOG: &str = "quill";

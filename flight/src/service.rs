@@ -1,6 +1,9 @@
 //! The Flight SQL service: decodes commands, keeps tickets and prepared statements, and calls
 //! the [`Backend`].
 
+/// SqlInfo, keys and type info.
+pub mod metadata;
+
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,39 +15,55 @@ use arrow::record_batch::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData, XdbcTypeInfoDataBuilder};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
-    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
-    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate,
-    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, SqlSupportedTransaction,
-    TicketStatementQuery,
+    ActionBeginTransactionRequest, ActionBeginTransactionResult, ActionCancelQueryRequest,
+    ActionCancelQueryResult, ActionClosePreparedStatementRequest,
+    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
+    ActionEndTransactionRequest, Any, CommandGetCatalogs, CommandGetCrossReference,
+    CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
+    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, EndTransaction,
+    ProstMessageExt, SqlInfo, TableExistsOption, TableNotExistOption, TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
-    IpcMessage, SchemaAsIpc, Ticket,
+    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus,
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
+    SchemaAsIpc, Ticket,
 };
+use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::CATALOG;
 use crate::auth::CallAuth;
-use crate::backend::{Backend, CallerInfo, Outcome, PreparedInfo};
+use crate::backend::{Backend, BatchStream, CallerInfo, IngestTarget, Outcome, PreparedInfo};
+use crate::control::{Queries, QueryLimits};
 use crate::encode::{flight_stream, once, result_schema};
+use crate::session::{
+    CANCEL_FLIGHT_INFO, CLOSE_SESSION, CloseSessionResult, CloseSessionStatus, ErrorValue,
+    GET_SESSION_OPTIONS, GetSessionOptionsResult, OptionValue, SET_SESSION_OPTIONS,
+    SessionOptionValue, SetSessionOptionsError, SetSessionOptionsRequest, SetSessionOptionsResult,
+};
 use crate::tickets::HandleStore;
 
 /// What a ticket stands for until DoGet.
 enum Pending<P> {
-    Plan(SchemaRef, P),
+    Plan {
+        schema: SchemaRef,
+        plan: P,
+        deadline: tokio::time::Instant,
+    },
     Batch(RecordBatch),
 }
 
-/// A prepared statement: its text, schemas and bound parameters.
-struct Prepared {
-    sql: String,
+/// A prepared statement: the backend's planned form, its transaction and bound parameters.
+struct Prepared<Q> {
+    statement: Q,
+    transaction: Option<Bytes>,
     params: parking_lot::Mutex<Option<RecordBatch>>,
 }
 
@@ -60,62 +79,61 @@ pub fn rows_affected_schema() -> SchemaRef {
     )]))
 }
 
+/// How the service keeps handles and limits queries.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// How long a ticket waits for its DoGet.
+    pub ticket_ttl: Duration,
+    /// How long an unused prepared statement is kept.
+    pub prepared_ttl: Duration,
+    /// Concurrency and time limits of queries.
+    pub limits: QueryLimits,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            ticket_ttl: Duration::from_secs(300),
+            prepared_ttl: Duration::from_secs(24 * 3600),
+            limits: QueryLimits::default(),
+        }
+    }
+}
+
 /// The Flight SQL service over a backend.
 pub struct QuillFlightSql<B: Backend> {
     backend: Arc<B>,
     tickets: HandleStore<Pending<B::Plan>>,
-    prepared: HandleStore<Prepared>,
+    prepared: HandleStore<Prepared<B::Prepared>>,
+    queries: Queries,
     sql_info: SqlInfoData,
+    type_info: XdbcTypeInfoData,
 }
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
+type ActionStream =
+    Pin<Box<dyn Stream<Item = Result<arrow_flight::Result, Status>> + Send + 'static>>;
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
 
 impl<B: Backend> QuillFlightSql<B> {
-    /// The service; tickets expire after `ticket_ttl`.
-    pub fn new(backend: Arc<B>, ticket_ttl: Duration) -> Result<Self, Status> {
-        let info = backend.server_info();
-        let mut b = SqlInfoDataBuilder::new();
-        b.append(SqlInfo::FlightSqlServerName, info.name.as_str());
-        b.append(SqlInfo::FlightSqlServerVersion, info.version.as_str());
-        b.append(SqlInfo::FlightSqlServerArrowVersion, arrow::ARROW_VERSION);
-        b.append(SqlInfo::FlightSqlServerReadOnly, false);
-        b.append(SqlInfo::FlightSqlServerSql, true);
-        b.append(SqlInfo::FlightSqlServerSubstrait, false);
-        // Transactions and cancellation are not served yet: saying so lets ADBC run in
-        // autocommit mode instead of failing on BeginTransaction.
-        b.append(
-            SqlInfo::FlightSqlServerTransaction,
-            SqlSupportedTransaction::None as i32,
-        );
-        b.append(SqlInfo::FlightSqlServerCancel, false);
-        b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-        b.append(SqlInfo::SqlDdlCatalog, false);
-        b.append(SqlInfo::SqlDdlSchema, true);
-        b.append(SqlInfo::SqlDdlTable, true);
-        // 1 = case insensitive (unquoted identifiers fold to lower case).
-        b.append(SqlInfo::SqlIdentifierCase, 1i64);
-        b.append(SqlInfo::SqlQuotedIdentifierCase, 0i64);
-        b.append(SqlInfo::SqlMaxColumnNameLength, 64i64);
-        b.append(SqlInfo::SqlDbSchemaNameLength, 32i64);
-        b.append(SqlInfo::SqlMaxTableNameLength, 64i64);
-        b.append(SqlInfo::SqlMaxUsernameLength, 64i64);
-        b.append(SqlInfo::SqlKeywords, KEYWORDS);
-        b.append(SqlInfo::SqlNumericFunctions, NUMERIC_FUNCTIONS);
-        b.append(SqlInfo::SqlStringFunctions, STRING_FUNCTIONS);
-        b.append(SqlInfo::SqlSystemFunctions, SYSTEM_FUNCTIONS);
-        b.append(SqlInfo::SqlDatetimeFunctions, DATETIME_FUNCTIONS);
-        let sql_info = b
-            .build()
-            .map_err(|e| Status::internal(format!("building SqlInfo: {e}")))?;
+    /// The service.
+    pub fn new(backend: Arc<B>, options: ServiceOptions) -> Result<Self, Status> {
+        let sql_info = metadata::sql_info(&backend.server_info())?;
+        let mut types = XdbcTypeInfoDataBuilder::new();
+        for t in backend.type_info() {
+            types.append(t);
+        }
+        let type_info = types.build().map_err(internal)?;
         Ok(Self {
             backend,
-            tickets: HandleStore::new("ticket", ticket_ttl, 10_000),
-            prepared: HandleStore::new(
-                "prepared statement",
-                Duration::from_secs(24 * 3600),
-                100_000,
-            ),
+            tickets: HandleStore::new("ticket", options.ticket_ttl, 10_000),
+            prepared: HandleStore::new("prepared statement", options.prepared_ttl, 100_000),
+            queries: Queries::new(options.limits),
             sql_info,
+            type_info,
         })
     }
 
@@ -124,6 +142,29 @@ impl<B: Backend> QuillFlightSql<B> {
             .get::<CallAuth<B::Caller>>()
             .map(|a| a.caller.clone())
             .unwrap_or_else(|| self.backend.anonymous())
+    }
+
+    /// The caller, inside the transaction `txn` when the command names one.
+    fn caller_in<T>(&self, req: &Request<T>, txn: Option<&Bytes>) -> Result<B::Caller, Status> {
+        let caller = self.caller(req);
+        match txn {
+            Some(id) if !id.is_empty() => self.backend.in_transaction(&caller, id),
+            _ => Ok(caller),
+        }
+    }
+
+    /// Runs `work` within the query time limit.
+    async fn timed<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        tokio::time::timeout(self.queries.timeout(), work)
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(
+                    "the statement ran past its time limit (limits.query_timeout_seconds)",
+                )
+            })?
     }
 
     /// Turns an outcome into a FlightInfo whose one endpoint's ticket leads to the result.
@@ -136,7 +177,13 @@ impl<B: Backend> QuillFlightSql<B> {
         let (schema, pending, rows) = match outcome {
             Outcome::Query { schema, plan } => {
                 let schema = result_schema(&schema);
-                (schema.clone(), Pending::Plan(schema, plan), -1)
+                let deadline = tokio::time::Instant::now() + self.queries.timeout();
+                let pending = Pending::Plan {
+                    schema: schema.clone(),
+                    plan,
+                    deadline,
+                };
+                (schema, pending, -1)
             }
             Outcome::Affected(n) => {
                 let schema = rows_affected_schema();
@@ -144,7 +191,7 @@ impl<B: Backend> QuillFlightSql<B> {
                     schema.clone(),
                     vec![Arc::new(arrow::array::Int64Array::from(vec![n]))],
                 )
-                .map_err(|e| Status::internal(e.to_string()))?;
+                .map_err(internal)?;
                 (schema, Pending::Batch(batch), 1)
             }
             Outcome::Rows(batch) => {
@@ -190,13 +237,8 @@ impl<B: Backend> QuillFlightSql<B> {
         Response::new(flight_stream(schema, once(batch)))
     }
 
-    async fn run_update(
-        &self,
-        caller: &B::Caller,
-        sql: &str,
-        params: Option<RecordBatch>,
-    ) -> Result<i64, Status> {
-        match self.backend.run(caller, sql, params).await? {
+    fn affected(outcome: Outcome<B::Plan>) -> Result<i64, Status> {
+        match outcome {
             Outcome::Affected(n) => Ok(n),
             Outcome::Rows(b) => Ok(b.num_rows() as i64),
             Outcome::Query { .. } => Err(Status::invalid_argument(
@@ -204,18 +246,92 @@ impl<B: Backend> QuillFlightSql<B> {
             )),
         }
     }
+
+    /// The ticket handles in a FlightInfo's endpoints.
+    fn handles(info: &FlightInfo) -> Vec<Bytes> {
+        info.endpoint
+            .iter()
+            .filter_map(|e| e.ticket.as_ref())
+            .filter_map(|t| Any::decode(t.ticket.clone()).ok())
+            .filter_map(|a| a.unpack::<TicketStatementQuery>().ok().flatten())
+            .map(|t| t.statement_handle)
+            .collect()
+    }
+
+    /// Cancels the queries of a FlightInfo: a ticket not yet read is dropped, a running stream
+    /// ends with CANCELLED.
+    fn cancel(&self, caller: &B::Caller, info: &FlightInfo) -> Result<CancelStatus, Status> {
+        let mut found = false;
+        for handle in Self::handles(info) {
+            if self.tickets.take(caller.principal(), &handle).is_ok()
+                || self.queries.cancel(caller.principal(), &handle)
+            {
+                found = true;
+            }
+        }
+        if found {
+            Ok(CancelStatus::Cancelled)
+        } else {
+            Err(Status::not_found(
+                "no such query: it finished, expired or was never started",
+            ))
+        }
+    }
+
+    fn action_result(body: Vec<u8>) -> Response<ActionStream> {
+        let out = arrow_flight::Result { body: body.into() };
+        Response::new(futures::stream::iter(vec![Ok(out)]).boxed())
+    }
+
+    fn set_session_options(
+        &self,
+        caller: &B::Caller,
+        req: SetSessionOptionsRequest,
+    ) -> SetSessionOptionsResult {
+        let mut result = SetSessionOptionsResult::default();
+        for (name, value) in req.session_options {
+            let outcome = match value.option_value {
+                None => self.backend.set_session_option(caller, &name, None),
+                Some(OptionValue::StringValue(v)) => {
+                    self.backend.set_session_option(caller, &name, Some(&v))
+                }
+                Some(_) => Err(Status::invalid_argument("session options take strings")),
+            };
+            if let Err(e) = outcome {
+                let value = if e.code() == tonic::Code::NotFound {
+                    ErrorValue::InvalidName
+                } else {
+                    ErrorValue::InvalidValue
+                };
+                result.errors.insert(
+                    name,
+                    SetSessionOptionsError {
+                        value: value as i32,
+                    },
+                );
+            }
+        }
+        result
+    }
 }
 
-/// Reads the Arrow batches of a DoPut; malformed data is INVALID_ARGUMENT.
-async fn read_batches(stream: PeekableFlightDataStream) -> Result<Option<RecordBatch>, Status> {
+/// Reads the Arrow batches of a DoPut as a stream; malformed data is INVALID_ARGUMENT.
+fn put_batches(stream: PeekableFlightDataStream) -> BatchStream {
     // The first message may carry only the command descriptor; it holds no Arrow data.
     let data = stream
         .try_filter(|m| futures::future::ready(!m.data_header.is_empty()))
         .map_err(FlightError::from);
-    let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(data)
-        .try_collect()
-        .await
-        .map_err(|e| Status::invalid_argument(format!("malformed Arrow data: {e}")))?;
+    FlightRecordBatchStream::new_from_flight_data(data)
+        .map_err(|e| match e {
+            FlightError::Tonic(s) => *s,
+            other => Status::invalid_argument(format!("malformed Arrow data: {other}")),
+        })
+        .boxed()
+}
+
+/// Reads all the Arrow batches of a DoPut into one (prepared-statement parameters).
+async fn read_batches(stream: PeekableFlightDataStream) -> Result<Option<RecordBatch>, Status> {
+    let batches: Vec<RecordBatch> = put_batches(stream).try_collect().await?;
     let Some(first) = batches.first() else {
         return Ok(None);
     };
@@ -225,11 +341,15 @@ async fn read_batches(stream: PeekableFlightDataStream) -> Result<Option<RecordB
     Ok(Some(batch))
 }
 
-fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, Status> {
+fn ipc_schema(schema: &Schema) -> Result<Bytes, Status> {
     let message: IpcMessage = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
         .try_into()
-        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+        .map_err(|e: arrow::error::ArrowError| internal(e))?;
     Ok(message.0)
+}
+
+fn decode<M: Message + Default>(what: &str, body: &[u8]) -> Result<M, Status> {
+    M::decode(body).map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
 }
 
 #[tonic::async_trait]
@@ -263,8 +383,10 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let caller = self.caller(&request);
-        let outcome = self.backend.run(&caller, &query.query, None).await?;
+        let caller = self.caller_in(&request, query.transaction_id.as_ref())?;
+        let outcome = self
+            .timed(self.backend.run(&caller, &query.query, None))
+            .await?;
         self.flight_info(&caller, outcome, request.into_inner())
     }
 
@@ -277,8 +399,14 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         let prepared = self
             .prepared
             .get(caller.principal(), &cmd.prepared_statement_handle)?;
+        let caller = self.caller_in(&request, prepared.transaction.as_ref())?;
         let params = prepared.params.lock().clone();
-        let outcome = self.backend.run(&caller, &prepared.sql, params).await?;
+        let outcome = self
+            .timed(
+                self.backend
+                    .run_prepared(&caller, &prepared.statement, params),
+            )
+            .await?;
         self.flight_info(&caller, outcome, request.into_inner())
     }
 
@@ -289,12 +417,19 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(&request);
         // Tickets are single use: a planned query holds memory until it runs or expires.
-        let pending = self
-            .tickets
-            .take(caller.principal(), &ticket.statement_handle)?;
+        let handle = ticket.statement_handle;
+        let pending = self.tickets.take(caller.principal(), &handle)?;
         match pending.as_ref() {
-            Pending::Plan(schema, plan) => {
+            Pending::Plan {
+                schema,
+                plan,
+                deadline,
+            } => {
+                let permit = self.queries.admit()?;
                 let stream = self.backend.execute(&caller, plan).await?;
+                let stream =
+                    self.queries
+                        .guard(handle, caller.principal(), permit, *deadline, stream);
                 Ok(Response::new(flight_stream(schema.clone(), stream)))
             }
             Pending::Batch(batch) => Ok(Self::batch_response(batch.clone())),
@@ -306,8 +441,51 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         cmd: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let caller = self.caller(&request);
-        self.run_update(&caller, &cmd.query, None).await
+        let caller = self.caller_in(&request, cmd.transaction_id.as_ref())?;
+        let outcome = self
+            .timed(self.backend.run(&caller, &cmd.query, None))
+            .await?;
+        Self::affected(outcome)
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        cmd: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let caller = self.caller_in(&request, cmd.transaction_id.as_ref())?;
+        if cmd.temporary {
+            return Err(Status::invalid_argument(
+                "ingest into a temporary table is not supported: QuillDB has no temporary tables",
+            ));
+        }
+        if let Some(c) = cmd.catalog.as_deref().filter(|c| *c != CATALOG) {
+            return Err(Status::not_found(format!(
+                "catalog {c} does not exist: the one catalog is {CATALOG}"
+            )));
+        }
+        if let Some(opts) = &cmd.table_definition_options {
+            if opts.if_exists == TableExistsOption::Replace as i32 {
+                return Err(Status::invalid_argument(
+                    "ingest cannot replace a table (mode replace): QuillDB appends to existing \
+                     tables only; empty it with DELETE and ingest with mode append",
+                ));
+            }
+            if opts.if_exists == TableExistsOption::Fail as i32
+                && opts.if_not_exist == TableNotExistOption::Create as i32
+            {
+                return Err(Status::invalid_argument(
+                    "ingest cannot create a table (mode create): create it with CREATE TABLE, \
+                     then ingest with mode append",
+                ));
+            }
+        }
+        let target = IngestTarget {
+            schema: cmd.schema.clone().filter(|s| !s.is_empty()),
+            table: cmd.table.clone(),
+        };
+        let data = put_batches(request.into_inner());
+        self.backend.ingest(&caller, target, data).await
     }
 
     async fn do_put_prepared_statement_query(
@@ -335,11 +513,18 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         let prepared = self
             .prepared
             .get(caller.principal(), &cmd.prepared_statement_handle)?;
+        let caller = self.caller_in(&request, prepared.transaction.as_ref())?;
         let params = match read_batches(request.into_inner()).await? {
             Some(p) => Some(p),
             None => prepared.params.lock().clone(),
         };
-        self.run_update(&caller, &prepared.sql, params).await
+        let outcome = self
+            .timed(
+                self.backend
+                    .run_prepared(&caller, &prepared.statement, params),
+            )
+            .await?;
+        Self::affected(outcome)
     }
 
     async fn do_action_create_prepared_statement(
@@ -347,15 +532,19 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let caller = self.caller(&request);
-        let PreparedInfo {
-            dataset_schema,
-            parameter_schema,
-        } = self.backend.prepare(&caller, &query.query).await?;
+        let caller = self.caller_in(&request, query.transaction_id.as_ref())?;
+        let (
+            PreparedInfo {
+                dataset_schema,
+                parameter_schema,
+            },
+            statement,
+        ) = self.backend.prepare(&caller, &query.query).await?;
         let handle = self.prepared.insert(
             caller.principal(),
             Prepared {
-                sql: query.query,
+                statement,
+                transaction: query.transaction_id.filter(|t| !t.is_empty()),
                 params: parking_lot::Mutex::new(None),
             },
         )?;
@@ -376,6 +565,127 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
             .remove(caller.principal(), &query.prepared_statement_handle)
     }
 
+    async fn do_action_begin_transaction(
+        &self,
+        _query: ActionBeginTransactionRequest,
+        request: Request<Action>,
+    ) -> Result<ActionBeginTransactionResult, Status> {
+        let caller = self.caller(&request);
+        let id = self.backend.begin_transaction(&caller).await?;
+        Ok(ActionBeginTransactionResult {
+            transaction_id: id.into(),
+        })
+    }
+
+    async fn do_action_end_transaction(
+        &self,
+        query: ActionEndTransactionRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        let caller = self.caller(&request);
+        let commit = match EndTransaction::try_from(query.action) {
+            Ok(EndTransaction::Commit) => true,
+            Ok(EndTransaction::Rollback) => false,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "EndTransaction needs COMMIT or ROLLBACK",
+                ));
+            }
+        };
+        self.backend
+            .end_transaction(&caller, &query.transaction_id, commit)
+            .await
+    }
+
+    async fn do_action_cancel_query(
+        &self,
+        query: ActionCancelQueryRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCancelQueryResult, Status> {
+        let caller = self.caller(&request);
+        let info: FlightInfo = decode("FlightInfo", &query.info)?;
+        let status = self.cancel(&caller, &info)?;
+        Ok(ActionCancelQueryResult {
+            result: status as i32,
+        })
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        let caller = self.caller(&request);
+        let action = request.get_ref();
+        match action.r#type.as_str() {
+            CANCEL_FLIGHT_INFO => {
+                let req: CancelFlightInfoRequest = decode("CancelFlightInfoRequest", &action.body)?;
+                let info = req
+                    .info
+                    .ok_or_else(|| Status::invalid_argument("CancelFlightInfo needs the info"))?;
+                let status = self.cancel(&caller, &info)?;
+                let result = CancelFlightInfoResult {
+                    status: status as i32,
+                };
+                Ok(Self::action_result(result.encode_to_vec()))
+            }
+            SET_SESSION_OPTIONS => {
+                let req: SetSessionOptionsRequest =
+                    decode("SetSessionOptionsRequest", &action.body)?;
+                let result = self.set_session_options(&caller, req);
+                Ok(Self::action_result(result.encode_to_vec()))
+            }
+            GET_SESSION_OPTIONS => {
+                let session_options = self
+                    .backend
+                    .session_options(&caller)
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let value = SessionOptionValue {
+                            option_value: Some(OptionValue::StringValue(v)),
+                        };
+                        (k, value)
+                    })
+                    .collect();
+                let result = GetSessionOptionsResult { session_options };
+                Ok(Self::action_result(result.encode_to_vec()))
+            }
+            CLOSE_SESSION => {
+                self.backend.close_session(&caller)?;
+                let result = CloseSessionResult {
+                    status: CloseSessionStatus::Closed as i32,
+                };
+                Ok(Self::action_result(result.encode_to_vec()))
+            }
+            other => Err(Status::invalid_argument(format!(
+                "unknown action {other:?}: ListActions lists the actions this server serves"
+            ))),
+        }
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<Result<ActionType, Status>>> {
+        let action = |t: &str, d: &str| {
+            Ok(ActionType {
+                r#type: t.to_string(),
+                description: d.to_string(),
+            })
+        };
+        Some(vec![
+            action(
+                CANCEL_FLIGHT_INFO,
+                "Cancels a query: its ticket is dropped or its running stream ends.",
+            ),
+            action(
+                SET_SESSION_OPTIONS,
+                "Sets session options: catalog (quill) and schema (the default namespace).",
+            ),
+            action(GET_SESSION_OPTIONS, "Answers the session options."),
+            action(
+                CLOSE_SESSION,
+                "Closes the session: its token stops working, its transaction rolls back.",
+            ),
+        ])
+    }
+
     async fn get_flight_info_sql_info(
         &self,
         query: CommandGetSqlInfo,
@@ -393,7 +703,28 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         let batch = query
             .into_builder(&self.sql_info)
             .build()
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(internal)?;
+        Ok(Self::batch_response(batch))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&self.type_info).schema();
+        self.command_info(&schema, query, request.into_inner())
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let batch = query
+            .into_builder(&self.type_info)
+            .build()
+            .map_err(internal)?;
         Ok(Self::batch_response(batch))
     }
 
@@ -413,7 +744,7 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let mut b = query.into_builder();
         b.append(CATALOG);
-        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
+        let batch = b.build().map_err(internal)?;
         Ok(Self::batch_response(batch))
     }
 
@@ -436,7 +767,7 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         for ns in self.backend.namespaces(&caller).await? {
             b.append(CATALOG, ns);
         }
-        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
+        let batch = b.build().map_err(internal)?;
         Ok(Self::batch_response(batch))
     }
 
@@ -464,9 +795,9 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
                 &t.table_type,
                 &t.schema,
             )
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(internal)?;
         }
-        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
+        let batch = b.build().map_err(internal)?;
         Ok(Self::batch_response(batch))
     }
 
@@ -488,75 +819,97 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         for t in TABLE_TYPES {
             b.append(t);
         }
-        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
+        let batch = b.build().map_err(internal)?;
         Ok(Self::batch_response(batch))
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.command_info(
+            &metadata::primary_keys_schema(),
+            query,
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let caller = self.caller(&request);
+        let tables = self.backend.tables(&caller).await?;
+        let batch = metadata::primary_keys(
+            &tables,
+            query.catalog.as_deref(),
+            query.db_schema.as_deref(),
+            &query.table,
+        )?;
+        Ok(Self::batch_response(batch))
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.command_info(
+            &metadata::foreign_keys_schema(),
+            query,
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        _query: CommandGetExportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(Self::batch_response(metadata::foreign_keys()?))
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.command_info(
+            &metadata::foreign_keys_schema(),
+            query,
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        _query: CommandGetImportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(Self::batch_response(metadata::foreign_keys()?))
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.command_info(
+            &metadata::foreign_keys_schema(),
+            query,
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        _query: CommandGetCrossReference,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(Self::batch_response(metadata::foreign_keys()?))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }
-
-const KEYWORDS: &[&str] = &[
-    "NAMESPACE",
-    "STORAGE",
-    "FLUSH",
-    "COMPACT",
-    "MANIFEST",
-    "SUBSCRIBE",
-    "LIVE",
-    "STREAM",
-    "SHARED",
-    "TTL_SECONDS",
-    "FLUSH_POLICY",
-    "ACCESS_LEVEL",
-    "STORAGE_ID",
-    "IMPERSONATE",
-];
-const NUMERIC_FUNCTIONS: &[&str] = &[
-    "abs", "ceil", "floor", "round", "trunc", "sqrt", "power", "exp", "ln", "log", "log10", "mod",
-    "random", "sin", "cos", "tan", "pi", "signum",
-];
-const STRING_FUNCTIONS: &[&str] = &[
-    "lower",
-    "upper",
-    "length",
-    "char_length",
-    "concat",
-    "substr",
-    "substring",
-    "trim",
-    "ltrim",
-    "rtrim",
-    "replace",
-    "split_part",
-    "starts_with",
-    "strpos",
-    "lpad",
-    "rpad",
-    "left",
-    "right",
-    "regexp_replace",
-    "regexp_match",
-    "md5",
-    "sha256",
-];
-const SYSTEM_FUNCTIONS: &[&str] = &[
-    "snowflake_id",
-    "uuid_v7",
-    "current_user",
-    "current_role",
-    "arrow_typeof",
-    "version",
-];
-const DATETIME_FUNCTIONS: &[&str] = &[
-    "now",
-    "current_timestamp",
-    "current_date",
-    "current_time",
-    "date_trunc",
-    "date_part",
-    "extract",
-    "to_timestamp",
-    "to_date",
-    "from_unixtime",
-    "date_bin",
-];

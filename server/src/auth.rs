@@ -82,7 +82,7 @@ impl Authenticator {
         }
         let session = Arc::new(Session::new(ROOT, Role::System));
         let token = self.issue(session.clone());
-        Ok((Caller(session), token))
+        Ok((Caller::new(session), token))
     }
 
     fn issue(&self, session: Arc<Session>) -> String {
@@ -106,14 +106,21 @@ impl Authenticator {
     pub fn resume(&self, token: &str) -> Result<Caller> {
         let tokens = self.tokens.lock();
         match tokens.get(token) {
-            Some(e) if e.expires > Instant::now() => Ok(Caller(e.session.clone())),
+            Some(e) if e.expires > Instant::now() => Ok(Caller::new(e.session.clone())),
             _ => Err(Error::Unauthenticated("invalid or expired token".into())),
         }
     }
 
     /// A session for a call without credentials.
     pub fn anonymous(&self) -> Caller {
-        Caller(Arc::new(Session::new("", Role::Anonymous)))
+        Caller::new(Arc::new(Session::new("", Role::Anonymous)))
+    }
+
+    /// Ends a session: every token that leads to it stops working.
+    pub fn close(&self, session: &Arc<Session>) {
+        self.tokens
+            .lock()
+            .retain(|_, e| !Arc::ptr_eq(&e.session, session));
     }
 }
 

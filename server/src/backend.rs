@@ -8,14 +8,17 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast::{Expr, SetExpr, TableObject, Value, visit_expressions};
 use futures::StreamExt;
+use parking_lot::Mutex;
 use quilldb_flight::service::rows_affected_schema;
-use quilldb_flight::{Backend, BatchStream, Outcome, PreparedInfo, ServerInfo, TableEntry};
+use quilldb_flight::{
+    Backend, BatchStream, IngestTarget, Outcome, PreparedInfo, ServerInfo, TableEntry,
+};
 use tonic::Status;
 
 use crate::authz;
 use crate::db::{Database, QueryPlan};
 use crate::error::{Error, Result};
-use crate::session::Caller;
+use crate::session::{Caller, Role};
 use crate::sql::parser::{Command, name_parts, parse};
 
 /// The Flight SQL backend.
@@ -37,7 +40,7 @@ impl QuillBackend {
         };
         self.db
             .metrics
-            .requests
+            .statements
             .with_label_values(&[call, &status])
             .inc();
         self.db
@@ -94,53 +97,167 @@ impl QuillBackend {
         Ok(fields.into_iter().map(|(_, f)| f).collect())
     }
 
-    async fn prepare_inner(&self, caller: &Caller, sql: &str) -> Result<PreparedInfo> {
+    async fn prepare_inner(
+        &self,
+        caller: &Caller,
+        sql: &str,
+    ) -> Result<(PreparedInfo, PreparedStatement)> {
+        check_sql_size(&self.db, sql)?;
         let cmd = parse(sql)?;
-        match cmd {
+        match &cmd {
             Command::Query(stmt) => {
-                let plan = self.db.plan_query(caller, (*stmt).clone(), &[]).await?;
-                let mut params: Vec<(usize, Field)> = Vec::new();
-                let _ = visit_expressions(&*stmt, |e: &Expr| {
-                    if let Expr::Value(v) = e
-                        && let Value::Placeholder(p) = &v.value
-                    {
-                        let n = crate::sql::dml::placeholder_index(p).map_or(0, |i| i + 1);
-                        if !params.iter().any(|(i, _)| *i == n) {
-                            params.push((n, Field::new(format!("${n}"), DataType::Null, true)));
-                        }
-                    }
-                    std::ops::ControlFlow::<()>::Continue(())
-                });
-                let types = plan_param_types(&plan);
-                params.sort_by_key(|(n, _)| *n);
-                let fields: Vec<Field> = params
-                    .into_iter()
-                    .map(|(n, f)| match types.get(&format!("${n}")) {
-                        Some(Some(t)) => Field::new(format!("${n}"), t.clone(), true),
-                        _ => f,
-                    })
-                    .collect();
-                Ok(PreparedInfo {
+                let generation = self.db.catalog.generation();
+                let plan = self.db.plan_query(caller, (**stmt).clone(), &[]).await?;
+                let parameter_schema = Arc::new(Schema::new(query_parameters(stmt, &plan)));
+                let info = PreparedInfo {
                     dataset_schema: plan.schema(),
-                    parameter_schema: Arc::new(Schema::new(fields)),
-                })
+                    parameter_schema,
+                };
+                let statement = PreparedStatement {
+                    command: cmd,
+                    plan: Mutex::new(Some((generation, Arc::new(plan)))),
+                };
+                Ok((info, statement))
             }
-            other => Ok(PreparedInfo {
-                dataset_schema: rows_affected_schema(),
-                parameter_schema: Arc::new(Schema::new(self.insert_parameters(caller, &other)?)),
-            }),
+            other => {
+                let parameter_schema =
+                    Arc::new(Schema::new(self.insert_parameters(caller, other)?));
+                let info = PreparedInfo {
+                    dataset_schema: rows_affected_schema(),
+                    parameter_schema,
+                };
+                let statement = PreparedStatement {
+                    command: cmd,
+                    plan: Mutex::new(None),
+                };
+                Ok((info, statement))
+            }
         }
+    }
+
+    /// One execution of a prepared statement: a query binds its plan (replanned only after
+    /// DDL, or inside a transaction whose pending rows the plan must see).
+    async fn run_prepared_inner(
+        &self,
+        caller: &Caller,
+        prepared: &PreparedStatement,
+        params: Option<RecordBatch>,
+    ) -> Result<Outcome<QueryPlan>> {
+        let Command::Query(stmt) = &prepared.command else {
+            return crate::sql::run_command(&self.db, caller, prepared.command.clone(), params)
+                .await;
+        };
+        let first = crate::sql::param_rows(params.as_ref())?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let generation = self.db.catalog.generation();
+        let cached = prepared
+            .plan
+            .lock()
+            .clone()
+            .filter(|(g, _)| *g == generation && caller.transaction().is_none());
+        let template = match cached {
+            Some((_, plan)) => plan,
+            None => {
+                let plan = Arc::new(self.db.plan_query(caller, (**stmt).clone(), &[]).await?);
+                if caller.transaction().is_none() {
+                    *prepared.plan.lock() = Some((generation, plan.clone()));
+                }
+                plan
+            }
+        };
+        let plan = template.bind(&first)?;
+        Ok(Outcome::Query {
+            schema: plan.schema(),
+            plan,
+        })
+    }
+
+    fn tables_of(&self, caller: &Caller) -> Vec<TableEntry> {
+        let mut out: Vec<TableEntry> = self
+            .db
+            .catalog
+            .tables(None)
+            .into_iter()
+            .filter(|t| authz::can_read(caller.role, t))
+            .map(|t| TableEntry {
+                schema_name: t.namespace.clone(),
+                table_name: t.name.clone(),
+                table_type: "BASE TABLE".into(),
+                primary_key: t.pk().ok().map(|(_, c)| c.name.clone()),
+                schema: t.query_schema(),
+            })
+            .collect();
+        let system = crate::provider::system::SystemSchema::new(self.db.clone(), caller.clone());
+        for (name, schema) in system.listing() {
+            out.push(TableEntry {
+                schema_name: crate::provider::system::SYSTEM_SCHEMA.into(),
+                table_name: name,
+                table_type: "SYSTEM TABLE".into(),
+                primary_key: None,
+                schema,
+            });
+        }
+        out
     }
 }
 
-fn plan_param_types(plan: &QueryPlan) -> std::collections::HashMap<String, Option<DataType>> {
-    plan.parameter_types()
+/// A prepared statement: parsed once; a query also planned once per catalog generation.
+pub struct PreparedStatement {
+    command: Command,
+    plan: Mutex<Option<(u64, Arc<QueryPlan>)>>,
+}
+
+fn check_sql_size(db: &Database, sql: &str) -> Result<()> {
+    if sql.len() > db.limits.max_sql_bytes {
+        return Err(Error::ResourceExhausted(format!(
+            "the SQL text is {} bytes; the limit is {}",
+            sql.len(),
+            db.limits.max_sql_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// The parameters of a query, typed where DataFusion could infer them from their use.
+fn query_parameters(
+    stmt: &datafusion::sql::sqlparser::ast::Statement,
+    plan: &QueryPlan,
+) -> Vec<Field> {
+    let mut params: Vec<usize> = Vec::new();
+    let _ = visit_expressions(stmt, |e: &Expr| {
+        if let Expr::Value(v) = e
+            && let Value::Placeholder(p) = &v.value
+        {
+            let n = crate::sql::dml::placeholder_index(p).map_or(0, |i| i + 1);
+            if !params.contains(&n) {
+                params.push(n);
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    params.sort_unstable();
+    let types = plan.parameter_types();
+    params
+        .into_iter()
+        .map(|n| {
+            let name = format!("${n}");
+            let ty = types
+                .get(&name)
+                .cloned()
+                .flatten()
+                .unwrap_or(DataType::Null);
+            Field::new(name, ty, true)
+        })
+        .collect()
 }
 
 #[tonic::async_trait]
 impl Backend for QuillBackend {
     type Caller = Caller;
     type Plan = QueryPlan;
+    type Prepared = PreparedStatement;
 
     async fn login(
         &self,
@@ -176,10 +293,117 @@ impl Backend for QuillBackend {
         self.observe("statement", started, r)
     }
 
-    async fn prepare(&self, caller: &Caller, sql: &str) -> Result<PreparedInfo, Status> {
+    async fn prepare(
+        &self,
+        caller: &Caller,
+        sql: &str,
+    ) -> Result<(PreparedInfo, PreparedStatement), Status> {
         let started = Instant::now();
         let r = self.prepare_inner(caller, sql).await;
         self.observe("prepare", started, r)
+    }
+
+    async fn run_prepared(
+        &self,
+        caller: &Caller,
+        prepared: &PreparedStatement,
+        params: Option<RecordBatch>,
+    ) -> Result<Outcome<QueryPlan>, Status> {
+        let started = Instant::now();
+        let r = self.run_prepared_inner(caller, prepared, params).await;
+        self.observe("prepared", started, r)
+    }
+
+    async fn ingest(
+        &self,
+        caller: &Caller,
+        target: IngestTarget,
+        data: BatchStream,
+    ) -> Result<i64, Status> {
+        let started = Instant::now();
+        let r = crate::sql::ingest::ingest(&self.db, caller, &target, data).await;
+        self.observe("ingest", started, r)
+    }
+
+    fn in_transaction(&self, caller: &Caller, id: &[u8]) -> Result<Caller, Status> {
+        let t = self.db.transactions.get(&caller.user, id)?;
+        Ok(caller.in_transaction(t))
+    }
+
+    async fn begin_transaction(&self, caller: &Caller) -> Result<Vec<u8>, Status> {
+        if caller.role == Role::Anonymous {
+            return Err(Status::from(Error::PermissionDenied(
+                "transactions need a signed-in session".into(),
+            )));
+        }
+        let t = self.db.transactions.begin(&self.db.hot, &caller.user)?;
+        Ok(t.id.clone())
+    }
+
+    async fn end_transaction(
+        &self,
+        caller: &Caller,
+        id: &[u8],
+        commit: bool,
+    ) -> Result<(), Status> {
+        let started = Instant::now();
+        let r = async {
+            let t = self.db.transactions.get(&caller.user, id)?;
+            if commit {
+                let n = self.db.transactions.commit(&self.db.hot, &t).await?;
+                self.db.metrics.rows_written.inc_by(n);
+            } else {
+                self.db.transactions.rollback(&t);
+            }
+            Ok(())
+        }
+        .await;
+        self.observe(if commit { "commit" } else { "rollback" }, started, r)
+    }
+
+    fn set_session_option(
+        &self,
+        caller: &Caller,
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<(), Status> {
+        let r = match name {
+            "catalog" => match value {
+                None | Some(quilldb_flight::CATALOG) => Ok(()),
+                Some(other) => Err(Error::InvalidArgument(format!(
+                    "catalog {other} does not exist: the one catalog is {}",
+                    quilldb_flight::CATALOG
+                ))),
+            },
+            "schema" => match value {
+                None => {
+                    caller.set_namespace(None);
+                    Ok(())
+                }
+                Some(ns) => crate::sql::ddl::use_namespace(&self.db, caller, ns),
+            },
+            other => Err(Error::NotFound(format!(
+                "unknown session option {other}: the options are catalog and schema"
+            ))),
+        };
+        r.map_err(Status::from)
+    }
+
+    fn session_options(&self, caller: &Caller) -> Vec<(String, String)> {
+        let mut out = vec![("catalog".to_string(), quilldb_flight::CATALOG.to_string())];
+        if let Some(ns) = caller.namespace() {
+            out.push(("schema".to_string(), ns));
+        }
+        out
+    }
+
+    fn close_session(&self, caller: &Caller) -> Result<(), Status> {
+        if let Some(t) = caller.session().sql_transaction() {
+            caller.session().set_sql_transaction(None);
+            self.db.transactions.rollback(&t);
+        }
+        self.db.auth.close(caller.session());
+        Ok(())
     }
 
     async fn execute(&self, _caller: &Caller, plan: &QueryPlan) -> Result<BatchStream, Status> {
@@ -204,23 +428,11 @@ impl Backend for QuillBackend {
     }
 
     async fn tables(&self, caller: &Caller) -> Result<Vec<TableEntry>, Status> {
-        Ok(self
-            .db
-            .catalog
-            .tables(None)
-            .into_iter()
-            .filter(|t| authz::can_read(caller.role, t))
-            .map(|t| {
-                let schema = t.query_schema();
-                TableEntry {
-                    schema_name: t.namespace.clone(),
-                    table_name: t.name.clone(),
-                    table_type: "BASE TABLE".into(),
-                    primary_key: t.pk().ok().map(|(_, c)| c.name.clone()),
-                    schema,
-                }
-            })
-            .collect())
+        Ok(self.tables_of(caller))
+    }
+
+    fn type_info(&self) -> Vec<arrow_flight::sql::metadata::XdbcTypeInfo> {
+        crate::catalog::xdbc::type_info()
     }
 
     fn server_info(&self) -> ServerInfo {

@@ -9,6 +9,8 @@ pub mod model;
 pub mod names;
 /// SQL column types.
 pub mod types;
+/// GetXdbcTypeInfo rows.
+pub mod xdbc;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,11 +32,39 @@ struct State {
     next_table_id: u64,
 }
 
+/// Write access to the state; the generation moves on when it ends, while the lock is held.
+struct StateWrite<'a> {
+    guard: parking_lot::RwLockWriteGuard<'a, State>,
+    generation: &'a std::sync::atomic::AtomicU64,
+}
+
+impl std::ops::Deref for StateWrite<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for StateWrite<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateWrite<'_> {
+    fn drop(&mut self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// The catalog. DDL is serialized by an async lock so the cache and the disk agree.
 pub struct Catalog {
     hot: Arc<HotStore>,
     state: RwLock<State>,
     ddl: tokio::sync::Mutex<()>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -82,10 +112,23 @@ impl Catalog {
             hot,
             state: RwLock::new(state),
             ddl: tokio::sync::Mutex::new(()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
-    /// Every namespace, by name.
+    /// Changes with every DDL: prepared plans made under another generation are replanned.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn write_state(&self) -> StateWrite<'_> {
+        StateWrite {
+            guard: self.state.write(),
+            generation: &self.generation,
+        }
+    }
+
+    /// Every namespace.
     pub fn namespaces(&self) -> Vec<NamespaceDef> {
         self.state.read().namespaces.values().cloned().collect()
     }
@@ -137,7 +180,7 @@ impl Catalog {
                 ..Default::default()
             })
             .await?;
-        self.state.write().namespaces.insert(name.to_string(), ns);
+        self.write_state().namespaces.insert(name.to_string(), ns);
         Ok(true)
     }
 
@@ -161,7 +204,7 @@ impl Catalog {
             req.drop_prefixes.push(PartitionKey::table_prefix(t.id));
         }
         self.hot.write(req).await?;
-        let mut state = self.state.write();
+        let mut state = self.write_state();
         state.namespaces.remove(name);
         state.tables.retain(|(ns, _), _| ns != name);
         Ok(tables)
@@ -207,7 +250,7 @@ impl Catalog {
             })
             .await?;
         let def = Arc::new(def);
-        let mut state = self.state.write();
+        let mut state = self.write_state();
         state.next_table_id = id + 1;
         state
             .tables

@@ -139,6 +139,14 @@ pub struct LimitsConfig {
     pub max_message_bytes: usize,
     /// Most rows in one INSERT or ingest call.
     pub max_rows_per_insert: usize,
+    /// Queries streaming results at once, server-wide.
+    pub max_concurrent_queries: usize,
+    /// Seconds one query may run, from GetFlightInfo to the end of its stream.
+    pub query_timeout_seconds: u64,
+    /// Transactions open at once, server-wide.
+    pub max_open_transactions: usize,
+    /// Seconds a transaction may stay idle before it is rolled back.
+    pub transaction_idle_seconds: u64,
 }
 
 impl Default for LimitsConfig {
@@ -147,6 +155,10 @@ impl Default for LimitsConfig {
             max_sql_bytes: 1 << 20,
             max_message_bytes: 64 << 20,
             max_rows_per_insert: 1_000_000,
+            max_concurrent_queries: 64,
+            query_timeout_seconds: 300,
+            max_open_transactions: 10_000,
+            transaction_idle_seconds: 300,
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::provider::catalog::QuillCatalog;
 use crate::provider::{functions, table::SCAN_BATCH_ROWS};
 use crate::session::Caller;
 use crate::sql::parser::{Command, name_parts};
+use crate::txn::Transactions;
 
 /// Configured limits enforced on statements.
 #[derive(Debug, Clone)]
@@ -68,6 +69,8 @@ pub struct Database {
     pub metrics: Arc<Metrics>,
     /// Statement limits.
     pub limits: Limits,
+    /// Open transactions.
+    pub transactions: Transactions,
     base_state: SessionState,
     started: Instant,
 }
@@ -120,6 +123,10 @@ impl Database {
                 max_sql_bytes: config.limits.max_sql_bytes,
                 max_rows_per_insert: config.limits.max_rows_per_insert,
             },
+            transactions: Transactions::new(
+                std::time::Duration::from_secs(config.limits.transaction_idle_seconds),
+                config.limits.max_open_transactions,
+            ),
             hot,
             catalog,
             metrics,
@@ -285,6 +292,7 @@ impl Database {
             max_seq: u64::MAX,
             batch_size: SCAN_BATCH_ROWS,
             limit: None,
+            overlay: None,
         })
     }
 
@@ -337,6 +345,19 @@ async fn collect(plan: QueryPlan) -> Result<Vec<RecordBatch>> {
 }
 
 impl QueryPlan {
+    /// The same plan with its placeholders bound (a prepared query's execution).
+    pub fn bind(&self, params: &[ScalarValue]) -> Result<QueryPlan> {
+        let plan = if params.is_empty() {
+            self.plan.clone()
+        } else {
+            self.plan.clone().with_param_values(params.to_vec())?
+        };
+        Ok(QueryPlan {
+            ctx: self.ctx.clone(),
+            plan,
+        })
+    }
+
     /// The types DataFusion inferred for `$n` placeholders.
     pub fn parameter_types(
         &self,

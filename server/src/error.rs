@@ -38,6 +38,15 @@ pub enum Error {
     /// Conflicts with the current state.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A transaction that could not commit; nothing of it was applied.
+    #[error("{0}")]
+    Aborted(String),
+    /// The query was cancelled.
+    #[error("{0}")]
+    Cancelled(String),
+    /// The query ran past its time limit.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// Parsed, but not served by this version.
     #[error("{0} is not supported yet")]
     Unsupported(String),
@@ -106,6 +115,9 @@ impl Error {
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::ResourceExhausted(_) => Code::ResourceExhausted,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
+            Self::Aborted(_) => Code::Aborted,
+            Self::Cancelled(_) => Code::Cancelled,
+            Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::Unsupported(_) => Code::Unimplemented,
             Self::Storage(quilldb_storage::Error::Conflict) => Code::Aborted,
             Self::Storage(_) | Self::Internal(_) => Code::Internal,

@@ -39,6 +39,8 @@ pub mod provider;
 pub mod session;
 /// The SQL dialect.
 pub mod sql;
+/// Transactions.
+pub mod txn;
 
 /// The server version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use futures::TryStreamExt;
-use quilldb_flight::{AuthLayer, InFlight, QuillFlightSql};
+use quilldb_flight::{AuthLayer, InFlight, QueryLimits, QuillFlightSql, ServiceOptions};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -61,17 +61,27 @@ pub async fn serve(config: Config) -> Result<()> {
     let (http_listener, http_addr) = bind(&config.server.http_addr, "HTTP").await?;
 
     let backend = Arc::new(QuillBackend::new(db.clone()));
-    let service = QuillFlightSql::new(
-        backend.clone(),
-        Duration::from_secs(config.query.ticket_ttl_seconds),
-    )
-    .map_err(|e| Error::Internal(format!("starting the Flight service: {}", e.message())))?;
+    let options = ServiceOptions {
+        ticket_ttl: Duration::from_secs(config.query.ticket_ttl_seconds),
+        limits: QueryLimits {
+            max_concurrent: config.limits.max_concurrent_queries,
+            timeout: Duration::from_secs(config.limits.query_timeout_seconds),
+        },
+        ..ServiceOptions::default()
+    };
+    let service = QuillFlightSql::new(backend.clone(), options)
+        .map_err(|e| Error::Internal(format!("starting the Flight service: {}", e.message())))?;
     let max = config.limits.max_message_bytes;
     let flight = FlightServiceServer::new(service)
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let in_flight = InFlight::default();
-    let flight = AuthLayer::new(backend, in_flight.clone()).layer(flight);
+    let observer = metrics.clone();
+    let flight = AuthLayer::new(backend, in_flight.clone())
+        .with_observer(Arc::new(move |method, code, elapsed| {
+            observer.observe_call(method, code, elapsed)
+        }))
+        .layer(flight);
 
     let shutdown = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));

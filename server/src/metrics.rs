@@ -1,15 +1,24 @@
 //! Prometheus metrics, served at `/metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
+
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+    30.0,
+];
 
 /// Every metric of the server.
 pub struct Metrics {
     registry: Registry,
-    /// Flight calls by call and gRPC status.
+    /// Flight calls by method and gRPC status.
     pub requests: IntCounterVec,
+    /// Flight call durations by method, to the end of the response stream.
+    pub request_seconds: HistogramVec,
+    /// Statements by kind and gRPC status.
+    pub statements: IntCounterVec,
     /// Time from a statement's arrival to its answer (queries: to the plan).
     pub statement_seconds: Histogram,
     /// Rows sent by DoGet.
@@ -31,25 +40,40 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new_custom(Some("quilldb".into()), None)?;
+        let registry = Registry::new_custom(Some("quill".into()), None)?;
         let requests = IntCounterVec::new(
             Opts::new(
                 "flight_requests_total",
-                "Flight SQL calls by call and status",
+                "Flight calls by method and gRPC status",
             ),
-            &["call", "status"],
+            &["method", "status"],
+        )?;
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "flight_request_duration_seconds",
+                "Flight call latency, to the end of the response stream",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method"],
+        )?;
+        let statements = IntCounterVec::new(
+            Opts::new("statements_total", "Statements by kind and gRPC status"),
+            &["kind", "status"],
         )?;
         let statement_seconds = Histogram::with_opts(
-            HistogramOpts::new("statement_duration_seconds", "Statement latency").buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                1.0, 5.0,
-            ]),
+            HistogramOpts::new(
+                "statement_duration_seconds",
+                "Statement latency (queries: to the plan)",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
         )?;
         let rows_streamed = IntCounter::new("rows_streamed_total", "Rows sent by DoGet")?;
         let bytes_streamed = IntCounter::new("bytes_streamed_total", "Arrow bytes sent by DoGet")?;
         let rows_written = IntCounter::new("rows_written_total", "Rows changed by DML")?;
         let active_sessions = IntGauge::new("active_sessions", "Logged-in sessions")?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_seconds.clone()))?;
+        registry.register(Box::new(statements.clone()))?;
         registry.register(Box::new(statement_seconds.clone()))?;
         registry.register(Box::new(rows_streamed.clone()))?;
         registry.register(Box::new(bytes_streamed.clone()))?;
@@ -62,12 +86,24 @@ impl Metrics {
         Ok(Self {
             registry,
             requests,
+            request_seconds,
+            statements,
             statement_seconds,
             rows_streamed,
             bytes_streamed,
             rows_written,
             active_sessions,
         })
+    }
+
+    /// Counts one finished Flight call.
+    pub fn observe_call(&self, method: &str, code: tonic::Code, elapsed: std::time::Duration) {
+        self.requests
+            .with_label_values(&[method, &format!("{code:?}")])
+            .inc();
+        self.request_seconds
+            .with_label_values(&[method])
+            .observe(elapsed.as_secs_f64());
     }
 
     /// The text exposition format.

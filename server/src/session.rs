@@ -6,6 +6,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use quilldb_flight::CallerInfo;
 
+use crate::txn::Transaction;
+
 /// Roles, weakest first (spec/security.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
@@ -41,6 +43,8 @@ pub struct Session {
     /// The role.
     pub role: Role,
     namespace: Mutex<Option<String>>,
+    /// The transaction opened by SQL `BEGIN`.
+    transaction: Mutex<Option<Arc<Transaction>>>,
 }
 
 impl Session {
@@ -50,6 +54,7 @@ impl Session {
             user: user.into(),
             role,
             namespace: Mutex::new(None),
+            transaction: Mutex::new(None),
         }
     }
 
@@ -64,13 +69,58 @@ impl Session {
     }
 }
 
-/// The caller handed through the Flight layer.
+impl Session {
+    /// The transaction opened by SQL `BEGIN`, if any.
+    pub fn sql_transaction(&self) -> Option<Arc<Transaction>> {
+        self.transaction.lock().clone()
+    }
+
+    /// Sets (or clears) the transaction opened by SQL `BEGIN`.
+    pub fn set_sql_transaction(&self, t: Option<Arc<Transaction>>) {
+        *self.transaction.lock() = t;
+    }
+}
+
+/// The caller handed through the Flight layer: a session, and the transaction its call names.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Arc<Session>);
+pub struct Caller {
+    session: Arc<Session>,
+    transaction: Option<Arc<Transaction>>,
+}
+
+impl Caller {
+    /// A caller outside any Flight SQL transaction.
+    pub fn new(session: Arc<Session>) -> Self {
+        Self {
+            session,
+            transaction: None,
+        }
+    }
+
+    /// The same caller with its statements routed into `t`.
+    pub fn in_transaction(&self, t: Arc<Transaction>) -> Self {
+        Self {
+            session: self.session.clone(),
+            transaction: Some(t),
+        }
+    }
+
+    /// The transaction the call runs in: the one it names, or the session's SQL `BEGIN`.
+    pub fn transaction(&self) -> Option<Arc<Transaction>> {
+        self.transaction
+            .clone()
+            .or_else(|| self.session.sql_transaction())
+    }
+
+    /// The session.
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+}
 
 impl CallerInfo for Caller {
     fn principal(&self) -> &str {
-        &self.0.user
+        &self.session.user
     }
 }
 
@@ -78,6 +128,6 @@ impl std::ops::Deref for Caller {
     type Target = Session;
 
     fn deref(&self) -> &Session {
-        &self.0
+        &self.session
     }
 }

@@ -4,6 +4,8 @@
 pub mod ddl;
 /// INSERT, UPDATE, DELETE.
 pub mod dml;
+/// Bulk ingest.
+pub mod ingest;
 /// Primary-key encoding.
 pub mod keys;
 /// The statement parser.
@@ -57,6 +59,16 @@ pub async fn run(
         )));
     }
     let cmd = parser::parse(sql)?;
+    run_command(db, caller, cmd, params).await
+}
+
+/// Runs (or plans, for a query) one parsed statement.
+pub async fn run_command(
+    db: &Arc<Database>,
+    caller: &Caller,
+    cmd: Command,
+    params: Option<RecordBatch>,
+) -> Result<Outcome<QueryPlan>> {
     match cmd {
         Command::CreateNamespace {
             name,
@@ -100,7 +112,79 @@ pub async fn run(
                 plan,
             })
         }
+        Command::Begin => {
+            begin(db, caller)?;
+            Ok(Outcome::Affected(0))
+        }
+        Command::Commit => {
+            let n = match sql_transaction(caller) {
+                Some(t) => {
+                    caller.session().set_sql_transaction(None);
+                    db.transactions.commit(&db.hot, &t).await? as i64
+                }
+                None => 0,
+            };
+            db.metrics.rows_written.inc_by(n as u64);
+            Ok(Outcome::Affected(n))
+        }
+        Command::Rollback => {
+            if let Some(t) = sql_transaction(caller) {
+                caller.session().set_sql_transaction(None);
+                db.transactions.rollback(&t);
+            }
+            Ok(Outcome::Affected(0))
+        }
         Command::Unsupported(what) => Err(Error::Unsupported(what)),
+    }
+}
+
+/// The transaction SQL `BEGIN` opened in the caller's session.
+fn sql_transaction(caller: &Caller) -> Option<Arc<crate::txn::Transaction>> {
+    caller.session().sql_transaction()
+}
+
+fn begin(db: &Arc<Database>, caller: &Caller) -> Result<()> {
+    if caller.role == crate::session::Role::Anonymous {
+        return Err(Error::PermissionDenied(
+            "transactions need a signed-in session: anonymous calls cannot open one".into(),
+        ));
+    }
+    if caller.transaction().is_some() {
+        return Err(Error::FailedPrecondition(
+            "a transaction is already open: COMMIT or ROLLBACK it first".into(),
+        ));
+    }
+    let t = db.transactions.begin(&db.hot, &caller.user)?;
+    caller.session().set_sql_transaction(Some(t));
+    Ok(())
+}
+
+/// Applies planned row ops: staged in the caller's transaction, or written atomically now.
+pub async fn apply(
+    db: &Database,
+    caller: &Caller,
+    ops: Vec<quilldb_storage::hot::RowOp>,
+    keys: &[(String, String)],
+) -> Result<i64> {
+    if let Some(t) = caller.transaction() {
+        return t.stage(&db.hot, ops, keys);
+    }
+    match db
+        .hot
+        .write(WriteRequest {
+            rows: ops,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(outcome) => Ok(outcome.applied as i64),
+        Err(quilldb_storage::Error::DuplicateKey { op }) => {
+            let (table, key) = keys.get(op).cloned().unwrap_or_default();
+            Err(Error::AlreadyExists(format!(
+                "duplicate primary key {key} in {table}"
+            )))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -111,6 +195,12 @@ async fn write(
     cmd: &Command,
     batch: Option<&RecordBatch>,
 ) -> Result<i64> {
+    // Statements of one transaction run one at a time, so each sees the last one's changes.
+    let txn = caller.transaction();
+    let _turn = match &txn {
+        Some(t) => Some(t.statement_lock.lock().await),
+        None => None,
+    };
     // Scalar rows are only made when the batch cannot be used whole (not a template insert).
     let mut rows: Option<Vec<Vec<ScalarValue>>> = None;
     for _ in 0..MAX_RETRIES {
@@ -136,23 +226,9 @@ async fn write(
         if ops.is_empty() {
             return Ok(0);
         }
-        match db
-            .hot
-            .write(WriteRequest {
-                rows: ops,
-                ..Default::default()
-            })
-            .await
-        {
-            Ok(outcome) => return Ok(outcome.applied as i64),
-            Err(quilldb_storage::Error::DuplicateKey { op }) => {
-                let (table, key) = keys.get(op).cloned().unwrap_or_default();
-                return Err(Error::AlreadyExists(format!(
-                    "duplicate primary key {key} in {table}"
-                )));
-            }
-            Err(quilldb_storage::Error::Conflict) => continue,
-            Err(e) => return Err(e.into()),
+        match apply(db, caller, ops, &keys).await {
+            Err(Error::Storage(quilldb_storage::Error::Conflict)) => continue,
+            other => return other,
         }
     }
     Err(Error::FailedPrecondition(

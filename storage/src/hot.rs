@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options};
 use tokio::sync::{mpsc, oneshot};
 
-pub use scan::{SEQ_COLUMN, ScanSpec};
+pub use scan::{Overlay, SEQ_COLUMN, ScanSpec};
 pub use writer::{RowOp, WriteMode, WriteOutcome, WriteRequest};
 
 use crate::keys::prefix_end;

@@ -80,11 +80,16 @@ impl SchemaProvider for NamespaceSchema {
             .db
             .partition_of(&def, &self.caller)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(Some(Arc::new(HotTable::new(
-            def,
-            self.db.hot.clone(),
-            &partition,
-        )?)))
+        let table = HotTable::new(def, self.db.hot.clone(), &partition)?;
+        // A transaction's own reads see its pending changes.
+        let table = match self.caller.transaction() {
+            Some(t) => {
+                let overlay = t.overlay(table.partition());
+                table.with_overlay(overlay)
+            }
+            None => table,
+        };
+        Ok(Some(Arc::new(table)))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -34,6 +34,20 @@ impl SystemSchema {
     pub fn new(db: Arc<Database>, caller: Caller) -> Self {
         Self { db, caller }
     }
+
+    /// The system tables the caller may read, with their schemas (for GetTables).
+    pub fn listing(&self) -> Vec<(String, SchemaRef)> {
+        if self.caller.role < Role::Dba {
+            return Vec::new();
+        }
+        TABLES
+            .iter()
+            .filter_map(|name| {
+                let batch = self.batch(name).ok().flatten()?;
+                Some((name.to_string(), batch.schema()))
+            })
+            .collect()
+    }
 }
 
 fn ts_field(name: &str) -> Field {

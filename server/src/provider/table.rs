@@ -23,7 +23,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use quilldb_storage::hot::{HotStore, SEQ_COLUMN, ScanSpec};
+use quilldb_storage::hot::{HotStore, Overlay, SEQ_COLUMN, ScanSpec};
 use quilldb_storage::keys::PartitionKey;
 
 use crate::catalog::TableDef;
@@ -38,6 +38,7 @@ pub struct HotTable {
     hot: Arc<HotStore>,
     partition: PartitionKey,
     schema: SchemaRef,
+    overlay: Option<Arc<Overlay>>,
 }
 
 impl fmt::Debug for HotTable {
@@ -56,7 +57,19 @@ impl HotTable {
             def,
             hot,
             partition,
+            overlay: None,
         })
+    }
+
+    /// The partition this provider reads.
+    pub fn partition(&self) -> &PartitionKey {
+        &self.partition
+    }
+
+    /// Reads `overlay` (a transaction's pending changes) in place of the stored versions.
+    pub fn with_overlay(mut self, overlay: Option<Arc<Overlay>>) -> Self {
+        self.overlay = overlay;
+        self
     }
 }
 
@@ -203,6 +216,7 @@ impl TableProvider for HotTable {
             max_seq: pruning.max_seq,
             batch_size: SCAN_BATCH_ROWS,
             limit,
+            overlay: self.overlay.clone(),
         };
         Ok(Arc::new(HotScanExec::new(
             self.def.qualified(),

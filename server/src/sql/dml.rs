@@ -94,7 +94,7 @@ fn simple_value(e: &Expr, params: &[ScalarValue]) -> Result<Option<ScalarValue>>
     })
 }
 
-fn cast_column(a: &ArrayRef, column: &str, ty: SqlType) -> Result<ArrayRef> {
+pub(crate) fn cast_column(a: &ArrayRef, column: &str, ty: SqlType) -> Result<ArrayRef> {
     let target = ty.arrow();
     if a.data_type() == &target {
         return Ok(a.clone());
@@ -214,7 +214,7 @@ async fn source_columns(
 }
 
 /// The default values of a column for `rows` new rows.
-fn default_column(
+pub(crate) fn default_column(
     db: &Database,
     caller: &Caller,
     def: &TableDef,
@@ -253,7 +253,7 @@ fn default_column(
 }
 
 /// Checks NOT NULL, JSON and UUID columns; UUIDs are rewritten in canonical form.
-fn validate_rows(def: &TableDef, mut cols: Vec<ArrayRef>) -> Result<RecordBatch> {
+pub(crate) fn validate_rows(def: &TableDef, mut cols: Vec<ArrayRef>) -> Result<RecordBatch> {
     for (i, c) in def.columns.iter().enumerate() {
         let a = &cols[i];
         if !c.nullable && a.null_count() > 0 {
@@ -301,7 +301,7 @@ fn column_ids(def: &TableDef) -> Vec<u32> {
     def.columns.iter().map(|c| c.id).collect()
 }
 
-fn ops_for(
+pub(crate) fn ops_for(
     def: &TableDef,
     partition: &Arc<PartitionKey>,
     batch: &RecordBatch,

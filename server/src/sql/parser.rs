@@ -13,7 +13,7 @@ use crate::catalog::TableType;
 use crate::error::{Error, Result};
 
 /// A parsed statement.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Command {
     /// CREATE NAMESPACE
     CreateNamespace {
@@ -59,6 +59,12 @@ pub enum Command {
     Delete(Box<Delete>),
     /// A query for DataFusion.
     Query(Box<Statement>),
+    /// BEGIN / START TRANSACTION
+    Begin,
+    /// COMMIT
+    Commit,
+    /// ROLLBACK
+    Rollback,
     /// Recognised but served by a later version.
     Unsupported(String),
 }
@@ -262,6 +268,16 @@ fn parse_one(p: &mut Parser) -> Result<Command> {
             let _ = p.parse_keyword(Keyword::TABLE);
             Ok(Command::Describe(p.parse_object_name(false)?))
         }
+        ("BEGIN" | "COMMIT" | "ROLLBACK" | "END" | "ABORT", _) | ("START", "TRANSACTION") => {
+            let cmd = match first.as_str() {
+                "BEGIN" | "START" => Command::Begin,
+                "COMMIT" | "END" => Command::Commit,
+                _ => Command::Rollback,
+            };
+            p.next_token();
+            let _ = p.parse_keyword(Keyword::TRANSACTION) || p.parse_keyword(Keyword::WORK);
+            Ok(cmd)
+        }
         ("SUBSCRIBE", _) => Err(Error::InvalidArgument(
             "SUBSCRIBE runs only over DoExchange: open a DoExchange stream with this statement \
              as its command"
@@ -279,11 +295,7 @@ fn parse_one(p: &mut Parser) -> Result<Command> {
         | ("DROP", "USER")
         | ("ALTER", _)
         | ("CREATE", "VIEW")
-        | ("DROP", "VIEW")
-        | ("BEGIN", _)
-        | ("START", "TRANSACTION")
-        | ("COMMIT", _)
-        | ("ROLLBACK", _) => {
+        | ("DROP", "VIEW") => {
             // The rest is not parsed yet: skip to the end of the statement.
             while !matches!(p.peek_token().token, Token::EOF | Token::SemiColon) {
                 p.next_token();

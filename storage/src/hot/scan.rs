@@ -32,6 +32,29 @@ pub struct ScanSpec {
     pub batch_size: usize,
     /// Stop after this many live rows.
     pub limit: Option<usize>,
+    /// Uncommitted changes of a transaction, read in place of the stored versions.
+    pub overlay: Option<Arc<Overlay>>,
+}
+
+/// The pending versions of one partition in an open transaction: what its own reads see.
+#[derive(Debug, Clone, Default)]
+pub struct Overlay {
+    /// Primary-key bytes to (provisional `_seq`, row; `None` deletes).
+    pub rows: std::collections::BTreeMap<Vec<u8>, (u64, Option<Vec<u8>>)>,
+}
+
+impl Overlay {
+    /// The pending rows that are live, in provisional `_seq` order.
+    fn live_in(&self, min_seq: u64, max_seq: u64) -> Vec<(u64, &[u8])> {
+        let mut out: Vec<(u64, &[u8])> = self
+            .rows
+            .values()
+            .filter_map(|(seq, row)| Some((*seq, row.as_deref()?)))
+            .filter(|(seq, _)| *seq >= min_seq && *seq <= max_seq)
+            .collect();
+        out.sort_unstable_by_key(|(seq, _)| *seq);
+        out
+    }
 }
 
 impl ScanSpec {
@@ -138,8 +161,12 @@ impl HotStore {
             let (Some(k), Some(v)) = (it.key(), it.value()) else {
                 break;
             };
-            let (live, _pk, row) = split_value(v)?;
-            if live {
+            let (live, pk, row) = split_value(v)?;
+            let shadowed = spec
+                .overlay
+                .as_ref()
+                .is_some_and(|o| o.rows.contains_key(pk));
+            if live && !shadowed {
                 out.push(seq_of_key(k)?, row)?;
                 remaining -= 1;
                 if out.decoder.len() >= spec.batch_size && !sink(out.finish()?) {
@@ -149,6 +176,19 @@ impl HotStore {
             it.next();
         }
         it.status().map_err(|e| Error::rocks("scan", e))?;
+        // Provisional `_seq`s are newer than every committed version the scan saw.
+        if let Some(o) = &spec.overlay {
+            for (seq, row) in o.live_in(spec.min_seq, spec.max_seq) {
+                if remaining == 0 {
+                    break;
+                }
+                out.push(seq, row)?;
+                remaining -= 1;
+                if out.decoder.len() >= spec.batch_size && !sink(out.finish()?) {
+                    return Ok(());
+                }
+            }
+        }
         if !out.decoder.is_empty() {
             sink(out.finish()?);
         }
@@ -162,7 +202,17 @@ impl HotStore {
         let rows_cf = cf(&self.db, CF_ROWS)?;
         let snapshot = self.db.snapshot();
         let mut seqs = Vec::with_capacity(pks.len());
+        let mut pending: Vec<(u64, &[u8])> = Vec::new();
         for pk in pks {
+            if let Some((seq, row)) = spec.overlay.as_ref().and_then(|o| o.rows.get(pk)) {
+                if let Some(row) = row
+                    && *seq >= spec.min_seq
+                    && *seq <= spec.max_seq
+                {
+                    pending.push((*seq, row));
+                }
+                continue;
+            }
             let key = spec.partition.pk_key(pk);
             if let Some(v) = snapshot
                 .get_pinned_cf(pk_cf, &key)
@@ -188,7 +238,25 @@ impl HotStore {
                 }
             }
         }
+        pending.sort_unstable_by_key(|(seq, _)| *seq);
+        pending.dedup_by_key(|(seq, _)| *seq);
+        for (seq, row) in pending {
+            out.push(seq, row)?;
+        }
         out.finish()
+    }
+
+    /// The current version of one key: its `_seq` and whether it is live.
+    pub fn current(&self, partition: &PartitionKey, pk: &[u8]) -> Result<Option<(u64, bool)>> {
+        let pk_cf = cf(&self.db, CF_PK)?;
+        match self
+            .db
+            .get_pinned_cf(pk_cf, partition.pk_key(pk))
+            .map_err(|e| Error::rocks("read key index", e))?
+        {
+            Some(v) => decode_index(&v).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Counts the live rows of a partition (for DESCRIBE and metrics).
@@ -258,6 +326,7 @@ mod tests {
             max_seq: u64::MAX,
             batch_size: 2,
             limit: None,
+            overlay: None,
         }
     }
 

@@ -16,6 +16,8 @@ use crate::{Error, Result};
 
 /// Requests taken into one group commit at most.
 const MAX_GROUP: usize = 512;
+/// Requests with more rows than this read their key index entries in one batched call.
+const PREFETCH_MIN: usize = 8;
 
 /// What a row op requires of the current version of its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,10 @@ pub struct WriteRequest {
     pub meta: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Key prefixes (see [`PartitionKey::table_prefix`]) whose rows and index entries are removed.
     pub drop_prefixes: Vec<Vec<u8>>,
+    /// A transaction's start: a key whose current version (live or deleted) is newer than this
+    /// `_seq` was changed by someone else since, and fails the request with
+    /// [`Error::Conflict`].
+    pub snapshot: Option<u64>,
 }
 
 /// What a request did.
@@ -175,13 +181,55 @@ impl Writer {
         decode_index(&v).map(Some)
     }
 
+    /// The stored index entries of every key of a large request, read in one batched call.
+    fn prefetch(&self, keys: &[Vec<u8>]) -> Result<HashMap<Vec<u8>, Current>> {
+        let pk_cf = cf(&self.db, CF_PK)?;
+        let mut sorted: Vec<&Vec<u8>> = keys.iter().collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let found = self
+            .db
+            .batched_multi_get_cf(pk_cf, sorted.iter().copied(), true);
+        let mut out = HashMap::with_capacity(sorted.len());
+        for (key, v) in sorted.into_iter().zip(found) {
+            let v = v.map_err(|e| Error::rocks("read key index", e))?;
+            let current = match v {
+                Some(v) => Some(decode_index(&v)?),
+                None => None,
+            };
+            out.insert(key.clone(), current);
+        }
+        Ok(out)
+    }
+
     fn plan(&self, req: &WriteRequest, group: &HashMap<Vec<u8>, Current>) -> Result<Planned> {
         let mut p = Planned::default();
-        for (i, op) in req.rows.iter().enumerate() {
-            let key = op.partition.pk_key(&op.pk);
+        let keys: Vec<Vec<u8>> = req
+            .rows
+            .iter()
+            .map(|op| op.partition.pk_key(&op.pk))
+            .collect();
+        let stored = if keys.len() > PREFETCH_MIN {
+            self.prefetch(&keys)?
+        } else {
+            HashMap::new()
+        };
+        p.puts.reserve(keys.len() * 2);
+        for ((i, op), key) in req.rows.iter().enumerate().zip(keys) {
             let current = match p.overlay.get(&key) {
                 Some(c) => *c,
-                None => self.current(group, &key)?,
+                None => {
+                    let c = match (group.get(&key), stored.get(&key)) {
+                        (Some(c), _) | (None, Some(c)) => *c,
+                        (None, None) => self.current(group, &key)?,
+                    };
+                    if let (Some(snapshot), Some((seq, _))) = (req.snapshot, c)
+                        && seq > snapshot
+                    {
+                        return Err(Error::Conflict);
+                    }
+                    c
+                }
             };
             let live = matches!(current, Some((_, true)));
             match op.mode {

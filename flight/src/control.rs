@@ -1,0 +1,166 @@
+//! Running queries: the concurrency limit, the time limit and cancellation of a DoGet stream.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{FutureExt, Stream, StreamExt};
+use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::backend::BatchStream;
+
+/// Limits on queries.
+#[derive(Debug, Clone)]
+pub struct QueryLimits {
+    /// Queries streaming at once, server-wide.
+    pub max_concurrent: usize,
+    /// How long one query may run, from GetFlightInfo to the end of its stream.
+    pub timeout: Duration,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 64,
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+struct Running {
+    principal: String,
+    cancel: CancellationToken,
+}
+
+/// The queries admitted and not yet finished, by ticket handle.
+pub struct Queries {
+    limits: QueryLimits,
+    permits: Arc<Semaphore>,
+    running: Arc<Mutex<HashMap<Bytes, Running>>>,
+}
+
+impl Queries {
+    /// A registry enforcing `limits`.
+    pub fn new(limits: QueryLimits) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
+            limits,
+            running: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The time limit of one query.
+    pub fn timeout(&self) -> Duration {
+        self.limits.timeout
+    }
+
+    /// Admits a query, or fails with RESOURCE_EXHAUSTED when the server runs its limit.
+    pub fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.permits.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{} queries are running; the limit is {}: retry shortly",
+                self.limits.max_concurrent, self.limits.max_concurrent
+            ))
+        })
+    }
+
+    /// Wraps the stream of the query `handle`: it ends with CANCELLED when cancelled, with
+    /// DEADLINE_EXCEEDED past `deadline`, and frees its slot when dropped.
+    pub fn guard(
+        &self,
+        handle: Bytes,
+        principal: &str,
+        permit: OwnedSemaphorePermit,
+        deadline: tokio::time::Instant,
+        inner: BatchStream,
+    ) -> BatchStream {
+        let cancel = CancellationToken::new();
+        self.running.lock().insert(
+            handle.clone(),
+            Running {
+                principal: principal.to_string(),
+                cancel: cancel.clone(),
+            },
+        );
+        Guarded {
+            inner,
+            cancelled: cancel.cancelled_owned().boxed(),
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            done: false,
+            _slot: Slot {
+                handle,
+                running: self.running.clone(),
+                _permit: permit,
+            },
+        }
+        .boxed()
+    }
+
+    /// Cancels the running query `handle` of `principal`; false if none runs.
+    pub fn cancel(&self, principal: &str, handle: &[u8]) -> bool {
+        let running = self.running.lock();
+        match running.get(handle) {
+            Some(r) if r.principal == principal => {
+                r.cancel.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Removes its query from the registry and frees the slot when the stream is dropped.
+struct Slot {
+    handle: Bytes,
+    running: Arc<Mutex<HashMap<Bytes, Running>>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.running.lock().remove(&self.handle);
+    }
+}
+
+struct Guarded {
+    inner: BatchStream,
+    cancelled: futures::future::BoxFuture<'static, ()>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    done: bool,
+    _slot: Slot,
+}
+
+// The futures are boxed, so moving the struct is safe.
+impl Unpin for Guarded {}
+
+impl Stream for Guarded {
+    type Item = Result<arrow::record_batch::RecordBatch, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.cancelled.poll_unpin(cx).is_ready() {
+            self.done = true;
+            return Poll::Ready(Some(Err(Status::cancelled("the query was cancelled"))));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.done = true;
+            return Poll::Ready(Some(Err(Status::deadline_exceeded(
+                "the query ran past its time limit (limits.query_timeout_seconds)",
+            ))));
+        }
+        let item = self.inner.poll_next_unpin(cx);
+        if let Poll::Ready(None) = item {
+            self.done = true;
+        }
+        item
+    }
+}

@@ -1,0 +1,120 @@
+//! Bulk ingest (CommandStatementIngest): Arrow batches appended to an existing table, decoded
+//! and encoded batch by batch as they arrive, then written in one atomic request.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use quilldb_flight::{BatchStream, IngestTarget};
+use quilldb_storage::hot::WriteMode;
+use quilldb_storage::keys::PartitionKey;
+
+use crate::authz;
+use crate::catalog::TableDef;
+use crate::db::Database;
+use crate::error::{Error, Result};
+use crate::session::Caller;
+use crate::sql::dml::{Planned, cast_column, default_column, ops_for, validate_rows};
+
+/// Appends every batch of `data` to the target table, all rows or none; answers the row count.
+pub async fn ingest(
+    db: &Arc<Database>,
+    caller: &Caller,
+    target: &IngestTarget,
+    mut data: BatchStream,
+) -> Result<i64> {
+    let ns = match &target.schema {
+        Some(ns) => ns.clone(),
+        None => caller.namespace().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "no namespace for table {}: name the db_schema or run USE ns first",
+                target.table
+            ))
+        })?,
+    };
+    let def = match db.catalog.table(&ns, &target.table) {
+        Some(def) => def,
+        None => {
+            // Authorization comes before existence: a caller who may not write learns nothing.
+            if caller.role == crate::session::Role::Anonymous {
+                return Err(Error::PermissionDenied(format!(
+                    "role {} may not ingest into tables",
+                    caller.role
+                )));
+            }
+            return Err(Error::NotFound(format!(
+                "table {ns}.{} does not exist: ingest appends to existing tables only; create \
+                 it with CREATE TABLE first",
+                target.table
+            )));
+        }
+    };
+    authz::require_write(caller.role, &def)?;
+    let partition = Arc::new(PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?);
+    let mut planned = Planned::default();
+    let mut rows = 0usize;
+    let now_us = chrono::Utc::now().timestamp_micros();
+    while let Some(batch) = data.next().await {
+        let batch = batch.map_err(|s| Error::InvalidArgument(s.message().to_string()))?;
+        rows += batch.num_rows();
+        if rows > db.limits.max_rows_per_insert {
+            return Err(Error::ResourceExhausted(format!(
+                "more than {} rows in one ingest call (limits.max_rows_per_insert); nothing \
+                 was written",
+                db.limits.max_rows_per_insert
+            )));
+        }
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let columns = table_columns(db, caller, &def, &batch, now_us)?;
+        let batch = validate_rows(&def, columns)?;
+        ops_for(
+            &def,
+            &partition,
+            &batch,
+            |_| WriteMode::InsertNew,
+            false,
+            &mut planned,
+        )?;
+    }
+    if planned.ops.is_empty() {
+        return Ok(0);
+    }
+    let n = crate::sql::apply(db, caller, planned.ops, &planned.keys).await?;
+    db.metrics.rows_written.inc_by(n as u64);
+    Ok(n)
+}
+
+/// The batch's columns in table order, cast to the column types; absent columns take their
+/// defaults.
+fn table_columns(
+    db: &Database,
+    caller: &Caller,
+    def: &TableDef,
+    batch: &arrow::record_batch::RecordBatch,
+    now_us: i64,
+) -> Result<Vec<arrow::array::ArrayRef>> {
+    let schema = batch.schema();
+    for f in schema.fields() {
+        if def.column(f.name()).is_none() {
+            let hint = if f.name().starts_with('_') {
+                "system columns cannot be written"
+            } else {
+                "the table has no such column"
+            };
+            return Err(Error::InvalidArgument(format!(
+                "ingest column {} into {}: {hint}",
+                f.name(),
+                def.qualified()
+            )));
+        }
+    }
+    def.columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match schema.index_of(&c.name) {
+            Ok(j) => cast_column(batch.column(j), &c.name, c.ty),
+            Err(_) => default_column(db, caller, def, i, batch.num_rows(), now_us),
+        })
+        .collect()
+}
