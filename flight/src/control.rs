@@ -61,8 +61,8 @@ impl Queries {
         self.limits.timeout
     }
 
-    /// Admits a query, or fails with RESOURCE_EXHAUSTED when the server runs its limit.
-    pub fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
+    /// Takes a query slot, or fails with RESOURCE_EXHAUSTED when the server runs its limit.
+    fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
         self.permits.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "{} queries are running; the limit is {}: retry shortly",
@@ -71,16 +71,17 @@ impl Queries {
         })
     }
 
-    /// Wraps the stream of the query `handle`: it ends with CANCELLED when cancelled, with
-    /// DEADLINE_EXCEEDED past `deadline`, and frees its slot when dropped.
-    pub fn guard(
+    /// Runs the query `handle` of `principal`: `start` opens its stream, which then ends with
+    /// CANCELLED when cancelled, with DEADLINE_EXCEEDED past `deadline`, and frees its slot
+    /// when dropped. Cancellation and the deadline also cover opening the stream.
+    pub async fn run(
         &self,
         handle: Bytes,
         principal: &str,
-        permit: OwnedSemaphorePermit,
         deadline: tokio::time::Instant,
-        inner: BatchStream,
-    ) -> BatchStream {
+        start: impl std::future::Future<Output = Result<BatchStream, Status>>,
+    ) -> Result<BatchStream, Status> {
+        let permit = self.admit()?;
         let cancel = CancellationToken::new();
         self.running.lock().insert(
             handle.clone(),
@@ -89,18 +90,24 @@ impl Queries {
                 cancel: cancel.clone(),
             },
         );
-        Guarded {
+        let slot = Slot {
+            handle,
+            running: self.running.clone(),
+            _permit: permit,
+        };
+        let inner = tokio::select! {
+            s = start => s?,
+            _ = cancel.cancelled() => return Err(cancelled()),
+            _ = tokio::time::sleep_until(deadline) => return Err(deadline_exceeded()),
+        };
+        Ok(Guarded {
             inner,
             cancelled: cancel.cancelled_owned().boxed(),
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             done: false,
-            _slot: Slot {
-                handle,
-                running: self.running.clone(),
-                _permit: permit,
-            },
+            _slot: slot,
         }
-        .boxed()
+        .boxed())
     }
 
     /// Cancels the running query `handle` of `principal`; false if none runs.
@@ -114,6 +121,14 @@ impl Queries {
             _ => false,
         }
     }
+}
+
+fn cancelled() -> Status {
+    Status::cancelled("the query was cancelled")
+}
+
+fn deadline_exceeded() -> Status {
+    Status::deadline_exceeded("the query ran past its time limit (limits.query_timeout_seconds)")
 }
 
 /// Removes its query from the registry and frees the slot when the stream is dropped.
@@ -149,13 +164,11 @@ impl Stream for Guarded {
         }
         if self.cancelled.poll_unpin(cx).is_ready() {
             self.done = true;
-            return Poll::Ready(Some(Err(Status::cancelled("the query was cancelled"))));
+            return Poll::Ready(Some(Err(cancelled())));
         }
         if self.deadline.as_mut().poll(cx).is_ready() {
             self.done = true;
-            return Poll::Ready(Some(Err(Status::deadline_exceeded(
-                "the query ran past its time limit (limits.query_timeout_seconds)",
-            ))));
+            return Poll::Ready(Some(Err(deadline_exceeded())));
         }
         let item = self.inner.poll_next_unpin(cx);
         if let Poll::Ready(None) = item {

@@ -425,11 +425,11 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
                 plan,
                 deadline,
             } => {
-                let permit = self.queries.admit()?;
-                let stream = self.backend.execute(&caller, plan).await?;
-                let stream =
-                    self.queries
-                        .guard(handle, caller.principal(), permit, *deadline, stream);
+                let start = self.backend.execute(&caller, plan);
+                let stream = self
+                    .queries
+                    .run(handle, caller.principal(), *deadline, start)
+                    .await?;
                 Ok(Response::new(flight_stream(schema.clone(), stream)))
             }
             Pending::Batch(batch) => Ok(Self::batch_response(batch.clone())),

@@ -70,12 +70,30 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture()
-def conn(server):
+def connect(server):
+    """Opens ADBC DB-API connections as root; closes them after the test."""
     import adbc_driver_flightsql.dbapi as flight_sql
 
-    c = flight_sql.connect(server.flight_url, db_kwargs={"username": "root", "password": ""})
-    yield c
-    c.close()
+    opened = []
+
+    def open_one(autocommit: bool = True):
+        c = flight_sql.connect(
+            server.flight_url,
+            db_kwargs={"username": "root", "password": ""},
+            autocommit=autocommit,
+        )
+        opened.append(c)
+        return c
+
+    yield open_one
+    for c in opened:
+        c.close()
+
+
+@pytest.fixture()
+def conn(connect):
+    """An autocommit ADBC connection."""
+    return connect(autocommit=True)
 
 
 @pytest.fixture()

@@ -6,6 +6,8 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
+from wire import statement_query as _statement_query
+
 
 def run(conn, sql, params=None):
     cur = conn.cursor()
@@ -88,21 +90,6 @@ def test_duckdb_over_arrow_results(conn, ns):
     arrow_table = run(conn, f"SELECT * FROM {ns}.q")
     result = duckdb.sql("SELECT room, sum(n) AS total FROM arrow_table GROUP BY room ORDER BY room").fetchall()
     assert result == [("a", 15), ("b", 7)]
-
-
-def _statement_query(sql: str) -> bytes:
-    """An Any-wrapped CommandStatementQuery, encoded by hand (pyarrow.flight has no Flight SQL)."""
-
-    def field(num: int, payload: bytes) -> bytes:
-        out = bytes([(num << 3) | 2])
-        n = len(payload)
-        while n >= 0x80:
-            out += bytes([(n & 0x7F) | 0x80])
-            n >>= 7
-        return out + bytes([n]) + payload
-
-    inner = field(1, sql.encode())
-    return field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + field(2, inner)
 
 
 def test_pyarrow_flight(server, conn, ns):

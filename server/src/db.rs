@@ -25,6 +25,7 @@ use crate::provider::catalog::QuillCatalog;
 use crate::provider::{functions, table::SCAN_BATCH_ROWS};
 use crate::session::Caller;
 use crate::sql::parser::{Command, name_parts};
+use crate::exec::Executor;
 use crate::txn::Transactions;
 
 /// Configured limits enforced on statements.
@@ -73,6 +74,8 @@ pub struct Database {
     pub transactions: Transactions,
     base_state: SessionState,
     started: Instant,
+    /// Runs query execution, so CPU-heavy queries never starve the gRPC runtime.
+    executor: Executor,
 }
 
 impl std::fmt::Debug for Database {
@@ -132,11 +135,13 @@ impl Database {
             metrics,
             base_state,
             started: Instant::now(),
+            executor: Executor::new(config.query.target_partitions.max(1))?,
         }))
     }
 
-    /// Stops the writer and syncs the WAL.
+    /// Stops query execution and the writer, and syncs the WAL.
     pub fn close(&self) {
+        self.executor.shutdown();
         self.hot.close();
     }
 
@@ -175,7 +180,7 @@ impl Database {
         params: &[ScalarValue],
     ) -> Result<Vec<RecordBatch>> {
         let plan = self.plan_query(caller, stmt, params).await?;
-        collect(plan).await
+        self.collect(plan).await
     }
 
     /// Runs query text to completion.
@@ -217,16 +222,15 @@ impl Database {
         let Command::Query(stmt) = crate::sql::parser::parse(sql)? else {
             return Err(Error::Internal(format!("not a query: {sql}")));
         };
-        collect(plan_in(ctx, *stmt, params).await?).await
+        self.collect(plan_in(ctx, *stmt, params).await?).await
     }
 
-    /// Runs a planned query as a stream.
+    /// Runs a planned query as a stream, on the query executor.
     pub async fn execute(
         &self,
         plan: &QueryPlan,
     ) -> Result<datafusion::execution::SendableRecordBatchStream> {
-        let df = DataFrame::new(plan.ctx.state(), plan.plan.clone());
-        Ok(df.execute_stream().await?)
+        self.executor.stream(plan.ctx.state(), plan.plan.clone()).await
     }
 
     /// Every namespace and `system`: the Flight SQL db_schemas.
@@ -338,10 +342,11 @@ async fn plan_in(
     Ok(QueryPlan { ctx, plan })
 }
 
-async fn collect(plan: QueryPlan) -> Result<Vec<RecordBatch>> {
-    let df = DataFrame::new(plan.ctx.state(), plan.plan);
-    let stream = df.execute_stream().await?;
-    Ok(stream.try_collect().await?)
+impl Database {
+    async fn collect(&self, plan: QueryPlan) -> Result<Vec<RecordBatch>> {
+        let stream = self.executor.stream(plan.ctx.state(), plan.plan).await?;
+        Ok(stream.try_collect().await?)
+    }
 }
 
 impl QueryPlan {

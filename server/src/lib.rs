@@ -27,6 +27,8 @@ pub mod config;
 pub mod db;
 /// Errors and their gRPC codes.
 pub mod error;
+/// The query runtime.
+pub mod exec;
 /// HTTP health and metrics.
 pub mod http;
 /// Start and stop.
