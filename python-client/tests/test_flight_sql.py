@@ -163,7 +163,7 @@ def test_get_objects_table_schema_and_info(conn, ns):
     assert info["vendor_name"] == "QuillDB"
     assert info["vendor_version"]
     assert info["vendor_arrow_version"].split(".")[0] == "59"
-    assert conn.adbc_get_table_types() == ["BASE TABLE", "VIEW", "SYSTEM TABLE"]
+    assert sorted(conn.adbc_get_table_types()) == ["BASE TABLE", "SYSTEM TABLE", "VIEW"]
 
 
 def test_get_tables_filters_and_system_tables(conn, ns):
@@ -313,8 +313,7 @@ def test_session_options(server, conn, ns):
 
 def test_cancel_flight_info(server):
     raw = wire.RawClient(server.flight_url)
-    slow = ("SELECT sum(a.value * b.value) AS s FROM generate_series(1, 200000) a, "
-            "generate_series(1, 200000) b")
+    slow = "SELECT count(*) AS n FROM generate_series(1, 100000000000)"
     info = raw.info(wire.statement_query(slow))
     errors = []
 

@@ -9,7 +9,7 @@ use datafusion::common::ScalarValue;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{ObjectName, Statement};
 use futures::TryStreamExt;
@@ -20,12 +20,12 @@ use crate::auth::Authenticator;
 use crate::catalog::{Catalog, TableDef, TableType};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::exec::Executor;
 use crate::metrics::Metrics;
 use crate::provider::catalog::QuillCatalog;
 use crate::provider::{functions, table::SCAN_BATCH_ROWS};
 use crate::session::Caller;
 use crate::sql::parser::{Command, name_parts};
-use crate::exec::Executor;
 use crate::txn::Transactions;
 
 /// Configured limits enforced on statements.
@@ -230,7 +230,9 @@ impl Database {
         &self,
         plan: &QueryPlan,
     ) -> Result<datafusion::execution::SendableRecordBatchStream> {
-        self.executor.stream(plan.ctx.state(), plan.plan.clone()).await
+        self.executor
+            .stream(plan.ctx.state(), plan.plan.clone())
+            .await
     }
 
     /// Every namespace and `system`: the Flight SQL db_schemas.

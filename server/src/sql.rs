@@ -149,7 +149,7 @@ fn begin(db: &Arc<Database>, caller: &Caller) -> Result<()> {
             "transactions need a signed-in session: anonymous calls cannot open one".into(),
         ));
     }
-    if caller.transaction().is_some() {
+    if caller.transaction().is_some_and(|t| t.is_open()) {
         return Err(Error::FailedPrecondition(
             "a transaction is already open: COMMIT or ROLLBACK it first".into(),
         ));

@@ -50,6 +50,11 @@ pub struct Transaction {
 }
 
 impl Transaction {
+    /// Whether the transaction can still take statements.
+    pub fn is_open(&self) -> bool {
+        !self.state.lock().closed
+    }
+
     /// The pending versions of one partition, for the transaction's own reads.
     pub fn overlay(&self, partition: &PartitionKey) -> Option<Arc<Overlay>> {
         let mut st = self.state.lock();
@@ -83,7 +88,9 @@ impl Transaction {
         let mut st = self.state.lock();
         if st.closed {
             return Err(Error::FailedPrecondition(
-                "the transaction has ended; begin a new one".into(),
+                "the transaction has ended (committed, rolled back, or expired while idle); \
+                 begin a new one"
+                    .into(),
             ));
         }
         let mut staged: BTreeMap<(Vec<u8>, Vec<u8>), Option<Pending>> = BTreeMap::new();
@@ -219,7 +226,7 @@ impl Transactions {
         open.retain(|_, t| {
             let keep = t.last_used.lock().elapsed() < idle;
             if !keep {
-                t.state.lock().closed = true;
+                let _ = t.close();
                 tracing::info!(owner = %t.owner, "an idle transaction expired and was rolled back");
             }
             keep
@@ -278,7 +285,17 @@ impl Transactions {
 
     /// Commits `t` in one hot-store batch; answers the number of row changes.
     pub async fn commit(&self, hot: &HotStore, t: &Transaction) -> Result<u64> {
-        self.remove(t);
+        {
+            let mut open = self.open.lock();
+            self.sweep(&mut open);
+            if open.remove(&t.id).is_none() {
+                return Err(Error::FailedPrecondition(
+                    "the transaction has ended: it expired while idle \
+                     (limits.transaction_idle_seconds) or was rolled back; nothing was applied"
+                        .into(),
+                ));
+            }
+        }
         let (rows, labels) = t.close();
         if rows.is_empty() {
             return Ok(0);
