@@ -1,8 +1,9 @@
 //! `quilldb-bench`: end-to-end figures over Flight SQL against a real server.
 //!
 //! Starts the `quilldb` binary (`QUILLDB_BIN`, else the one beside this tool) on port 0 in a
-//! temp dir and measures single-row parameterized inserts, 100-row INSERT statements, 10 parallel clients,
-//! a full DoGet scan and primary-key point lookups. Prints one table and writes the same figures
+//! temp dir and measures single-row inserts (prepared and unprepared), 100-row INSERT
+//! statements, 10 parallel clients, bulk loads through prepared parameters and through
+//! CommandStatementIngest, a full DoGet scan and primary-key point lookups. Prints one table and writes the same figures
 //! to `benches/results/latest-<durability>.json` and a timestamped copy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,12 +33,18 @@ struct Args {
     /// Rows in the scanned table.
     #[arg(long, default_value_t = 1_000_000)]
     scan_rows: usize,
+    /// Rows bulk-ingested through CommandStatementIngest in one call.
+    #[arg(long, default_value_t = 1_000_000)]
+    ingest_rows: usize,
     /// Point lookups.
     #[arg(long, default_value_t = 2_000)]
     lookups: usize,
     /// `sync` (the default and the figure that counts) or `async`.
     #[arg(long, default_value = "sync")]
     durability: String,
+    /// Run one part only: single, batched, parallel, ingest or scan.
+    #[arg(long)]
+    only: Option<String>,
     /// Where to write the JSON results.
     #[arg(long, default_value = "benches/results")]
     out: std::path::PathBuf,
@@ -85,19 +92,63 @@ async fn create(c: &mut Client, table: &str) {
     .await;
 }
 
-async fn single_inserts(c: &mut Client, table: &str, ids: std::ops::Range<i64>) -> Duration {
-    let mut stmt = c
-        .inner
-        .prepare(
-            format!("INSERT INTO bench.{table} (id, name, score, bucket) VALUES ($1, $2, $3, $4)"),
-            None,
-        )
+/// Creates a prepared statement; answers its handle.
+async fn prepare(c: &mut Client, sql: String) -> bytes::Bytes {
+    use arrow_flight::sql::{
+        ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
+        ProstMessageExt,
+    };
+    use prost::Message;
+    let cmd = ActionCreatePreparedStatementRequest {
+        query: sql,
+        transaction_id: None,
+    };
+    let action = arrow_flight::Action {
+        r#type: "CreatePreparedStatement".into(),
+        body: cmd.as_any().encode_to_vec().into(),
+    };
+    let mut results = c.inner.do_action(action).await.unwrap();
+    let result = results.message().await.unwrap().unwrap();
+    let created: ActionCreatePreparedStatementResult = Any::decode(&*result.body)
+        .unwrap()
+        .unpack()
+        .unwrap()
+        .unwrap();
+    created.prepared_statement_handle
+}
+
+/// Runs a prepared update once per row of `params`, in one DoPut that carries the parameters
+/// (as the ADBC driver does; arrow-rs's `PreparedStatement` spends a second call binding).
+async fn prepared_update(c: &mut Client, handle: &bytes::Bytes, params: RecordBatch) -> i64 {
+    use arrow_flight::encode::FlightDataEncoderBuilder;
+    use arrow_flight::sql::{CommandPreparedStatementUpdate, DoPutUpdateResult, ProstMessageExt};
+    use prost::Message;
+    let cmd = CommandPreparedStatementUpdate {
+        prepared_statement_handle: handle.clone(),
+    };
+    let descriptor = arrow_flight::FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec());
+    let data: Vec<arrow_flight::FlightData> = FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(descriptor))
+        .build(futures::stream::iter([Ok(params)]))
+        .try_collect()
         .await
         .unwrap();
+    let mut put = c.inner.do_put(futures::stream::iter(data)).await.unwrap();
+    let result = put.message().await.unwrap().unwrap();
+    DoPutUpdateResult::decode(&*result.app_metadata)
+        .unwrap()
+        .record_count
+}
+
+async fn single_inserts(c: &mut Client, table: &str, ids: std::ops::Range<i64>) -> Duration {
+    let handle = prepare(
+        c,
+        format!("INSERT INTO bench.{table} (id, name, score, bucket) VALUES ($1, $2, $3, $4)"),
+    )
+    .await;
     let start = Instant::now();
     for id in ids {
-        stmt.set_parameters(params(id..id + 1)).unwrap();
-        assert_eq!(stmt.execute_update().await.unwrap(), 1);
+        assert_eq!(prepared_update(c, &handle, params(id..id + 1)).await, 1);
     }
     start.elapsed()
 }
@@ -116,170 +167,241 @@ async fn main() {
     c.ok("CREATE NAMESPACE bench").await;
     let mut rows: Vec<Row> = Vec::new();
 
-    // 1. Single-row parameterized inserts, one client.
-    create(&mut c, "single").await;
-    let n = args.single_rows;
-    let t = single_inserts(&mut c, "single", 0..n as i64).await;
-    rows.push(Row {
-        test: "Single-row inserts (param)",
-        rows: n,
-        seconds: t.as_secs_f64(),
-        rate: format!("{:.0} rows/s", n as f64 / t.as_secs_f64()),
-        extra: json!({}),
-    });
+    let want = |part: &str| args.only.as_deref().is_none_or(|o| o == part);
+
+    // 1. Single-row parameterized inserts, one client, then the same unprepared.
+    if want("single") {
+        create(&mut c, "single").await;
+        let n = args.single_rows;
+        let t = single_inserts(&mut c, "single", 0..n as i64).await;
+        rows.push(Row {
+            test: "Single-row inserts (param)",
+            rows: n,
+            seconds: t.as_secs_f64(),
+            rate: format!("{:.0} rows/s", n as f64 / t.as_secs_f64()),
+            extra: json!({}),
+        });
+
+        // 1b. The same inserts unprepared: one literal INSERT statement per row.
+        create(&mut c, "unprepared").await;
+        let start = Instant::now();
+        for id in 0..n {
+            let sql = format!(
+                "INSERT INTO bench.unprepared (id, name, score, bucket) VALUES ({id}, 'user-{id}', {}, {})",
+                id as f64 * 0.5,
+                id % 97
+            );
+            assert_eq!(c.inner.execute_update(sql, None).await.unwrap(), 1);
+        }
+        let tu = start.elapsed();
+        rows.push(Row {
+            test: "Single-row inserts (unprepared)",
+            rows: n,
+            seconds: tu.as_secs_f64(),
+            rate: format!("{:.0} rows/s", n as f64 / tu.as_secs_f64()),
+            extra: json!({ "prepared_speedup": tu.as_secs_f64() / t.as_secs_f64() }),
+        });
+    }
 
     // 2. 100-row INSERT statements.
-    create(&mut c, "batched").await;
-    let start = Instant::now();
-    for s in 0..args.batch_statements {
-        let mut sql = String::from("INSERT INTO bench.batched (id, name, score, bucket) VALUES ");
-        for r in 0..100 {
-            let id = s * 100 + r;
-            if r > 0 {
-                sql.push(',');
+    if want("batched") {
+        create(&mut c, "batched").await;
+        let start = Instant::now();
+        for s in 0..args.batch_statements {
+            let mut sql =
+                String::from("INSERT INTO bench.batched (id, name, score, bucket) VALUES ");
+            for r in 0..100 {
+                let id = s * 100 + r;
+                if r > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("({id}, 'user-{id}', {}.5, {})", id, id % 97));
             }
-            sql.push_str(&format!("({id}, 'user-{id}', {}.5, {})", id, id % 97));
+            assert_eq!(c.inner.execute_update(sql, None).await.unwrap(), 100);
         }
-        assert_eq!(c.inner.execute_update(sql, None).await.unwrap(), 100);
+        let t = start.elapsed();
+        let n = args.batch_statements * 100;
+        rows.push(Row {
+            test: "Batched (100/statement)",
+            rows: n,
+            seconds: t.as_secs_f64(),
+            rate: format!("{:.0} rows/s", n as f64 / t.as_secs_f64()),
+            extra: json!({}),
+        });
     }
-    let t = start.elapsed();
-    let n = args.batch_statements * 100;
-    rows.push(Row {
-        test: "Batched (100/statement)",
-        rows: n,
-        seconds: t.as_secs_f64(),
-        rate: format!("{:.0} rows/s", n as f64 / t.as_secs_f64()),
-        extra: json!({}),
-    });
 
     // 3. Ten parallel clients, single-row parameterized inserts.
-    create(&mut c, "parallel").await;
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..10i64 {
-        let mut wc = server.client().await;
-        let per = args.parallel_rows as i64;
-        tasks.push(tokio::spawn(async move {
-            single_inserts(&mut wc, "parallel", w * per..(w + 1) * per).await
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let t = start.elapsed();
-    let n = args.parallel_rows * 10;
-    rows.push(Row {
-        test: "Parallel (10 clients)",
-        rows: n,
-        seconds: t.as_secs_f64(),
-        rate: format!("{:.0} rows/s", n as f64 / t.as_secs_f64()),
-        extra: json!({}),
-    });
-
-    // 4. Full scan through DoGet.
-    create(&mut c, "scan").await;
-    let mut load = c
-        .inner
-        .prepare(
-            "INSERT INTO bench.scan (id, name, score, bucket) VALUES ($1, $2, $3, $4)".into(),
-            None,
-        )
-        .await
-        .unwrap();
-    let load_start = Instant::now();
-    let chunk = 50_000;
-    let mut done = 0;
-    while done < args.scan_rows {
-        let end = (done + chunk).min(args.scan_rows);
-        load.set_parameters(params(done as i64..end as i64))
-            .unwrap();
-        load.execute_update().await.unwrap();
-        done = end;
-    }
-    let load_t = load_start.elapsed();
-    rows.push(Row {
-        test: "Bulk load (50k params/call)",
-        rows: args.scan_rows,
-        seconds: load_t.as_secs_f64(),
-        rate: format!("{:.0} rows/s", args.scan_rows as f64 / load_t.as_secs_f64()),
-        extra: json!({}),
-    });
-
-    let mut scan_best = f64::MAX;
-    let mut scan_bytes = 0usize;
-    for _ in 0..3 {
-        let info = c
-            .inner
-            .execute("SELECT * FROM bench.scan".into(), None)
-            .await
-            .unwrap();
-        let ticket = info.endpoint[0].ticket.clone().unwrap();
-        let mut raw = server.raw_client().await;
-        let token = c.inner.token().cloned().unwrap();
-        let mut req = tonic::Request::new(ticket);
-        req.metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    if want("parallel") {
+        create(&mut c, "parallel").await;
         let start = Instant::now();
-        let stream = raw.do_get(req).await.unwrap().into_inner();
-        let bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = bytes.clone();
-        let data = stream
-            .inspect(move |m| {
-                if let Ok(m) = m {
-                    counter.fetch_add(
-                        m.data_body.len() + m.data_header.len(),
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
-                }
+        let mut tasks = Vec::new();
+        for w in 0..10i64 {
+            let mut wc = server.client().await;
+            let per = args.parallel_rows as i64;
+            tasks.push(tokio::spawn(async move {
+                single_inserts(&mut wc, "parallel", w * per..(w + 1) * per).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let t = start.elapsed();
+        let n = args.parallel_rows * 10;
+        rows.push(Row {
+            test: "Parallel (10 clients)",
+            rows: n,
+            seconds: t.as_secs_f64(),
+            rate: format!("{:.0} rows/s", n as f64 / t.as_secs_f64()),
+            extra: json!({}),
+        });
+    }
+
+    // 4. Bulk load through prepared parameters, full scan through DoGet, point lookups.
+    if want("scan") {
+        create(&mut c, "scan").await;
+        let load = prepare(
+            &mut c,
+            "INSERT INTO bench.scan (id, name, score, bucket) VALUES ($1, $2, $3, $4)".into(),
+        )
+        .await;
+        let load_start = Instant::now();
+        let chunk = 50_000;
+        let mut done = 0;
+        while done < args.scan_rows {
+            let end = (done + chunk).min(args.scan_rows);
+            prepared_update(&mut c, &load, params(done as i64..end as i64)).await;
+            done = end;
+        }
+        let load_t = load_start.elapsed();
+        rows.push(Row {
+            test: "Bulk load (50k params/call)",
+            rows: args.scan_rows,
+            seconds: load_t.as_secs_f64(),
+            rate: format!("{:.0} rows/s", args.scan_rows as f64 / load_t.as_secs_f64()),
+            extra: json!({}),
+        });
+    }
+
+    // 4b. Bulk ingest: one CommandStatementIngest call, batches of 64Ki rows.
+    if want("ingest") {
+        create(&mut c, "ingest").await;
+        let batches: Vec<RecordBatch> = (0..args.ingest_rows)
+            .step_by(65_536)
+            .map(|from| {
+                let to = (from + 65_536).min(args.ingest_rows);
+                let p = params(from as i64..to as i64);
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("id", DataType::Int64, false),
+                    Field::new("name", DataType::Utf8, false),
+                    Field::new("score", DataType::Float64, false),
+                    Field::new("bucket", DataType::Int64, false),
+                ]));
+                RecordBatch::try_new(schema, p.columns().to_vec()).unwrap()
             })
-            .map_err(FlightError::from);
-        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(data)
-            .try_collect()
+            .collect();
+        let cmd = arrow_flight::sql::CommandStatementIngest {
+            table_definition_options: Some(arrow_flight::sql::TableDefinitionOptions {
+                if_not_exist: 2,
+                if_exists: 2,
+            }),
+            table: "ingest".into(),
+            schema: Some("bench".into()),
+            ..Default::default()
+        };
+        let start = Instant::now();
+        let n = c
+            .inner
+            .execute_ingest(cmd, futures::stream::iter(batches.into_iter().map(Ok)))
             .await
             .unwrap();
-        let t = start.elapsed().as_secs_f64();
-        let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-        assert_eq!(n, args.scan_rows);
-        if t < scan_best {
-            scan_best = t;
-            scan_bytes = bytes.load(std::sync::atomic::Ordering::Relaxed);
-        }
+        let t = start.elapsed();
+        assert_eq!(n as usize, args.ingest_rows);
+        rows.push(Row {
+            test: "Bulk ingest (1 call)",
+            rows: args.ingest_rows,
+            seconds: t.as_secs_f64(),
+            rate: format!("{:.0} rows/s", args.ingest_rows as f64 / t.as_secs_f64()),
+            extra: json!({}),
+        });
     }
-    let mbps = scan_bytes as f64 / scan_best / 1e6;
-    rows.push(Row {
-        test: "Full scan via DoGet (best of 3)",
-        rows: args.scan_rows,
-        seconds: scan_best,
-        rate: format!(
-            "{:.0} rows/s, {:.0} MB/s",
-            args.scan_rows as f64 / scan_best,
-            mbps
-        ),
-        extra: json!({ "bytes": scan_bytes, "mb_per_s": mbps }),
-    });
 
-    // 5. Primary-key point lookups.
-    let mut lat = Vec::with_capacity(args.lookups);
-    let start = Instant::now();
-    for i in 0..args.lookups {
-        let id = (i * 7919) % args.scan_rows;
-        let t0 = Instant::now();
-        let b = c
-            .rows(&format!("SELECT * FROM bench.scan WHERE id = {id}"))
-            .await;
-        lat.push(t0.elapsed());
-        assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    if want("scan") {
+        let mut scan_best = f64::MAX;
+        let mut scan_bytes = 0usize;
+        for _ in 0..3 {
+            let info = c
+                .inner
+                .execute("SELECT * FROM bench.scan".into(), None)
+                .await
+                .unwrap();
+            let ticket = info.endpoint[0].ticket.clone().unwrap();
+            let mut raw = server.raw_client().await;
+            let token = c.inner.token().cloned().unwrap();
+            let mut req = tonic::Request::new(ticket);
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            let start = Instant::now();
+            let stream = raw.do_get(req).await.unwrap().into_inner();
+            let bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let counter = bytes.clone();
+            let data = stream
+                .inspect(move |m| {
+                    if let Ok(m) = m {
+                        counter.fetch_add(
+                            m.data_body.len() + m.data_header.len(),
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                    }
+                })
+                .map_err(FlightError::from);
+            let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(data)
+                .try_collect()
+                .await
+                .unwrap();
+            let t = start.elapsed().as_secs_f64();
+            let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+            assert_eq!(n, args.scan_rows);
+            if t < scan_best {
+                scan_best = t;
+                scan_bytes = bytes.load(std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let mbps = scan_bytes as f64 / scan_best / 1e6;
+        rows.push(Row {
+            test: "Full scan via DoGet (best of 3)",
+            rows: args.scan_rows,
+            seconds: scan_best,
+            rate: format!(
+                "{:.0} rows/s, {:.0} MB/s",
+                args.scan_rows as f64 / scan_best,
+                mbps
+            ),
+            extra: json!({ "bytes": scan_bytes, "mb_per_s": mbps }),
+        });
+
+        // 5. Primary-key point lookups.
+        let mut lat = Vec::with_capacity(args.lookups);
+        let start = Instant::now();
+        for i in 0..args.lookups {
+            let id = (i * 7919) % args.scan_rows;
+            let t0 = Instant::now();
+            let b = c
+                .rows(&format!("SELECT * FROM bench.scan WHERE id = {id}"))
+                .await;
+            lat.push(t0.elapsed());
+            assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        }
+        let total = start.elapsed().as_secs_f64();
+        lat.sort();
+        let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+        rows.push(Row {
+            test: "PK point lookups",
+            rows: args.lookups,
+            seconds: total,
+            rate: format!("p50 {p50:.3} ms, p99 {p99:.3} ms"),
+            extra: json!({ "p50_ms": p50, "p99_ms": p99 }),
+        });
     }
-    let total = start.elapsed().as_secs_f64();
-    lat.sort();
-    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
-    rows.push(Row {
-        test: "PK point lookups",
-        rows: args.lookups,
-        seconds: total,
-        rate: format!("p50 {p50:.3} ms, p99 {p99:.3} ms"),
-        extra: json!({ "p50_ms": p50, "p99_ms": p99 }),
-    });
 
     println!(
         "┌─────────────────────────────────┬───────────┬──────────┬──────────────────────────────┐"

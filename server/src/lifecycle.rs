@@ -95,7 +95,12 @@ pub async fn serve(config: Config) -> Result<()> {
     });
     let flight_task = tokio::spawn({
         let stop = shutdown.clone();
+        // Large windows let a bulk upload or a big result stream without waiting for window
+        // updates every 64 KiB; adaptive sizing keeps small calls cheap.
         tonic::transport::Server::builder()
+            .initial_stream_window_size(Some(8 << 20))
+            .initial_connection_window_size(Some(32 << 20))
+            .http2_adaptive_window(Some(true))
             .add_service(flight)
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
     });

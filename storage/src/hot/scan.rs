@@ -408,6 +408,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn bulk_requests_check_every_key() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = open(dir.path());
+        let part = Arc::new(PartitionKey::new(3, b"").unwrap_or_else(|e| panic!("{e}")));
+        let first: Vec<i64> = (0..5000).collect();
+        store
+            .write(inserts(&part, &first, WriteMode::InsertNew))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // A large request holding one existing key fails whole, naming that op.
+        let mut second: Vec<i64> = (5000..10_000).collect();
+        second[4321] = 17;
+        let err = store
+            .write(inserts(&part, &second, WriteMode::InsertNew))
+            .await;
+        assert!(
+            matches!(err, Err(Error::DuplicateKey { op: 4321 })),
+            "{err:?}"
+        );
+        // A large request repeating a key of its own fails at the repeat.
+        let mut third: Vec<i64> = (10_000..15_000).collect();
+        third[4999] = 10_000;
+        let err = store
+            .write(inserts(&part, &third, WriteMode::InsertNew))
+            .await;
+        assert!(
+            matches!(err, Err(Error::DuplicateKey { op: 4999 })),
+            "{err:?}"
+        );
+        assert_eq!(
+            store.count_live(&part).unwrap_or_else(|e| panic!("{e}")),
+            5000
+        );
+        // Upserting them all replaces each version once.
+        store
+            .write(inserts(&part, &first, WriteMode::Upsert))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ids(&store, &part), first);
+    }
+
+    #[tokio::test]
     async fn seq_survives_restart() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let part = Arc::new(PartitionKey::new(1, b"").unwrap_or_else(|e| panic!("{e}")));

@@ -18,6 +18,9 @@ use crate::{Error, Result};
 const MAX_GROUP: usize = 512;
 /// Requests with more rows than this read their key index entries in one batched call.
 const PREFETCH_MIN: usize = 8;
+/// Requests with at least this many rows (bulk loads) are committed alone, without the
+/// per-key bookkeeping a group needs.
+const BULK_MIN: usize = 4096;
 
 /// What a row op requires of the current version of its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,13 +115,19 @@ impl Writer {
                     None => return,
                 },
             };
+            if is_bulk(&first.req) {
+                self.commit_bulk(first);
+                continue;
+            }
             let mut group = vec![first];
             // A request that drops prefixes is committed on its own, so the overlay of a
             // group never has to reason about ranges.
             if group[0].req.drop_prefixes.is_empty() {
                 while group.len() < MAX_GROUP {
                     match rx.try_recv() {
-                        Ok(j) if j.req.drop_prefixes.is_empty() => group.push(j),
+                        Ok(j) if j.req.drop_prefixes.is_empty() && !is_bulk(&j.req) => {
+                            group.push(j)
+                        }
                         Ok(j) => {
                             pending = Some(j);
                             break;
@@ -133,7 +142,7 @@ impl Writer {
 
     fn commit_group(&self, group: Vec<Job>) {
         let mut batch = WriteBatch::default();
-        let mut overlay: HashMap<Vec<u8>, Current> = HashMap::new();
+        let mut overlay: HashMap<Vec<u8>, Current> = HashMap::default();
         let mut accepted = Vec::with_capacity(group.len());
         for job in group {
             match self.plan(&job.req, &overlay) {
@@ -164,6 +173,118 @@ impl Writer {
         for (done, outcome) in accepted {
             let _ = done.send(result.clone().map(|()| outcome));
         }
+    }
+
+    /// Commits one large request alone: its keys are read in one sorted batched call, checked,
+    /// and written straight into the batch. A request that repeats a key takes the general
+    /// path, whose overlay resolves the repeats in order.
+    fn commit_bulk(&self, job: Job) {
+        let keys: Vec<Vec<u8>> = job
+            .req
+            .rows
+            .iter()
+            .map(|op| op.partition.pk_key(&op.pk))
+            .collect();
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
+        if order.windows(2).any(|w| keys[w[0]] == keys[w[1]]) {
+            return self.commit_group(vec![job]);
+        }
+        let Job { req, done } = job;
+        let result = self.write_bulk(&req, &keys, &order);
+        let _ = done.send(result);
+        // Freeing a million row buffers takes a while: the caller has its answer first.
+        drop((req, keys, order));
+    }
+
+    fn write_bulk(
+        &self,
+        req: &WriteRequest,
+        keys: &[Vec<u8>],
+        order: &[usize],
+    ) -> Result<WriteOutcome> {
+        let pk_cf = cf(&self.db, CF_PK)?;
+        let rows_cf = cf(&self.db, CF_ROWS)?;
+        let mut current: Vec<Current> = vec![None; keys.len()];
+        let found = self
+            .db
+            .batched_multi_get_cf(pk_cf, order.iter().map(|i| &keys[*i]), true);
+        for (i, v) in order.iter().zip(found) {
+            if let Some(v) = v.map_err(|e| Error::rocks("read key index", e))? {
+                current[*i] = Some(decode_index(&v)?);
+            }
+        }
+        // Check every op before writing anything: the request is atomic.
+        let mut skip = vec![false; keys.len()];
+        for (i, op) in req.rows.iter().enumerate() {
+            let c = current[i];
+            if let (Some(snapshot), Some((seq, _))) = (req.snapshot, c)
+                && seq > snapshot
+            {
+                return Err(Error::Conflict);
+            }
+            let live = matches!(c, Some((_, true)));
+            match op.mode {
+                WriteMode::InsertNew if live => return Err(Error::DuplicateKey { op: i }),
+                WriteMode::InsertIgnore if live => skip[i] = true,
+                WriteMode::IfSeq(expected) if c != Some((expected, true)) => {
+                    return Err(Error::Conflict);
+                }
+                _ => {}
+            }
+            if op.row.is_none() && !live {
+                skip[i] = true;
+            }
+        }
+        let mut batch = WriteBatch::default();
+        let mut outcome = WriteOutcome::default();
+        let mut key = Vec::new();
+        let mut value = Vec::new();
+        for (i, op) in req.rows.iter().enumerate() {
+            if skip[i] {
+                continue;
+            }
+            let seq = self.seq.next_id();
+            let prefix = op.partition.as_bytes();
+            if let Some((old, _)) = current[i] {
+                batch.delete_cf(rows_cf, op.partition.row_key(old));
+            }
+            let kind = if op.row.is_some() {
+                KIND_PUT
+            } else {
+                KIND_TOMBSTONE
+            };
+            let body = op.row.as_deref().unwrap_or_default();
+            value.clear();
+            value.push(kind);
+            put_varint(&mut value, op.pk.len() as u64);
+            value.extend_from_slice(&op.pk);
+            value.extend_from_slice(body);
+            key.clear();
+            key.extend_from_slice(prefix);
+            key.extend_from_slice(&seq.to_be_bytes());
+            batch.put_cf(rows_cf, &key, &value);
+            let mut index = [0u8; 9];
+            index[..8].copy_from_slice(&seq.to_be_bytes());
+            index[8] = kind;
+            batch.put_cf(pk_cf, &keys[i], index);
+            outcome.applied += 1;
+            outcome.last_seq = seq;
+        }
+        let meta = cf(&self.db, CF_META)?;
+        for (key, value) in &req.meta {
+            match value {
+                Some(v) => batch.put_cf(meta, key, v),
+                None => batch.delete_cf(meta, key),
+            }
+        }
+        batch.put_cf(meta, SEQ_HWM_KEY, self.seq.last().to_be_bytes());
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.durability == Durability::Sync);
+        self.db
+            .write_opt(batch, &wo)
+            .map_err(|e| Error::rocks("write", e))?;
+        Ok(outcome)
     }
 
     fn current(&self, overlay: &HashMap<Vec<u8>, Current>, key: &[u8]) -> Result<Current> {
@@ -212,9 +333,10 @@ impl Writer {
         let stored = if keys.len() > PREFETCH_MIN {
             self.prefetch(&keys)?
         } else {
-            HashMap::new()
+            HashMap::default()
         };
         p.puts.reserve(keys.len() * 2);
+        p.overlay.reserve(keys.len());
         for ((i, op), key) in req.rows.iter().enumerate().zip(keys) {
             let current = match p.overlay.get(&key) {
                 Some(c) => *c,
@@ -289,6 +411,10 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+fn is_bulk(req: &WriteRequest) -> bool {
+    req.rows.len() >= BULK_MIN && req.drop_prefixes.is_empty()
 }
 
 fn encode_index(seq: u64, kind: u8) -> Vec<u8> {
