@@ -1,5 +1,6 @@
 //! Transactions through SQL BEGIN/COMMIT/ROLLBACK and Flight SQL Begin/EndTransaction; bulk
 //! ingest; query limits and cancellation.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::Duration;

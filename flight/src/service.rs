@@ -712,7 +712,7 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder(&self.type_info).schema();
+        let schema = query.into_builder(&self.type_info).schema();
         self.command_info(&schema, query, request.into_inner())
     }
 
