@@ -38,6 +38,10 @@ def test_prepared_parameters_are_typed_and_reused(conn, ns):
                     (i, f"v{i}", when, decimal.Decimal("12.34")))
     params = cur.adbc_prepare(f"SELECT v FROM {ns}.p WHERE id = $1")
     assert params.types == [pa.int64()]
+    params = cur.adbc_prepare(f"UPDATE {ns}.p SET v = $2, d = d + $3 WHERE id = $1")
+    assert params.types == [pa.int64(), pa.string(), pa.decimal128(10, 2)]
+    params = cur.adbc_prepare(f"DELETE FROM {ns}.p WHERE at < ?")
+    assert params.types == [pa.timestamp("us", tz="UTC")]
     seen = []
     for i in (3, 1, 4):
         cur.execute(f"SELECT v, at, d FROM {ns}.p WHERE id = $1", (i,))

@@ -50,6 +50,47 @@ impl QuillBackend {
         r.map_err(Status::from)
     }
 
+    /// Parameter types of UPDATE and DELETE, inferred by DataFusion from an equivalent query:
+    /// `SELECT 1 FROM t WHERE (cond) AND col = (value) ...`, so a placeholder takes the type
+    /// of what it is compared with or assigned to.
+    async fn selection_parameters(&self, caller: &Caller, cmd: &Command) -> Result<Vec<Field>> {
+        use datafusion::sql::sqlparser::ast::FromTable;
+        let (from, mut conditions, selection) = match cmd {
+            Command::Update(u) => {
+                let sets = u
+                    .assignments
+                    .iter()
+                    .map(|a| format!("{} = ({})", a.target, a.value))
+                    .collect::<Vec<_>>();
+                (u.table.to_string(), sets, u.selection.as_ref())
+            }
+            Command::Delete(d) => {
+                let tables = match &d.from {
+                    FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+                };
+                let from = tables
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (from, Vec::new(), d.selection.as_ref())
+            }
+            _ => return Ok(Vec::new()),
+        };
+        if let Some(sel) = selection {
+            conditions.push(format!("({sel})"));
+        }
+        if conditions.is_empty() {
+            conditions.push("true".into());
+        }
+        let sql = format!("SELECT 1 FROM {from} WHERE {}", conditions.join(" AND "));
+        let Command::Query(stmt) = parse(&sql)? else {
+            return Ok(Vec::new());
+        };
+        let plan = self.db.plan_query(caller, (*stmt).clone(), &[]).await?;
+        Ok(query_parameters(&stmt, &plan))
+    }
+
     /// Parameter types of INSERT ... VALUES: each placeholder takes its target column's type.
     fn insert_parameters(&self, caller: &Caller, cmd: &Command) -> Result<Vec<Field>> {
         let Command::Insert(ins) = cmd else {
@@ -116,6 +157,20 @@ impl QuillBackend {
                 let statement = PreparedStatement {
                     command: cmd,
                     plan: Mutex::new(Some((generation, Arc::new(plan)))),
+                };
+                Ok((info, statement))
+            }
+            Command::Update(_) | Command::Delete(_) => {
+                let parameter_schema = Arc::new(Schema::new(
+                    self.selection_parameters(caller, &cmd).await?,
+                ));
+                let info = PreparedInfo {
+                    dataset_schema: rows_affected_schema(),
+                    parameter_schema,
+                };
+                let statement = PreparedStatement {
+                    command: cmd,
+                    plan: Mutex::new(None),
                 };
                 Ok((info, statement))
             }
