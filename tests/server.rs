@@ -43,6 +43,7 @@ async fn health_ready_and_metrics() {
     assert!(metrics.contains("quill_statement_duration_seconds"));
     assert!(metrics.contains("quill_process_resident_memory_bytes"));
     assert!(metrics.contains("quill_process_open_fds"));
+    assert!(metrics.contains("quill_rocksdb{property=\"estimated_keys\"}"));
 }
 
 #[tokio::test]

@@ -161,9 +161,8 @@ impl QuillBackend {
                 Ok((info, statement))
             }
             Command::Update(_) | Command::Delete(_) => {
-                let parameter_schema = Arc::new(Schema::new(
-                    self.selection_parameters(caller, &cmd).await?,
-                ));
+                let parameter_schema =
+                    Arc::new(Schema::new(self.selection_parameters(caller, &cmd).await?));
                 let info = PreparedInfo {
                     dataset_schema: rows_affected_schema(),
                     parameter_schema,

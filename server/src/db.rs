@@ -98,6 +98,7 @@ impl Database {
             block_cache_bytes: config.storage.block_cache_mb << 20,
         })?);
         let catalog = Arc::new(Catalog::load(hot.clone())?);
+        metrics.watch_store(&hot);
         let mut df_config = SessionConfig::new()
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)

@@ -1,9 +1,21 @@
 //! Prometheus metrics, served at `/metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// RocksDB properties reported as `quill_rocksdb{property=...}` (a fixed set).
+const ROCKSDB_PROPERTIES: [(&str, &str); 5] = [
+    ("estimated_keys", "rocksdb.estimate-num-keys"),
+    ("sst_bytes", "rocksdb.total-sst-files-size"),
+    ("memtable_bytes", "rocksdb.cur-size-all-mem-tables"),
+    (
+        "pending_compaction_bytes",
+        "rocksdb.estimate-pending-compaction-bytes",
+    ),
+    ("block_cache_bytes", "rocksdb.block-cache-usage"),
+];
 
 const LATENCY_BUCKETS: [f64; 15] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -29,6 +41,9 @@ pub struct Metrics {
     pub rows_written: IntCounter,
     /// Logged-in sessions.
     pub active_sessions: IntGauge,
+    /// RocksDB figures of the hot store, read when `/metrics` is scraped.
+    pub rocksdb: IntGaugeVec,
+    store: parking_lot::Mutex<Option<std::sync::Weak<quilldb_storage::hot::HotStore>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -71,6 +86,11 @@ impl Metrics {
         let bytes_streamed = IntCounter::new("bytes_streamed_total", "Arrow bytes sent by DoGet")?;
         let rows_written = IntCounter::new("rows_written_total", "Rows changed by DML")?;
         let active_sessions = IntGauge::new("active_sessions", "Logged-in sessions")?;
+        let rocksdb = IntGaugeVec::new(
+            Opts::new("rocksdb", "Hot store (RocksDB) figures by property"),
+            &["property"],
+        )?;
+        registry.register(Box::new(rocksdb.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(statements.clone()))?;
@@ -93,6 +113,8 @@ impl Metrics {
             bytes_streamed,
             rows_written,
             active_sessions,
+            rocksdb,
+            store: parking_lot::Mutex::new(None),
         })
     }
 
@@ -106,8 +128,27 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Reports the figures of `store` at every scrape.
+    pub fn watch_store(&self, store: &std::sync::Arc<quilldb_storage::hot::HotStore>) {
+        *self.store.lock() = Some(std::sync::Arc::downgrade(store));
+    }
+
+    fn read_store(&self) {
+        let Some(store) = self.store.lock().as_ref().and_then(|w| w.upgrade()) else {
+            return;
+        };
+        for (label, property) in ROCKSDB_PROPERTIES {
+            if let Some(v) = store.property(property) {
+                self.rocksdb
+                    .with_label_values(&[label])
+                    .set(i64::try_from(v).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
+        self.read_store();
         let mut buf = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             tracing::error!(error = %e, "encoding metrics");
