@@ -30,25 +30,40 @@ async fn bind(addr: &str, what: &str) -> Result<(TcpListener, SocketAddr)> {
     Ok((l, local))
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn signal() {
+/// SIGINT and SIGTERM, listened to from the moment this is made: a signal that arrives before
+/// the first `recv` is kept, so one sent right after the ready line is not lost.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind| {
+                signal(kind).map_err(|e| Error::Internal(format!("listening for signals: {e}")))
+            };
+            Ok(Self {
+                int: listen(SignalKind::interrupt())?,
+                term: listen(SignalKind::terminate())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Resolves on the next SIGINT or SIGTERM.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
 }
@@ -114,17 +129,18 @@ pub async fn serve(config: Config) -> Result<()> {
         }
     });
 
+    let mut signals = Signals::new()?;
     ready.store(true, Ordering::Release);
     tracing::info!(%flight_addr, %http_addr, "ready");
     println!("quilldb ready: flight=grpc://{flight_addr} http=http://{http_addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    signal().await;
+    signals.recv().await;
     tracing::info!("shutting down: no new calls; waiting for running ones");
     ready.store(false, Ordering::Release);
-    tokio::spawn(async {
-        signal().await;
+    tokio::spawn(async move {
+        signals.recv().await;
         tracing::warn!("second signal: exiting at once");
         std::process::exit(1);
     });

@@ -13,6 +13,9 @@ use rand::RngCore;
 
 use crate::error::{Error, Result};
 
+/// How long a transaction without changes may stay idle.
+const EMPTY_IDLE: Duration = Duration::from_secs(24 * 3600);
+
 /// A key's pending change.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -224,7 +227,12 @@ impl Transactions {
     fn sweep(&self, open: &mut HashMap<Vec<u8>, Arc<Transaction>>) {
         let idle = self.idle;
         open.retain(|_, t| {
-            let keep = t.last_used.lock().elapsed() < idle;
+            // Drivers open the next transaction right after each COMMIT (ADBC with autocommit
+            // off), so an idle connection holds an empty one: it costs nothing and is kept
+            // for a day; one holding changes is rolled back after `idle`.
+            let elapsed = t.last_used.lock().elapsed();
+            let empty = t.state.lock().pending.is_empty();
+            let keep = elapsed < idle || (empty && elapsed < EMPTY_IDLE);
             if !keep {
                 let _ = t.close();
                 tracing::info!(owner = %t.owner, "an idle transaction expired and was rolled back");
