@@ -180,6 +180,9 @@ def test_get_tables_filters_and_system_tables(conn, ns):
     system = conn.adbc_get_objects(depth="tables", db_schema_filter="system", table_types_filter=["SYSTEM TABLE"]).read_all().to_pylist()
     names = {t["table_name"] for c in system for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]}
     assert {"namespaces", "tables", "columns"} <= names
+    all_schemas = conn.adbc_get_objects(depth="db_schemas").read_all().to_pylist()
+    names = {s["db_schema_name"] for c in all_schemas for s in c["catalog_db_schemas"]}
+    assert {ns, "system", "information_schema"} <= names
     base_only = conn.adbc_get_objects(depth="tables", table_types_filter=["BASE TABLE"]).read_all().to_pylist()
     schemas = {s["db_schema_name"] for c in base_only for s in c["catalog_db_schemas"] if s["db_schema_tables"]}
     assert "system" not in schemas

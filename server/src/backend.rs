@@ -478,7 +478,10 @@ impl Backend for QuillBackend {
     }
 
     async fn namespaces(&self, _caller: &Caller) -> Result<Vec<String>, Status> {
-        Ok(self.db.schema_names())
+        // DataFusion serves information_schema in every catalog; list it as it would.
+        let mut names = self.db.schema_names();
+        names.push("information_schema".into());
+        Ok(names)
     }
 
     async fn tables(&self, caller: &Caller) -> Result<Vec<TableEntry>, Status> {
