@@ -14,6 +14,9 @@ use tonic::Code;
 
 /// Minutes of work, in small steps that yield: cancellation and timeouts stop it at once.
 const SLOW: &str = "SELECT count(*) AS n FROM generate_series(1, 100000000000)";
+/// Minutes of work inside a cross join that feeds an aggregate.
+const CROSS: &str = "SELECT sum(a.value * b.value) AS s FROM generate_series(1, 300000) a, \
+                     generate_series(1, 300000) b";
 
 async fn table(server: &TestServer) {
     let mut c = server.client().await;
@@ -224,6 +227,20 @@ async fn query_timeout_and_concurrency_limit() {
     assert!(started.elapsed() < Duration::from_secs(10));
     // The server goes on serving.
     assert_eq!(column(&a.rows("SELECT 1 AS one").await, "one"), ["1"]);
+    // A join that produces batch after batch without polling its input also stops at the
+    // limit and frees its query thread: the next query runs at once.
+    let err = a.query(CROSS).await.expect_err("times out");
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
+    let started = std::time::Instant::now();
+    let rows = a
+        .rows("SELECT count(*) AS n FROM generate_series(1, 100000)")
+        .await;
+    assert_eq!(column(&rows, "n"), ["100000"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the timed-out join still held the query threads: {:?}",
+        started.elapsed()
+    );
 
     // One query slot: a second query while the first streams is refused.
     let info = a
