@@ -316,6 +316,13 @@ async fn main() {
             .unwrap();
         let t = start.elapsed();
         assert_eq!(n as usize, args.ingest_rows);
+        // The server logs how the call's time divides between receiving and committing.
+        if let Some(line) = server.log().lines().rev().find(|l| l.contains(" ingest ")) {
+            println!(
+                "server: {}",
+                line.split("ingest").last().unwrap_or_default().trim()
+            );
+        }
         rows.push(Row {
             test: "Bulk ingest (1 call)",
             rows: args.ingest_rows,

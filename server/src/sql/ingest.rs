@@ -50,6 +50,7 @@ pub async fn ingest(
     };
     authz::require_write(caller.role, &def)?;
     let partition = Arc::new(PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?);
+    let started = std::time::Instant::now();
     let mut planned = Planned::default();
     let mut rows = 0usize;
     let now_us = chrono::Utc::now().timestamp_micros();
@@ -80,8 +81,16 @@ pub async fn ingest(
     if planned.ops.is_empty() {
         return Ok(0);
     }
+    let received = started.elapsed();
     let n = crate::sql::apply(db, caller, planned.ops, &planned.keys).await?;
     db.metrics.rows_written.inc_by(n as u64);
+    tracing::info!(
+        table = %def.qualified(),
+        rows = n,
+        receive_ms = received.as_millis() as u64,
+        commit_ms = (started.elapsed() - received).as_millis() as u64,
+        "ingest"
+    );
     Ok(n)
 }
 
