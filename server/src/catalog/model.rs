@@ -343,6 +343,13 @@ impl TableDef {
             "ARROW:FLIGHT:SQL:REMARKS".to_string(),
             "system column: version id".to_string(),
         );
+        for (key, value) in [
+            ("ARROW:FLIGHT:SQL:CATALOG_NAME", quilldb_flight::CATALOG),
+            ("ARROW:FLIGHT:SQL:SCHEMA_NAME", self.namespace.as_str()),
+            ("ARROW:FLIGHT:SQL:TABLE_NAME", self.name.as_str()),
+        ] {
+            seq_md.insert(key.to_string(), value.to_string());
+        }
         fields.push(Field::new(SEQ_COLUMN, DataType::Int64, false).with_metadata(seq_md));
         let mut md = HashMap::new();
         md.insert(TABLE_TYPE_METADATA.to_string(), self.table_type.to_string());
