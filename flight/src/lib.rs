@@ -21,6 +21,8 @@ pub mod backend;
 pub mod control;
 /// Wire schemas and the DoGet stream.
 pub mod encode;
+/// The gRPC Flight service: Flight SQL dispatch plus GetSchema and ListActions.
+pub mod endpoint;
 /// The `FlightSqlService` implementation.
 pub mod service;
 /// Session-option messages.
@@ -33,6 +35,7 @@ pub use backend::{
     Backend, BatchStream, CallerInfo, IngestTarget, Outcome, PreparedInfo, ServerInfo, TableEntry,
 };
 pub use control::QueryLimits;
+pub use endpoint::QuillFlightService;
 pub use service::{QuillFlightSql, ServiceOptions};
 
 /// The one Flight SQL catalog.

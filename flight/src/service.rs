@@ -63,6 +63,7 @@ enum Pending<P> {
 /// A prepared statement: the backend's planned form, its transaction and bound parameters.
 struct Prepared<Q> {
     statement: Q,
+    dataset_schema: SchemaRef,
     transaction: Option<Bytes>,
     params: parking_lot::Mutex<Option<RecordBatch>>,
 }
@@ -276,6 +277,52 @@ impl<B: Backend> QuillFlightSql<B> {
                 "no such query: it finished, expired or was never started",
             ))
         }
+    }
+
+    /// The result schema of a command without running it (GetSchema): the schema its
+    /// FlightInfo would carry.
+    pub async fn schema_for(&self, request: Request<FlightDescriptor>) -> Result<Schema, Status> {
+        use arrow_flight::sql::Command;
+        let any = Any::decode(request.get_ref().cmd.clone())
+            .map_err(|e| Status::invalid_argument(format!("malformed command: {e}")))?;
+        let cmd = Command::try_from(any).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let schema = match cmd {
+            Command::CommandStatementQuery(q) => {
+                let caller = self.caller_in(&request, q.transaction_id.as_ref())?;
+                let (info, _) = self.backend.prepare(&caller, &q.query).await?;
+                result_schema(&info.dataset_schema).as_ref().clone()
+            }
+            Command::CommandPreparedStatementQuery(q) => {
+                let caller = self.caller(&request);
+                let prepared = self
+                    .prepared
+                    .get(caller.principal(), &q.prepared_statement_handle)?;
+                prepared.dataset_schema.as_ref().clone()
+            }
+            Command::CommandGetCatalogs(q) => q.into_builder().schema().as_ref().clone(),
+            Command::CommandGetDbSchemas(q) => q.into_builder().schema().as_ref().clone(),
+            Command::CommandGetTables(q) => q.into_builder().schema().as_ref().clone(),
+            Command::CommandGetTableTypes(q) => q.into_builder().schema().as_ref().clone(),
+            Command::CommandGetSqlInfo(q) => {
+                q.into_builder(&self.sql_info).schema().as_ref().clone()
+            }
+            Command::CommandGetXdbcTypeInfo(q) => {
+                q.into_builder(&self.type_info).schema().as_ref().clone()
+            }
+            Command::CommandGetPrimaryKeys(_) => metadata::primary_keys_schema().as_ref().clone(),
+            Command::CommandGetExportedKeys(_)
+            | Command::CommandGetImportedKeys(_)
+            | Command::CommandGetCrossReference(_) => {
+                metadata::foreign_keys_schema().as_ref().clone()
+            }
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "GetSchema does not serve {}",
+                    other.type_url()
+                )));
+            }
+        };
+        Ok(schema)
     }
 
     fn action_result(body: Vec<u8>) -> Response<ActionStream> {
@@ -540,17 +587,19 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
             },
             statement,
         ) = self.backend.prepare(&caller, &query.query).await?;
+        let dataset_schema = result_schema(&dataset_schema);
         let handle = self.prepared.insert(
             caller.principal(),
             Prepared {
                 statement,
+                dataset_schema: dataset_schema.clone(),
                 transaction: query.transaction_id.filter(|t| !t.is_empty()),
                 params: parking_lot::Mutex::new(None),
             },
         )?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle,
-            dataset_schema: ipc_schema(&result_schema(&dataset_schema))?,
+            dataset_schema: ipc_schema(&dataset_schema)?,
             parameter_schema: ipc_schema(&parameter_schema)?,
         })
     }

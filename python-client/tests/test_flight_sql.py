@@ -205,9 +205,19 @@ def test_raw_metadata_calls(server, conn, ns):
               "DATE", "TIME", "TIMESTAMP", "TIMESTAMPTZ", "JSON", "UUID"):
         assert t in names
     actions = {a.type for a in raw.client.list_actions(raw.options)}
-    for a in ("CreatePreparedStatement", "ClosePreparedStatement", "BeginTransaction",
-              "EndTransaction", "CancelFlightInfo", "SetSessionOptions", "GetSessionOptions", "CloseSession"):
-        assert a in actions
+    assert actions == {"CreatePreparedStatement", "ClosePreparedStatement", "BeginTransaction",
+                       "EndTransaction", "CancelQuery", "CancelFlightInfo", "SetSessionOptions",
+                       "GetSessionOptions", "CloseSession"}
+    # GetSchema answers the FlightInfo's schema without running anything.
+    query = wire.statement_query(f"SELECT code, v * 2 AS twice FROM {ns}.pk")
+    got = raw.client.get_schema(flight.FlightDescriptor.for_command(query), raw.options).schema
+    assert got == raw.info(query).schema
+    insert = wire.statement_query(f"INSERT INTO {ns}.pk VALUES ('x', 1)")
+    got = raw.client.get_schema(flight.FlightDescriptor.for_command(insert), raw.options).schema
+    assert got.names == ["rows_affected"]
+    assert count(conn, f"{ns}.pk") == 0
+    got = raw.client.get_schema(flight.FlightDescriptor.for_command(wire.primary_keys("pk", ns)), raw.options).schema
+    assert got == keys.schema
 
 
 QUERIES = [

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use futures::TryStreamExt;
-use quilldb_flight::{AuthLayer, InFlight, QueryLimits, QuillFlightSql, ServiceOptions};
+use quilldb_flight::{
+    AuthLayer, InFlight, QueryLimits, QuillFlightService, QuillFlightSql, ServiceOptions,
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -87,7 +89,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let service = QuillFlightSql::new(backend.clone(), options)
         .map_err(|e| Error::Internal(format!("starting the Flight service: {}", e.message())))?;
     let max = config.limits.max_message_bytes;
-    let flight = FlightServiceServer::new(service)
+    let flight = FlightServiceServer::new(QuillFlightService::new(service))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let in_flight = InFlight::default();
