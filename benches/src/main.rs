@@ -58,6 +58,25 @@ struct Row {
     extra: serde_json::Value,
 }
 
+impl Row {
+    /// A row whose rate is rows per second.
+    fn throughput(
+        test: &'static str,
+        rows: usize,
+        time: Duration,
+        extra: serde_json::Value,
+    ) -> Self {
+        let seconds = time.as_secs_f64();
+        Self {
+            test,
+            rows,
+            seconds,
+            rate: format!("{:.0} rows/s", rows as f64 / seconds),
+            extra,
+        }
+    }
+}
+
 fn schema4() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("$1", DataType::Int64, false),
@@ -174,13 +193,12 @@ async fn main() {
         create(&mut c, "single").await;
         let n = args.single_rows;
         let t = single_inserts(&mut c, "single", 0..n as i64).await;
-        rows.push(Row {
-            test: "Single-row inserts (param)",
-            rows: n,
-            seconds: t.as_secs_f64(),
-            rate: format!("{:.0} rows/s", n as f64 / t.as_secs_f64()),
-            extra: json!({}),
-        });
+        rows.push(Row::throughput(
+            "Single-row inserts (param)",
+            n,
+            t,
+            json!({}),
+        ));
 
         // 1b. The same inserts unprepared: one literal INSERT statement per row.
         create(&mut c, "unprepared").await;
@@ -221,13 +239,7 @@ async fn main() {
         }
         let t = start.elapsed();
         let n = args.batch_statements * 100;
-        rows.push(Row {
-            test: "Batched (100/statement)",
-            rows: n,
-            seconds: t.as_secs_f64(),
-            rate: format!("{:.0} rows/s", n as f64 / t.as_secs_f64()),
-            extra: json!({}),
-        });
+        rows.push(Row::throughput("Batched (100/statement)", n, t, json!({})));
     }
 
     // 3. Ten parallel clients, single-row parameterized inserts.
@@ -247,13 +259,7 @@ async fn main() {
         }
         let t = start.elapsed();
         let n = args.parallel_rows * 10;
-        rows.push(Row {
-            test: "Parallel (10 clients)",
-            rows: n,
-            seconds: t.as_secs_f64(),
-            rate: format!("{:.0} rows/s", n as f64 / t.as_secs_f64()),
-            extra: json!({}),
-        });
+        rows.push(Row::throughput("Parallel (10 clients)", n, t, json!({})));
     }
 
     // 4. Bulk load through prepared parameters, full scan through DoGet, point lookups.
@@ -273,13 +279,12 @@ async fn main() {
             done = end;
         }
         let load_t = load_start.elapsed();
-        rows.push(Row {
-            test: "Bulk load (50k params/call)",
-            rows: args.scan_rows,
-            seconds: load_t.as_secs_f64(),
-            rate: format!("{:.0} rows/s", args.scan_rows as f64 / load_t.as_secs_f64()),
-            extra: json!({}),
-        });
+        rows.push(Row::throughput(
+            "Bulk load (50k params/call)",
+            args.scan_rows,
+            load_t,
+            json!({}),
+        ));
     }
 
     // 4b. Bulk ingest: one CommandStatementIngest call, batches of 64Ki rows.
@@ -323,13 +328,12 @@ async fn main() {
                 line.split("ingest").last().unwrap_or_default().trim()
             );
         }
-        rows.push(Row {
-            test: "Bulk ingest (1 call)",
-            rows: args.ingest_rows,
-            seconds: t.as_secs_f64(),
-            rate: format!("{:.0} rows/s", args.ingest_rows as f64 / t.as_secs_f64()),
-            extra: json!({}),
-        });
+        rows.push(Row::throughput(
+            "Bulk ingest (1 call)",
+            args.ingest_rows,
+            t,
+            json!({}),
+        ));
     }
 
     if want("scan") {

@@ -6,15 +6,8 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
+from wire import run
 from wire import statement_query as _statement_query
-
-
-def run(conn, sql, params=None):
-    cur = conn.cursor()
-    cur.execute(sql, params)
-    table = cur.fetch_arrow_table()
-    cur.close()
-    return table
 
 
 def test_adbc_ddl_dml_and_queries(conn, ns):

@@ -10,14 +10,7 @@ import pyarrow.flight as flight
 import pytest
 
 import wire
-
-
-def run(conn, sql, params=None):
-    cur = conn.cursor()
-    cur.execute(sql, params)
-    table = cur.fetch_arrow_table()
-    cur.close()
-    return table
+from wire import run
 
 
 def count(conn, table):

@@ -80,6 +80,15 @@ def _read_varint(buf: bytes, i: int):
         shift += 7
 
 
+def run(conn, sql, params=None) -> pa.Table:
+    """Runs one statement on an ADBC DB-API connection and answers its Arrow result."""
+    cur = conn.cursor()
+    cur.execute(sql, params)
+    table = cur.fetch_arrow_table()
+    cur.close()
+    return table
+
+
 class RawClient:
     """A pyarrow.flight client signed in as root."""
 

@@ -18,7 +18,7 @@ use tonic::Status;
 use crate::authz;
 use crate::db::{Database, QueryPlan};
 use crate::error::{Error, Result};
-use crate::session::{Caller, Role};
+use crate::session::Caller;
 use crate::sql::parser::{Command, name_parts, parse};
 
 /// The Flight SQL backend.
@@ -143,7 +143,7 @@ impl QuillBackend {
         caller: &Caller,
         sql: &str,
     ) -> Result<(PreparedInfo, PreparedStatement)> {
-        check_sql_size(&self.db, sql)?;
+        crate::sql::check_sql_size(&self.db, sql)?;
         let cmd = parse(sql)?;
         match &cmd {
             Command::Query(stmt) => {
@@ -160,25 +160,18 @@ impl QuillBackend {
                 };
                 Ok((info, statement))
             }
-            Command::Update(_) | Command::Delete(_) => {
-                let parameter_schema =
-                    Arc::new(Schema::new(self.selection_parameters(caller, &cmd).await?));
+            _ => {
+                // DML answers a row count; its parameters take the types of what they are
+                // compared with or written to.
+                let parameters = match &cmd {
+                    Command::Update(_) | Command::Delete(_) => {
+                        self.selection_parameters(caller, &cmd).await?
+                    }
+                    other => self.insert_parameters(caller, other)?,
+                };
                 let info = PreparedInfo {
                     dataset_schema: rows_affected_schema(),
-                    parameter_schema,
-                };
-                let statement = PreparedStatement {
-                    command: cmd,
-                    plan: Mutex::new(None),
-                };
-                Ok((info, statement))
-            }
-            other => {
-                let parameter_schema =
-                    Arc::new(Schema::new(self.insert_parameters(caller, other)?));
-                let info = PreparedInfo {
-                    dataset_schema: rows_affected_schema(),
-                    parameter_schema,
+                    parameter_schema: Arc::new(Schema::new(parameters)),
                 };
                 let statement = PreparedStatement {
                     command: cmd,
@@ -261,17 +254,6 @@ impl QuillBackend {
 pub struct PreparedStatement {
     command: Command,
     plan: Mutex<Option<(u64, Arc<QueryPlan>)>>,
-}
-
-fn check_sql_size(db: &Database, sql: &str) -> Result<()> {
-    if sql.len() > db.limits.max_sql_bytes {
-        return Err(Error::ResourceExhausted(format!(
-            "the SQL text is {} bytes; the limit is {}",
-            sql.len(),
-            db.limits.max_sql_bytes
-        )));
-    }
-    Ok(())
 }
 
 /// The parameters of a query, typed where DataFusion could infer them from their use.
@@ -385,12 +367,7 @@ impl Backend for QuillBackend {
     }
 
     async fn begin_transaction(&self, caller: &Caller) -> Result<Vec<u8>, Status> {
-        if caller.role == Role::Anonymous {
-            return Err(Status::from(Error::PermissionDenied(
-                "transactions need a signed-in session".into(),
-            )));
-        }
-        let t = self.db.transactions.begin(&self.db.hot, &caller.user)?;
+        let t = crate::sql::open_transaction(&self.db, caller)?;
         Ok(t.id.clone())
     }
 

@@ -51,6 +51,13 @@ pub async fn run(
     sql: &str,
     params: Option<RecordBatch>,
 ) -> Result<Outcome<QueryPlan>> {
+    check_sql_size(db, sql)?;
+    let cmd = parser::parse(sql)?;
+    run_command(db, caller, cmd, params).await
+}
+
+/// Refuses SQL text longer than `limits.max_sql_bytes`.
+pub fn check_sql_size(db: &Database, sql: &str) -> Result<()> {
     if sql.len() > db.limits.max_sql_bytes {
         return Err(Error::ResourceExhausted(format!(
             "the SQL text is {} bytes; the limit is {}",
@@ -58,8 +65,7 @@ pub async fn run(
             db.limits.max_sql_bytes
         )));
     }
-    let cmd = parser::parse(sql)?;
-    run_command(db, caller, cmd, params).await
+    Ok(())
 }
 
 /// Runs (or plans, for a query) one parsed statement.
@@ -144,19 +150,24 @@ fn sql_transaction(caller: &Caller) -> Option<Arc<crate::txn::Transaction>> {
 }
 
 fn begin(db: &Arc<Database>, caller: &Caller) -> Result<()> {
-    if caller.role == crate::session::Role::Anonymous {
-        return Err(Error::PermissionDenied(
-            "transactions need a signed-in session: anonymous calls cannot open one".into(),
-        ));
-    }
     if caller.transaction().is_some_and(|t| t.is_open()) {
         return Err(Error::FailedPrecondition(
             "a transaction is already open: COMMIT or ROLLBACK it first".into(),
         ));
     }
-    let t = db.transactions.begin(&db.hot, &caller.user)?;
+    let t = open_transaction(db, caller)?;
     caller.session().set_sql_transaction(Some(t));
     Ok(())
+}
+
+/// Begins a transaction for a signed-in caller (SQL BEGIN and Flight SQL BeginTransaction).
+pub fn open_transaction(db: &Database, caller: &Caller) -> Result<Arc<crate::txn::Transaction>> {
+    if caller.role == crate::session::Role::Anonymous {
+        return Err(Error::PermissionDenied(
+            "transactions need a signed-in session: anonymous calls cannot open one".into(),
+        ));
+    }
+    db.transactions.begin(&db.hot, &caller.user)
 }
 
 /// Applies planned row ops: staged in the caller's transaction, or written atomically now.
