@@ -7,6 +7,8 @@ mod store;
 pub mod model;
 /// The naming rules.
 pub mod names;
+/// Storages: where cold files go.
+pub mod storages;
 /// SQL column types.
 pub mod types;
 /// GetXdbcTypeInfo rows.
@@ -22,6 +24,7 @@ use quilldb_storage::keys::PartitionKey;
 pub use model::{
     AccessLevel, ColumnDef, DefaultExpr, FlushPolicy, NamespaceDef, TableDef, TableType,
 };
+pub use storages::{DEFAULT_STORAGE, Storage, StorageDef, Storages};
 
 use crate::error::{Error, Result};
 
@@ -147,6 +150,21 @@ impl Catalog {
             .filter(|t| namespace.is_none_or(|ns| t.namespace == ns))
             .cloned()
             .collect()
+    }
+
+    /// A table by its internal id.
+    pub fn table_by_id(&self, id: u64) -> Option<Arc<TableDef>> {
+        self.state
+            .read()
+            .tables
+            .values()
+            .find(|t| t.id == id)
+            .cloned()
+    }
+
+    /// The DDL lock: storages and ALTER TABLE take it too, so DDL never interleaves.
+    pub async fn ddl_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.ddl.lock().await
     }
 
     /// One table.

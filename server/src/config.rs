@@ -26,6 +26,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[query]`
     pub query: QueryConfig,
+    /// `[jobs]`
+    pub jobs: JobsConfig,
 }
 
 /// `[server]`
@@ -102,6 +104,10 @@ pub struct StorageConfig {
     pub durability: Durability,
     /// RocksDB block cache in MiB.
     pub block_cache_mb: usize,
+    /// Seconds a deletion is remembered in cold storage: compaction drops older tombstones.
+    pub deletion_retention_seconds: u64,
+    /// Compaction merges adjacent segments into runs of at most this many row versions.
+    pub compact_target_rows: u64,
 }
 
 impl Default for StorageConfig {
@@ -109,6 +115,33 @@ impl Default for StorageConfig {
         Self {
             durability: Durability::Sync,
             block_cache_mb: 256,
+            deletion_retention_seconds: 7 * 24 * 3600,
+            compact_target_rows: 1 << 20,
+        }
+    }
+}
+
+/// `[jobs]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobsConfig {
+    /// Jobs that run at once.
+    pub workers: usize,
+    /// Seconds finished jobs stay in system.jobs.
+    pub retention_seconds: u64,
+    /// Seconds shutdown waits for running jobs.
+    pub shutdown_wait_seconds: u64,
+    /// Milliseconds between two looks at the flush policies.
+    pub policy_check_ms: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            retention_seconds: 7 * 24 * 3600,
+            shutdown_wait_seconds: 60,
+            policy_check_ms: 1000,
         }
     }
 }

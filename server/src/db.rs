@@ -17,16 +17,56 @@ use quilldb_storage::hot::{HotOptions, HotStore, ScanSpec};
 use quilldb_storage::keys::PartitionKey;
 
 use crate::auth::Authenticator;
-use crate::catalog::{Catalog, TableDef, TableType};
+use crate::catalog::{Catalog, Storages, TableDef, TableType};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
+use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::provider::catalog::QuillCatalog;
 use crate::provider::{functions, table::SCAN_BATCH_ROWS};
 use crate::session::Caller;
 use crate::sql::parser::{Command, name_parts};
 use crate::txn::Transactions;
+
+/// Per-table figures for `/metrics`: unflushed rows (from the writer's counters) and cached
+/// cold segments; never a scan.
+fn table_figures(
+    hot: &Arc<HotStore>,
+    catalog: &Arc<Catalog>,
+    storages: &Arc<Storages>,
+) -> crate::metrics::TableFigures {
+    let hot = Arc::downgrade(hot);
+    let catalog = Arc::downgrade(catalog);
+    let storages = Arc::downgrade(storages);
+    Box::new(move || {
+        let (Some(hot), Some(catalog), Some(storages)) =
+            (hot.upgrade(), catalog.upgrade(), storages.upgrade())
+        else {
+            return Vec::new();
+        };
+        let pending = hot.pending().snapshot();
+        catalog
+            .tables(None)
+            .into_iter()
+            .map(|def| {
+                let prefix = PartitionKey::table_prefix(def.id);
+                let unflushed: u64 = pending
+                    .iter()
+                    .filter(|(p, _)| p.starts_with(&prefix))
+                    .map(|(_, w)| w.rows)
+                    .sum();
+                let segments = storages
+                    .get(&def.storage_id)
+                    .ok()
+                    .and_then(|s| s.cold.cached(&s.folder(&def, None)).flatten())
+                    .filter(|m| m.table_id == def.id)
+                    .map_or(0, |m| m.segments.len());
+                (def.qualified(), unflushed as i64, segments as i64)
+            })
+            .collect()
+    })
+}
 
 /// Configured limits enforced on statements.
 #[derive(Debug, Clone)]
@@ -64,6 +104,10 @@ pub struct Database {
     pub hot: Arc<HotStore>,
     /// The catalog.
     pub catalog: Arc<Catalog>,
+    /// Where cold files go.
+    pub storages: Arc<Storages>,
+    /// Background jobs.
+    pub jobs: Arc<Jobs>,
     /// Credentials and tokens.
     pub auth: Authenticator,
     /// Prometheus metrics.
@@ -98,7 +142,17 @@ impl Database {
             block_cache_bytes: config.storage.block_cache_mb << 20,
         })?);
         let catalog = Arc::new(Catalog::load(hot.clone())?);
+        let storages = Arc::new(Storages::load(hot.clone(), data)?);
+        let jobs = Jobs::load(
+            hot.clone(),
+            catalog.clone(),
+            storages.clone(),
+            metrics.clone(),
+            config.jobs.clone(),
+            config.storage.clone(),
+        )?;
         metrics.watch_store(&hot);
+        metrics.watch_tables(table_figures(&hot, &catalog, &storages));
         let mut df_config = SessionConfig::new()
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
@@ -133,11 +187,75 @@ impl Database {
             ),
             hot,
             catalog,
+            storages,
+            jobs,
             metrics,
             base_state,
             started: Instant::now(),
             executor: Executor::new(config.query.target_partitions.max(1))?,
         }))
+    }
+
+    /// The cold folder of one partition of `def`.
+    pub fn cold_source(
+        &self,
+        def: &TableDef,
+        partition: &PartitionKey,
+    ) -> Result<quilldb_storage::merge::ColdSource> {
+        let storage = self.storages.get(&def.storage_id)?;
+        let user = match def.table_type {
+            TableType::Shared => None,
+            _ => Some(String::from_utf8_lossy(&partition.as_bytes()[9..]).into_owned()),
+        };
+        Ok(quilldb_storage::merge::ColdSource {
+            store: storage.cold.clone(),
+            folder: storage.folder(def, user.as_deref()),
+            table_id: def.id,
+        })
+    }
+
+    /// The live rows (hot or cold) with these primary keys, in `_seq` order.
+    pub async fn lookup(
+        &self,
+        def: &TableDef,
+        spec: ScanSpec,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<RecordBatch> {
+        let schema = spec.schema();
+        let read = quilldb_storage::merge::MergedRead {
+            hot: self.hot.clone(),
+            cold: Some(self.cold_source(def, &spec.partition)?),
+            pk_column_id: def.pk()?.1.id,
+            spec,
+            keys: Some(keys),
+            pruner: None,
+        };
+        let handle = tokio::runtime::Handle::current();
+        let batches = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            read.run(&handle, |b| {
+                out.push(b);
+                true
+            })
+            .map(|_| out)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("lookup task: {e}")))??;
+        Ok(arrow::compute::concat_batches(&schema, &batches)?)
+    }
+
+    /// The manifest of one partition of `def` (`None`: nothing flushed yet).
+    pub async fn manifest(
+        &self,
+        def: &TableDef,
+        partition: &PartitionKey,
+    ) -> Result<Option<Arc<quilldb_storage::cold::Manifest>>> {
+        let src = self.cold_source(def, partition)?;
+        Ok(src
+            .store
+            .manifest(&src.folder)
+            .await?
+            .filter(|m| m.table_id == def.id))
     }
 
     /// Stops query execution and the writer, and syncs the WAL.

@@ -31,6 +31,8 @@ pub mod error;
 pub mod exec;
 /// HTTP health and metrics.
 pub mod http;
+/// Background jobs: flush, compaction, eviction, clean-up.
+pub mod jobs;
 /// Start and stop.
 pub mod lifecycle;
 /// Prometheus metrics.

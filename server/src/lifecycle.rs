@@ -74,6 +74,7 @@ impl Signals {
 pub async fn serve(config: Config) -> Result<()> {
     let metrics = Arc::new(Metrics::new().map_err(|e| Error::Internal(format!("metrics: {e}")))?);
     let db = Database::open(&config, metrics.clone())?;
+    db.jobs.start().await?;
     let (flight_listener, flight_addr) = bind(&config.server.flight_addr, "Flight").await?;
     let (http_listener, http_addr) = bind(&config.server.http_addr, "HTTP").await?;
 
@@ -141,9 +142,12 @@ pub async fn serve(config: Config) -> Result<()> {
     signals.recv().await;
     tracing::info!("shutting down: no new calls; waiting for running ones");
     ready.store(false, Ordering::Release);
+    let jobs = db.jobs.clone();
     tokio::spawn(async move {
         signals.recv().await;
         tracing::warn!("second signal: exiting at once");
+        jobs.fail_running("a second signal stopped the server")
+            .await;
         std::process::exit(1);
     });
     shutdown.cancel();
@@ -183,6 +187,7 @@ pub async fn serve(config: Config) -> Result<()> {
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http_task).await {
         tracing::error!(error = %e, "HTTP server failed");
     }
+    db.jobs.shutdown().await;
     let closing = db.clone();
     tokio::task::spawn_blocking(move || closing.close())
         .await

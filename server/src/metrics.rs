@@ -43,8 +43,25 @@ pub struct Metrics {
     pub active_sessions: IntGauge,
     /// RocksDB figures of the hot store, read when `/metrics` is scraped.
     pub rocksdb: IntGaugeVec,
+    /// Finished jobs by kind and status.
+    pub jobs: IntCounterVec,
+    /// Job durations by kind.
+    pub job_seconds: HistogramVec,
+    /// Rows written by jobs, by kind.
+    pub job_rows: IntCounterVec,
+    /// Bytes written (or freed) by jobs, by kind.
+    pub job_bytes: IntCounterVec,
+    /// Cold segments opened to read rows.
+    pub segments_read: IntCounter,
+    /// Cold segments skipped by statistics.
+    pub segments_pruned: IntCounter,
+    tables: IntGaugeVec,
+    table_figures: parking_lot::Mutex<Option<TableFigures>>,
     store: parking_lot::Mutex<Option<std::sync::Weak<quilldb_storage::hot::HotStore>>>,
 }
+
+/// Reports `(table, unflushed rows, cold segments)` for every table.
+pub type TableFigures = Box<dyn Fn() -> Vec<(String, i64, i64)> + Send + Sync>;
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,6 +107,51 @@ impl Metrics {
             Opts::new("rocksdb", "Hot store (RocksDB) figures by property"),
             &["property"],
         )?;
+        let jobs = IntCounterVec::new(
+            Opts::new("jobs_total", "Finished background jobs by kind and status"),
+            &["kind", "status"],
+        )?;
+        let job_seconds = HistogramVec::new(
+            HistogramOpts::new("job_duration_seconds", "Background job durations by kind").buckets(
+                vec![
+                    0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                ],
+            ),
+            &["kind"],
+        )?;
+        let job_rows = IntCounterVec::new(
+            Opts::new("job_rows_total", "Rows written by background jobs, by kind"),
+            &["kind"],
+        )?;
+        let job_bytes = IntCounterVec::new(
+            Opts::new(
+                "job_bytes_total",
+                "Bytes written (or freed) by background jobs, by kind",
+            ),
+            &["kind"],
+        )?;
+        let segments_read = IntCounter::new(
+            "cold_segments_read_total",
+            "Cold Parquet segments opened to read rows",
+        )?;
+        let segments_pruned = IntCounter::new(
+            "cold_segments_pruned_total",
+            "Cold Parquet segments skipped by key index or statistics",
+        )?;
+        let tables = IntGaugeVec::new(
+            Opts::new(
+                "table",
+                "Per table (the 200 largest by segments): unflushed rows and cold segments",
+            ),
+            &["table", "figure"],
+        )?;
+        for m in [&jobs, &job_rows, &job_bytes] {
+            registry.register(Box::new(m.clone()))?;
+        }
+        registry.register(Box::new(job_seconds.clone()))?;
+        registry.register(Box::new(segments_read.clone()))?;
+        registry.register(Box::new(segments_pruned.clone()))?;
+        registry.register(Box::new(tables.clone()))?;
         registry.register(Box::new(rocksdb.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
@@ -114,8 +176,39 @@ impl Metrics {
             rows_written,
             active_sessions,
             rocksdb,
+            jobs,
+            job_seconds,
+            job_rows,
+            job_bytes,
+            segments_read,
+            segments_pruned,
+            tables,
+            table_figures: parking_lot::Mutex::new(None),
             store: parking_lot::Mutex::new(None),
         })
+    }
+
+    /// Counts one finished job.
+    pub fn observe_job(
+        &self,
+        kind: &str,
+        status: &str,
+        elapsed: std::time::Duration,
+        rows: u64,
+        bytes: u64,
+    ) {
+        self.jobs.with_label_values(&[kind, status]).inc();
+        self.job_seconds
+            .with_label_values(&[kind])
+            .observe(elapsed.as_secs_f64());
+        self.job_rows.with_label_values(&[kind]).inc_by(rows);
+        self.job_bytes.with_label_values(&[kind]).inc_by(bytes);
+    }
+
+    /// Sets what reports the per-table figures at each scrape: `(table, unflushed rows, cold
+    /// segments)`.
+    pub fn watch_tables(&self, f: TableFigures) {
+        *self.table_figures.lock() = Some(f);
     }
 
     /// Counts one finished Flight call.
@@ -131,6 +224,24 @@ impl Metrics {
     /// Reports the figures of `store` at every scrape.
     pub fn watch_store(&self, store: &std::sync::Arc<quilldb_storage::hot::HotStore>) {
         *self.store.lock() = Some(std::sync::Arc::downgrade(store));
+    }
+
+    fn read_tables(&self) {
+        let Some(figures) = self.table_figures.lock().as_ref().map(|f| f()) else {
+            return;
+        };
+        let mut figures = figures;
+        figures.sort_by(|a, b| b.2.cmp(&a.2).then(b.1.cmp(&a.1)));
+        figures.truncate(200);
+        self.tables.reset();
+        for (table, unflushed, segments) in figures {
+            self.tables
+                .with_label_values(&[table.as_str(), "unflushed_rows"])
+                .set(unflushed);
+            self.tables
+                .with_label_values(&[table.as_str(), "cold_segments"])
+                .set(segments);
+        }
     }
 
     fn read_store(&self) {
@@ -149,6 +260,7 @@ impl Metrics {
     /// The text exposition format.
     pub fn render(&self) -> String {
         self.read_store();
+        self.read_tables();
         let mut buf = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             tracing::error!(error = %e, "encoding metrics");

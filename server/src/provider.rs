@@ -5,6 +5,8 @@
 pub mod catalog;
 /// QuillDB's scalar functions.
 pub mod functions;
+/// Segment and row-group pruning with manifest and Parquet statistics.
+pub mod prune;
 /// System tables.
 pub mod system;
 /// The table provider over the hot store.

@@ -10,6 +10,8 @@ pub mod ingest;
 pub mod keys;
 /// The statement parser.
 pub mod parser;
+/// Storage statements and jobs.
+pub mod storage;
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use datafusion::common::ScalarValue;
 use quilldb_flight::Outcome;
 use quilldb_storage::hot::WriteRequest;
 
+use crate::authz;
 use crate::db::{Database, QueryPlan};
 use crate::error::{Error, Result};
 use crate::session::Caller;
@@ -93,7 +96,40 @@ pub async fn run_command(
         }
         Command::ShowNamespaces => Ok(Outcome::Rows(ddl::show_namespaces(db)?)),
         Command::ShowTables(ns) => Ok(Outcome::Rows(ddl::show_tables(db, caller, ns.as_deref())?)),
-        Command::Describe(name) => Ok(Outcome::Rows(ddl::describe(db, caller, &name)?)),
+        Command::Describe(name) => Ok(Outcome::Rows(ddl::describe(db, caller, &name).await?)),
+        Command::FlushTable(name) => Ok(Outcome::Rows(
+            storage::flush_table(db, caller, &name).await?,
+        )),
+        Command::FlushAll(ns) => Ok(Outcome::Rows(
+            storage::flush_all(db, caller, ns.as_deref()).await?,
+        )),
+        Command::CompactTable(name) => Ok(Outcome::Rows(
+            storage::compact_table(db, caller, &name).await?,
+        )),
+        Command::ShowManifest(name) => Ok(Outcome::Rows(
+            storage::show_manifest(db, caller, &name).await?,
+        )),
+        Command::KillJob(id) => {
+            storage::kill_job(db, caller, &id).await?;
+            Ok(Outcome::Affected(0))
+        }
+        Command::CreateStorage {
+            name,
+            if_not_exists,
+            kind,
+            options,
+        } => {
+            storage::create_storage(db, caller, &name, if_not_exists, &kind, &options).await?;
+            Ok(Outcome::Affected(0))
+        }
+        Command::DropStorage { name, if_exists } => {
+            storage::drop_storage(db, caller, &name, if_exists).await?;
+            Ok(Outcome::Affected(0))
+        }
+        Command::ShowStorages => {
+            authz::require(caller.role, crate::session::Role::Dba, "list storages")?;
+            Ok(Outcome::Rows(storage::storages_batch(db)?))
+        }
         Command::CreateTable { prefix, stmt } => {
             ddl::create_table(db, caller, prefix, &stmt).await?;
             Ok(Outcome::Affected(0))

@@ -43,6 +43,35 @@ pub enum Error {
         /// The OS error.
         detail: String,
     },
+    /// A folder template does not compile.
+    #[error("storage template {template:?}: {detail}")]
+    InvalidTemplate {
+        /// The template as written.
+        template: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The object store failed; `path` says which object.
+    #[error("cold store: {op} {path}: {detail}")]
+    Object {
+        /// What we were doing.
+        op: &'static str,
+        /// The object.
+        path: String,
+        /// The object store's message.
+        detail: String,
+    },
+    /// Parquet failed reading or writing a segment.
+    #[error("parquet {path}: {detail}")]
+    Parquet {
+        /// The segment.
+        path: String,
+        /// The parquet message.
+        detail: String,
+    },
+    /// The job was cancelled before it committed anything.
+    #[error("cancelled")]
+    Cancelled,
     /// The store is shut down.
     #[error("the hot store is closed")]
     Closed,
@@ -60,6 +89,27 @@ impl Error {
         Self::Corrupt {
             what,
             detail: detail.into(),
+        }
+    }
+}
+
+impl Error {
+    pub(crate) fn object(
+        op: &'static str,
+        path: impl std::fmt::Display,
+        e: impl std::fmt::Display,
+    ) -> Self {
+        Self::Object {
+            op,
+            path: path.to_string(),
+            detail: e.to_string(),
+        }
+    }
+
+    pub(crate) fn parquet(path: impl std::fmt::Display, e: impl std::fmt::Display) -> Self {
+        Self::Parquet {
+            path: path.to_string(),
+            detail: e.to_string(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The hot store: RocksDB with three column families (see [`crate::keys`]).
 
+mod pending;
 mod scan;
 mod writer;
 
@@ -13,8 +14,9 @@ use parking_lot::Mutex;
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options};
 use tokio::sync::{mpsc, oneshot};
 
-pub use scan::{Overlay, SEQ_COLUMN, ScanSpec};
-pub use writer::{RowOp, WriteMode, WriteOutcome, WriteRequest};
+pub use pending::{PendingWrites, Unflushed};
+pub use scan::{DELETED_COLUMN, HotView, Overlay, SEQ_COLUMN, ScanSpec};
+pub use writer::{Maintenance, RowOp, WriteMode, WriteOutcome, WriteRequest};
 
 use crate::keys::prefix_end;
 use crate::seq::SeqGenerator;
@@ -23,7 +25,18 @@ use crate::{Error, Result};
 pub(crate) const CF_ROWS: &str = "rows";
 pub(crate) const CF_PK: &str = "pk";
 pub(crate) const CF_META: &str = "meta";
+/// Versions replaced or deleted after they may have been flushed: `[partition][seq]` -> empty.
+pub(crate) const CF_DV: &str = "dv";
 pub(crate) const SEQ_HWM_KEY: &[u8] = b"seq_hwm";
+/// Metadata prefix of each partition's flush horizon.
+pub(crate) const HORIZON_PREFIX: &[u8] = b"cold_horizon/";
+
+/// The metadata key of a partition's flush horizon.
+pub(crate) fn horizon_key(partition: &[u8]) -> Vec<u8> {
+    let mut k = HORIZON_PREFIX.to_vec();
+    k.extend_from_slice(partition);
+    k
+}
 
 /// Value kind byte of a row version.
 pub(crate) const KIND_PUT: u8 = 0;
@@ -58,6 +71,7 @@ pub struct HotStore {
     tx: Mutex<Option<mpsc::Sender<writer::Job>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
+    pending: Arc<PendingWrites>,
 }
 
 impl std::fmt::Debug for HotStore {
@@ -90,7 +104,7 @@ impl HotStore {
         db_opts.set_max_open_files(512);
         db_opts.set_keep_log_file_num(4);
 
-        let cfs = [CF_ROWS, CF_PK, CF_META]
+        let cfs = [CF_ROWS, CF_PK, CF_META, CF_DV]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, cf_opts.clone()));
         let db = DB::open_cf_descriptors(&db_opts, &opts.path, cfs)
@@ -113,10 +127,18 @@ impl HotStore {
         };
         let seq = Arc::new(SeqGenerator::new(opts.node_id, floor));
         let stop = Arc::new(AtomicBool::new(false));
+        let horizons = load_horizons(&db)?;
+        let pending = Arc::new(PendingWrites::default());
 
         let (tx, rx) = mpsc::channel(4096);
         let mut threads = Vec::new();
-        let writer = writer::Writer::new(db.clone(), seq.clone(), opts.durability);
+        let writer = writer::Writer::new(
+            db.clone(),
+            seq.clone(),
+            opts.durability,
+            horizons,
+            pending.clone(),
+        );
         threads.push(
             std::thread::Builder::new()
                 .name("quill-writer".into())
@@ -152,7 +174,13 @@ impl HotStore {
             tx: Mutex::new(Some(tx)),
             threads: Mutex::new(threads),
             stop,
+            pending,
         })
+    }
+
+    /// Rows written per partition since its last flush (what flush policies look at).
+    pub fn pending(&self) -> &PendingWrites {
+        &self.pending
     }
 
     /// The `_seq` generator (also used for `SNOWFLAKE_ID()`).
@@ -223,6 +251,29 @@ impl Drop for HotStore {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+fn load_horizons(db: &DB) -> Result<std::collections::HashMap<Vec<u8>, u64>> {
+    let meta = cf(db, CF_META)?;
+    let mut ro = rocksdb::ReadOptions::default();
+    if let Some(end) = prefix_end(HORIZON_PREFIX) {
+        ro.set_iterate_upper_bound(end);
+    }
+    let mut it = db.raw_iterator_cf_opt(meta, ro);
+    it.seek(HORIZON_PREFIX);
+    let mut out = std::collections::HashMap::new();
+    while it.valid() {
+        if let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let h: [u8; 8] = v
+                .try_into()
+                .map_err(|_| Error::corrupt("flush horizon", "not 8 bytes"))?;
+            out.insert(k[HORIZON_PREFIX.len()..].to_vec(), u64::from_be_bytes(h));
+        }
+        it.next();
+    }
+    it.status()
+        .map_err(|e| Error::rocks("read flush horizons", e))?;
+    Ok(out)
 }
 
 pub(crate) fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a rocksdb::ColumnFamily> {

@@ -97,6 +97,49 @@ pub mod pk {
     pub fn bytes(v: &[u8]) -> Vec<u8> {
         v.to_vec()
     }
+
+    /// Key bytes of every row of a key column (which holds no NULLs).
+    pub fn encode_array(a: &arrow::array::ArrayRef) -> crate::Result<Vec<Vec<u8>>> {
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::{DataType, Int16Type, Int32Type, Int64Type};
+        if a.null_count() > 0 {
+            return Err(crate::Error::corrupt(
+                "key",
+                "the primary key cannot be NULL",
+            ));
+        }
+        Ok(match a.data_type() {
+            DataType::Int16 => a
+                .as_primitive::<Int16Type>()
+                .values()
+                .iter()
+                .map(|v| int(i64::from(*v)))
+                .collect(),
+            DataType::Int32 => a
+                .as_primitive::<Int32Type>()
+                .values()
+                .iter()
+                .map(|v| int(i64::from(*v)))
+                .collect(),
+            DataType::Int64 => a
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .map(|v| int(*v))
+                .collect(),
+            DataType::Utf8 => a
+                .as_string::<i32>()
+                .iter()
+                .map(|v| bytes(v.unwrap_or_default().as_bytes()))
+                .collect(),
+            DataType::Binary => a
+                .as_binary::<i32>()
+                .iter()
+                .map(|v| bytes(v.unwrap_or_default()))
+                .collect(),
+            other => return Err(crate::Error::UnsupportedType(other.to_string())),
+        })
+    }
 }
 
 #[cfg(test)]

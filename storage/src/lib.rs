@@ -21,12 +21,18 @@
 
 /// Row codec: the compact binary form of a row and its decoder into Arrow arrays.
 pub mod codec;
+/// The cold store: Parquet segments and manifests on an object store.
+pub mod cold;
 /// Error type of the storage crate.
 pub mod error;
+/// Flush and compaction: moving versions from the hot store into segments.
+pub mod flush;
 /// The hot RocksDB store: layout, group-committing writer, scans and point lookups.
 pub mod hot;
 /// Key layout shared by every table kind.
 pub mod keys;
+/// Reads that merge hot versions and cold segments.
+pub mod merge;
 /// `_seq`: time-ordered unique version ids.
 pub mod seq;
 

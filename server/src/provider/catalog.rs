@@ -80,7 +80,7 @@ impl SchemaProvider for NamespaceSchema {
             .db
             .partition_of(&def, &self.caller)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let table = HotTable::new(def, self.db.hot.clone(), &partition)?;
+        let table = HotTable::new(def, &self.db, &partition)?;
         // A transaction's own reads see its pending changes.
         let table = match self.caller.transaction() {
             Some(t) => {

@@ -20,7 +20,14 @@ use crate::session::{Caller, Role};
 /// The namespace of the system tables.
 pub const SYSTEM_SCHEMA: &str = "system";
 
-const TABLES: &[&str] = &["namespaces", "tables", "columns", "stats"];
+const TABLES: &[&str] = &[
+    "namespaces",
+    "tables",
+    "columns",
+    "stats",
+    "jobs",
+    "storages",
+];
 
 /// The system schema for one caller.
 #[derive(Debug)]
@@ -198,6 +205,16 @@ impl SystemSchema {
                         utf8(stats.into_iter().map(|(_, v)| v).collect()),
                     ],
                 )
+            }
+            "jobs" => {
+                return crate::sql::storage::jobs_batch(&self.db.jobs.list())
+                    .map(Some)
+                    .map_err(|e| DataFusionError::External(Box::new(e)));
+            }
+            "storages" => {
+                return crate::sql::storage::storages_batch(&self.db)
+                    .map(Some)
+                    .map_err(|e| DataFusionError::External(Box::new(e)));
             }
             _ => return Ok(None),
         };

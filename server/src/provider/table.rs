@@ -1,5 +1,6 @@
-//! The table provider: scans a table's partition of the hot store, with primary-key lookups,
-//! `_seq` ranges, projections and limits pushed down.
+//! The table provider: reads one partition of a table, cold segments and hot versions merged
+//! (see `quilldb_storage::merge`), with primary-key lookups, `_seq` ranges, statistics
+//! pruning, projections and limits pushed down.
 
 use std::fmt;
 use std::sync::Arc;
@@ -8,16 +9,19 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::DFSchema;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::datasource::TableType as DfTableType;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{
     Boundedness, ChildrenPropertiesMode, EmissionType, ReplaceChildrenOptions,
 };
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -25,8 +29,11 @@ use datafusion::physical_plan::{
 };
 use quilldb_storage::hot::{HotStore, Overlay, SEQ_COLUMN, ScanSpec};
 use quilldb_storage::keys::PartitionKey;
+use quilldb_storage::merge::{ColdSource, MergedRead, SegmentPruner};
 
+use super::prune::StatsPruner;
 use crate::catalog::TableDef;
+use crate::metrics::Metrics;
 use crate::sql::keys::encode_pk_scalar;
 
 /// Rows per batch out of a scan.
@@ -36,6 +43,8 @@ pub const SCAN_BATCH_ROWS: usize = 8192;
 pub struct HotTable {
     def: Arc<TableDef>,
     hot: Arc<HotStore>,
+    cold: Option<ColdSource>,
+    metrics: Arc<Metrics>,
     partition: PartitionKey,
     schema: SchemaRef,
     overlay: Option<Arc<Overlay>>,
@@ -49,13 +58,18 @@ impl fmt::Debug for HotTable {
 
 impl HotTable {
     /// The provider of `def`'s partition `partition` (empty for SHARED tables).
-    pub fn new(def: Arc<TableDef>, hot: Arc<HotStore>, partition: &[u8]) -> DfResult<Self> {
+    pub fn new(def: Arc<TableDef>, db: &crate::db::Database, partition: &[u8]) -> DfResult<Self> {
         let partition = PartitionKey::new(def.id, partition)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let cold = db
+            .cold_source(&def, &partition)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(Self {
             schema: def.query_schema(),
             def,
-            hot,
+            hot: db.hot.clone(),
+            cold: Some(cold),
+            metrics: db.metrics.clone(),
             partition,
             overlay: None,
         })
@@ -178,7 +192,7 @@ impl TableProvider for HotTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -208,6 +222,18 @@ impl TableProvider for HotTable {
             }
         }
         let pruning = Pruning::from_filters(&self.def, filters);
+        let pruner = match conjunction(filters.iter().cloned()) {
+            Some(predicate) if pruning.keys.is_none() => {
+                let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+                state
+                    .create_physical_expr(predicate, &df_schema)
+                    .ok()
+                    .and_then(|p| StatsPruner::new(&self.def, p, self.schema.clone()))
+                    .map(|p| Arc::new(p) as Arc<dyn SegmentPruner>)
+            }
+            _ => None,
+        };
+        let pk_column_id = self.def.pk().map(|(_, c)| c.id).unwrap_or_default();
         let spec = ScanSpec {
             partition: self.partition.clone(),
             columns,
@@ -218,23 +244,30 @@ impl TableProvider for HotTable {
             limit,
             overlay: self.overlay.clone(),
         };
+        let read = MergedRead {
+            hot: self.hot.clone(),
+            cold: self.cold.clone(),
+            spec,
+            keys: pruning.keys,
+            pk_column_id,
+            pruner,
+        };
         Ok(Arc::new(HotScanExec::new(
             self.def.qualified(),
-            self.hot.clone(),
-            spec,
-            pruning.keys,
+            read,
+            self.metrics.clone(),
             out_schema,
             order,
         )))
     }
 }
 
-/// Reads one table partition from the hot store.
+/// Reads one table partition: cold segments, then hot versions.
 pub struct HotScanExec {
     table: String,
-    hot: Arc<HotStore>,
-    spec: ScanSpec,
-    keys: Option<Vec<Vec<u8>>>,
+    read: MergedRead,
+    metrics: Arc<Metrics>,
+    exec_metrics: ExecutionPlanMetricsSet,
     schema: SchemaRef,
     order: Vec<usize>,
     props: Arc<PlanProperties>,
@@ -249,9 +282,8 @@ impl fmt::Debug for HotScanExec {
 impl HotScanExec {
     fn new(
         table: String,
-        hot: Arc<HotStore>,
-        spec: ScanSpec,
-        keys: Option<Vec<Vec<u8>>>,
+        read: MergedRead,
+        metrics: Arc<Metrics>,
         schema: SchemaRef,
         order: Vec<usize>,
     ) -> Self {
@@ -263,9 +295,9 @@ impl HotScanExec {
         );
         Self {
             table,
-            hot,
-            spec,
-            keys,
+            read,
+            metrics,
+            exec_metrics: ExecutionPlanMetricsSet::new(),
             schema,
             order,
             props: Arc::new(props),
@@ -275,15 +307,19 @@ impl HotScanExec {
 
 impl DisplayAs for HotScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let spec = &self.read.spec;
         write!(f, "HotScanExec: table={}", self.table)?;
-        if let Some(k) = &self.keys {
+        if let Some(k) = &self.read.keys {
             write!(f, ", key_lookups={}", k.len())?;
         }
-        if self.spec.min_seq > 0 || self.spec.max_seq < u64::MAX {
-            write!(f, ", seq=[{}, {}]", self.spec.min_seq, self.spec.max_seq)?;
+        if spec.min_seq > 0 || spec.max_seq < u64::MAX {
+            write!(f, ", seq=[{}, {}]", spec.min_seq, spec.max_seq)?;
         }
-        if let Some(l) = self.spec.limit {
+        if let Some(l) = spec.limit {
             write!(f, ", limit={l}")?;
+        }
+        if self.read.pruner.is_some() {
+            write!(f, ", statistics_pruning")?;
         }
         Ok(())
     }
@@ -339,30 +375,41 @@ impl ExecutionPlan for HotScanExec {
         )
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.exec_metrics.clone_inner())
+    }
+
     fn execute(
         &self,
-        _partition: usize,
+        partition: usize,
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
         let tx = builder.tx();
-        let hot = self.hot.clone();
-        let spec = self.spec.clone();
-        let keys = self.keys.clone();
+        let read = self.read.clone();
         let schema = self.schema.clone();
         let order = self.order.clone();
+        let metrics = self.metrics.clone();
+        let segments_read =
+            MetricBuilder::new(&self.exec_metrics).counter("segments_read", partition);
+        let segments_total =
+            MetricBuilder::new(&self.exec_metrics).counter("segments_total", partition);
+        let handle = tokio::runtime::Handle::current();
         builder.spawn_blocking(move || {
             let send = |b: RecordBatch| -> bool {
                 let out = reorder(b, &schema, &order);
                 tx.blocking_send(out).is_ok()
             };
-            let result = match keys {
-                Some(keys) => hot.lookup(&spec, &keys).map(|b| {
-                    send(b);
-                }),
-                None => hot.scan(&spec, send),
-            };
-            result.map_err(|e| DataFusionError::External(Box::new(e)))
+            let stats = read
+                .run(&handle, send)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            segments_read.add(stats.segments_read as usize);
+            segments_total.add(stats.segments_total as usize);
+            metrics.segments_read.inc_by(stats.segments_read);
+            metrics
+                .segments_pruned
+                .inc_by(stats.segments_total.saturating_sub(stats.segments_read));
+            Ok(())
         });
         Ok(builder.build())
     }

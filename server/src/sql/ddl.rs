@@ -20,8 +20,7 @@ use crate::error::{Error, Result};
 use crate::session::{Caller, Role};
 use crate::sql::parser::normalize;
 
-/// The storage every table uses until storages can be created.
-pub const DEFAULT_STORAGE: &str = "local";
+pub use crate::catalog::DEFAULT_STORAGE;
 
 /// CREATE NAMESPACE.
 pub async fn create_namespace(
@@ -44,7 +43,13 @@ pub async fn drop_namespace(
     if_exists: bool,
 ) -> Result<()> {
     authz::require(caller.role, Role::Dba, "drop namespaces")?;
+    for def in db.catalog.tables(Some(name)) {
+        db.jobs.cancel_table(def.id).await;
+    }
     let dropped = db.catalog.drop_namespace(name, if_exists).await?;
+    for def in &dropped {
+        remove_cold_files(db, def).await;
+    }
     if caller.namespace().as_deref() == Some(name) {
         caller.set_namespace(None);
     }
@@ -388,6 +393,7 @@ pub async fn create_table(
     if def.table_type != TableType::Shared {
         return Err(Error::Unsupported(format!("{} tables", def.table_type)));
     }
+    db.storages.get(&def.storage_id)?;
     db.catalog.create_table(def, stmt.if_not_exists).await?;
     Ok(())
 }
@@ -401,8 +407,42 @@ pub async fn drop_table(
 ) -> Result<()> {
     authz::require(caller.role, Role::Dba, "drop tables")?;
     let (ns, table) = db.resolve_table_name(caller, name)?;
-    db.catalog.drop_table(&ns, &table, if_exists).await?;
+    // Jobs of the table stop first, so none writes into its folder after the clean-up.
+    if let Some(def) = db.catalog.table(&ns, &table) {
+        db.jobs.cancel_table(def.id).await;
+    }
+    if let Some(def) = db.catalog.drop_table(&ns, &table, if_exists).await? {
+        remove_cold_files(db, &def).await;
+    }
     Ok(())
+}
+
+/// Removes a dropped table's cold files through a clean-up job, waiting (bounded) for it so
+/// that a table created again under the name starts from an empty folder. Were it to fail, the
+/// manifest's table id keeps the old files from being read, and the next flush removes them.
+async fn remove_cold_files(db: &Database, def: &TableDef) {
+    db.hot
+        .pending()
+        .forget_table(&quilldb_storage::keys::PartitionKey::table_prefix(def.id));
+    let Ok(storage) = db.storages.get(&def.storage_id) else {
+        return;
+    };
+    let root = storage.table_root(def);
+    match db
+        .jobs
+        .submit_cleanup(
+            def.namespace.clone(),
+            def.name.clone(),
+            def.id,
+            Some((def.storage_id.clone(), root.to_string())),
+        )
+        .await
+    {
+        Ok(id) => {
+            db.jobs.wait(&id, std::time::Duration::from_secs(30)).await;
+        }
+        Err(e) => tracing::warn!(table = %def.qualified(), error = %e, "cannot queue the clean-up"),
+    }
 }
 
 fn millis(v: Vec<i64>) -> ArrayRef {
@@ -470,19 +510,36 @@ pub fn show_tables(db: &Database, caller: &Caller, ns: Option<&str>) -> Result<R
 }
 
 /// DESCRIBE TABLE: one row per column, with the table's facts on every row.
-pub fn describe(
+pub async fn describe(
     db: &Database,
     caller: &Caller,
     name: &datafusion::sql::sqlparser::ast::ObjectName,
 ) -> Result<RecordBatch> {
     let def = db.table_for(caller, name)?;
     authz::require_read(caller.role, &def)?;
-    let partition = db.partition_of(&def, caller)?;
-    let hot_rows = db
-        .hot
-        .count_live(&quilldb_storage::keys::PartitionKey::new(
-            def.id, &partition,
-        )?)? as i64;
+    let partition =
+        quilldb_storage::keys::PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?;
+    let manifest = db.manifest(&def, &partition).await?;
+    let cold_max = manifest.as_ref().map_or(0, |m| m.max_seq());
+    let hot_rows = db.hot.count_live(&partition, cold_max)? as i64;
+    let (cold_rows, segments) = match &manifest {
+        Some(m) => {
+            let superseded = {
+                let p = partition.clone();
+                let hot = db.hot.clone();
+                tokio::task::spawn_blocking(move || hot.view(|v| v.deleted(&p)))
+                    .await
+                    .map_err(|e| Error::Internal(format!("describe: {e}")))??
+            };
+            let dead = m.segments.iter().map(|s| s.deleted).sum::<u64>()
+                + superseded.iter().filter(|s| **s <= cold_max).count() as u64;
+            (
+                m.rows().saturating_sub(dead) as i64,
+                m.segments.len() as i64,
+            )
+        }
+        None => (0, 0),
+    };
     let n = def.columns.len();
     let repeat = |s: String| -> ArrayRef { Arc::new(StringArray::from(vec![s; n])) };
     let schema = Arc::new(Schema::new(vec![
@@ -534,8 +591,8 @@ pub fn describe(
             repeat(options.join(", ")),
             repeat(def.storage_id.clone()),
             Arc::new(Int64Array::from(vec![hot_rows; n])),
-            Arc::new(Int64Array::from(vec![0i64; n])),
-            Arc::new(Int64Array::from(vec![0i64; n])),
+            Arc::new(Int64Array::from(vec![cold_rows; n])),
+            Arc::new(Int64Array::from(vec![segments; n])),
             Arc::new(Int64Array::from(vec![i64::from(def.schema_version); n])),
         ],
     )?)

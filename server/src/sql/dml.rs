@@ -567,7 +567,7 @@ async fn upsert(
         }
     }
     let spec = db.full_scan_spec(def, partition)?;
-    let existing = db.hot.lookup(&spec, &keys)?;
+    let existing = db.lookup(def, spec, keys.clone()).await?;
     let existing_keys = encode_pk_array(existing.column(pk_index))?;
     let at: HashMap<&[u8], usize> = existing_keys
         .iter()

@@ -65,6 +65,36 @@ pub enum Command {
     Commit,
     /// ROLLBACK
     Rollback,
+    /// STORAGE FLUSH TABLE t
+    FlushTable(ObjectName),
+    /// STORAGE FLUSH ALL [IN ns]
+    FlushAll(Option<String>),
+    /// STORAGE COMPACT TABLE t
+    CompactTable(ObjectName),
+    /// SHOW MANIFEST t
+    ShowManifest(ObjectName),
+    /// KILL JOB 'id'
+    KillJob(String),
+    /// CREATE STORAGE
+    CreateStorage {
+        /// Name.
+        name: String,
+        /// IF NOT EXISTS
+        if_not_exists: bool,
+        /// TYPE
+        kind: String,
+        /// Every other `KEY 'value'` option, keys upper-cased.
+        options: Vec<(String, String)>,
+    },
+    /// DROP STORAGE
+    DropStorage {
+        /// Name.
+        name: String,
+        /// IF EXISTS
+        if_exists: bool,
+    },
+    /// SHOW STORAGES
+    ShowStorages,
     /// Recognised but served by a later version.
     Unsupported(String),
 }
@@ -283,13 +313,87 @@ fn parse_one(p: &mut Parser) -> Result<Command> {
              as its command"
                 .into(),
         )),
-        ("STORAGE", _)
-        | ("KILL", _)
+        ("STORAGE", "FLUSH") => {
+            p.next_token();
+            p.next_token();
+            if p.parse_keyword(Keyword::ALL) {
+                let ns = if p.parse_keyword(Keyword::IN) {
+                    Some(ident(p)?)
+                } else {
+                    None
+                };
+                return Ok(Command::FlushAll(ns));
+            }
+            expect_word(
+                p,
+                "TABLE",
+                "STORAGE FLUSH TABLE ns.t or STORAGE FLUSH ALL [IN ns]",
+            )?;
+            Ok(Command::FlushTable(p.parse_object_name(false)?))
+        }
+        ("STORAGE", "COMPACT") => {
+            p.next_token();
+            p.next_token();
+            expect_word(p, "TABLE", "STORAGE COMPACT TABLE ns.t")?;
+            Ok(Command::CompactTable(p.parse_object_name(false)?))
+        }
+        ("STORAGE", _) => Err(Error::Parse(
+            "expected STORAGE FLUSH TABLE, STORAGE FLUSH ALL or STORAGE COMPACT TABLE".into(),
+        )),
+        ("SHOW", "MANIFEST") => {
+            p.next_token();
+            p.next_token();
+            let _ = p.parse_keyword(Keyword::FOR);
+            Ok(Command::ShowManifest(p.parse_object_name(false)?))
+        }
+        ("SHOW", "STORAGES") => {
+            p.next_token();
+            p.next_token();
+            Ok(Command::ShowStorages)
+        }
+        ("KILL", "JOB") => {
+            p.next_token();
+            p.next_token();
+            Ok(Command::KillJob(string_or_ident(p)?))
+        }
+        ("CREATE", "STORAGE") => {
+            p.next_token();
+            p.next_token();
+            let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+            let name = ident(p)?;
+            let mut kind = None;
+            let mut options = Vec::new();
+            while !matches!(p.peek_token().token, Token::EOF | Token::SemiColon) {
+                let key = word(&p.next_token()).ok_or_else(|| {
+                    Error::Parse("CREATE STORAGE expects KEY 'value' options".into())
+                })?;
+                let _ = p.consume_token(&Token::Eq);
+                let value = p.parse_literal_string()?;
+                if key == "TYPE" {
+                    kind = Some(value.to_ascii_lowercase());
+                } else {
+                    options.push((key, value));
+                }
+            }
+            let kind = kind.ok_or_else(|| {
+                Error::InvalidArgument("CREATE STORAGE needs TYPE 'filesystem' or TYPE 's3'".into())
+            })?;
+            Ok(Command::CreateStorage {
+                name,
+                if_not_exists,
+                kind,
+                options,
+            })
+        }
+        ("DROP", "STORAGE") => {
+            p.next_token();
+            p.next_token();
+            let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let name = ident(p)?;
+            Ok(Command::DropStorage { name, if_exists })
+        }
+        ("KILL", _)
         | ("EXECUTE", "AS")
-        | ("SHOW", "MANIFEST")
-        | ("SHOW", "STORAGES")
-        | ("CREATE", "STORAGE")
-        | ("DROP", "STORAGE")
         | ("CREATE", "USER")
         | ("ALTER", "USER")
         | ("DROP", "USER")
@@ -319,6 +423,23 @@ fn parse_one(p: &mut Parser) -> Result<Command> {
                 ))),
             }
         }
+    }
+}
+
+fn expect_word(p: &mut Parser, w: &str, usage: &str) -> Result<()> {
+    if peek_word(p, 0).as_deref() == Some(w) {
+        p.next_token();
+        Ok(())
+    } else {
+        Err(Error::Parse(format!("expected {w}: {usage}")))
+    }
+}
+
+/// A quoted string or a bare word (job and live query ids are written either way).
+fn string_or_ident(p: &mut Parser) -> Result<String> {
+    match p.peek_token().token {
+        Token::SingleQuotedString(_) => Ok(p.parse_literal_string()?),
+        _ => Ok(p.parse_identifier()?.value),
     }
 }
 
@@ -356,8 +477,20 @@ mod tests {
             Ok(Command::Query(q)) => assert!(q.to_string().contains("a = $1 AND b = $2"), "{q}"),
             other => panic!("{other:?}"),
         }
-        let r = parse("STORAGE FLUSH TABLE a.b");
-        assert!(matches!(r, Ok(Command::Unsupported(_))), "{r:?}");
+        assert!(matches!(
+            parse("STORAGE FLUSH TABLE a.b"),
+            Ok(Command::FlushTable(_))
+        ));
+        assert!(
+            matches!(parse("storage flush all in app"), Ok(Command::FlushAll(Some(ref n))) if n == "app")
+        );
+        assert!(
+            matches!(parse("KILL JOB 'FL-abc123'"), Ok(Command::KillJob(ref j)) if j == "FL-abc123")
+        );
+        assert!(matches!(
+            parse("CREATE STORAGE disk2 TYPE 'filesystem' PATH '/mnt/cold'"),
+            Ok(Command::CreateStorage { ref kind, ref options, .. }) if kind == "filesystem" && options.len() == 1
+        ));
     }
 
     #[test]

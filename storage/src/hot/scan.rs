@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Builder};
+use std::collections::HashSet;
+
+use arrow::array::{ArrayRef, BooleanBuilder, Int64Builder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 use super::writer::decode_index;
-use super::{CF_PK, CF_ROWS, HotStore, KIND_PUT, cf};
+use super::{CF_DV, CF_PK, CF_ROWS, HotStore, KIND_PUT, cf};
 use crate::codec::{RowDecoder, get_varint};
 use crate::keys::{PartitionKey, prefix_end};
 use crate::{Error, Result};
@@ -139,18 +141,149 @@ impl BatchBuilder {
 }
 
 impl HotStore {
+    /// Runs `f` over one consistent snapshot of the store.
+    pub fn view<R>(&self, f: impl FnOnce(&HotView<'_>) -> R) -> R {
+        let snap = self.db.snapshot();
+        f(&HotView { db: &self.db, snap })
+    }
+
+    /// Streams the live rows of a partition in `_seq` order (see [`HotView::scan`]).
+    pub fn scan(&self, spec: &ScanSpec, sink: impl FnMut(RecordBatch) -> bool) -> Result<()> {
+        self.view(|v| v.scan(spec, sink))
+    }
+
+    /// The live rows with these primary keys, in `_seq` order (keys without a live row are left
+    /// out). Reads the hot store only.
+    pub fn lookup(&self, spec: &ScanSpec, pks: &[Vec<u8>]) -> Result<RecordBatch> {
+        self.view(|v| {
+            let mut seqs = Vec::with_capacity(pks.len());
+            let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
+            for pk in pks {
+                if let Some((seq, row)) = spec.overlay.as_ref().and_then(|o| o.rows.get(pk)) {
+                    if let Some(row) = row
+                        && *seq >= spec.min_seq
+                        && *seq <= spec.max_seq
+                    {
+                        pending.push((*seq, row.clone()));
+                    }
+                    continue;
+                }
+                if let Some((seq, true)) = v.index(&spec.partition, pk)?
+                    && seq >= spec.min_seq
+                    && seq <= spec.max_seq
+                {
+                    seqs.push(seq);
+                }
+            }
+            v.rows(spec, &mut seqs, pending)
+        })
+    }
+
+    /// The current version of one key: its `_seq` and whether it is live.
+    pub fn current(&self, partition: &PartitionKey, pk: &[u8]) -> Result<Option<(u64, bool)>> {
+        let pk_cf = cf(&self.db, CF_PK)?;
+        match self
+            .db
+            .get_pinned_cf(pk_cf, partition.pk_key(pk))
+            .map_err(|e| Error::rocks("read key index", e))?
+        {
+            Some(v) => decode_index(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Counts the live hot versions of a partition newer than `after` (for DESCRIBE and
+    /// metrics).
+    pub fn count_live(&self, partition: &PartitionKey, after: u64) -> Result<u64> {
+        let rows_cf = cf(&self.db, CF_ROWS)?;
+        let mut ro = rocksdb::ReadOptions::default();
+        if let Some(end) = prefix_end(partition.as_bytes()) {
+            ro.set_iterate_upper_bound(end);
+        }
+        let mut it = self.db.raw_iterator_cf_opt(rows_cf, ro);
+        it.seek(partition.row_key(after.saturating_add(1)));
+        let mut n = 0;
+        while it.valid() {
+            if let Some(v) = it.value()
+                && v.first() == Some(&KIND_PUT)
+            {
+                n += 1;
+            }
+            it.next();
+        }
+        it.status().map_err(|e| Error::rocks("count", e))?;
+        Ok(n)
+    }
+
+    /// The partitions of a table that hold hot versions, found by jumping from one partition
+    /// prefix to the next.
+    pub fn partitions(&self, table_id: u64) -> Result<Vec<PartitionKey>> {
+        let rows_cf = cf(&self.db, CF_ROWS)?;
+        let table = PartitionKey::table_prefix(table_id);
+        let mut ro = rocksdb::ReadOptions::default();
+        if let Some(end) = prefix_end(&table) {
+            ro.set_iterate_upper_bound(end);
+        }
+        let mut it = self.db.raw_iterator_cf_opt(rows_cf, ro);
+        it.seek(&table);
+        let mut out = Vec::new();
+        while it.valid() {
+            let Some(k) = it.key() else { break };
+            let len = *k
+                .get(8)
+                .ok_or_else(|| Error::corrupt("row key", "too short"))?
+                as usize;
+            let name = k
+                .get(9..9 + len)
+                .ok_or_else(|| Error::corrupt("row key", "truncated partition"))?;
+            let part = PartitionKey::new(table_id, name)?;
+            match prefix_end(part.as_bytes()) {
+                Some(next) => it.seek(&next),
+                None => {
+                    out.push(part);
+                    break;
+                }
+            }
+            out.push(part);
+        }
+        it.status()
+            .map_err(|e| Error::rocks("list partitions", e))?;
+        Ok(out)
+    }
+}
+
+/// A consistent snapshot of the hot store: scans, key lookups and deleted-version marks read
+/// the same instant.
+pub struct HotView<'a> {
+    db: &'a rocksdb::DB,
+    snap: rocksdb::Snapshot<'a>,
+}
+
+impl std::fmt::Debug for HotView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HotView")
+    }
+}
+
+impl HotView<'_> {
+    fn read_opts(&self) -> rocksdb::ReadOptions {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_snapshot(&self.snap);
+        ro
+    }
+
     /// Streams the live rows of a partition in `_seq` order into `sink`, one batch at a time.
     /// `sink` returns `false` to stop early (the consumer went away). Runs on the calling
-    /// thread: call it from a blocking pool.
+    /// thread: call it from a blocking pool. Returns the live rows produced.
     pub fn scan(&self, spec: &ScanSpec, mut sink: impl FnMut(RecordBatch) -> bool) -> Result<()> {
-        let rows_cf = cf(&self.db, CF_ROWS)?;
+        let rows_cf = cf(self.db, CF_ROWS)?;
         let start = spec.partition.row_key(spec.min_seq);
         let end = match spec.max_seq.checked_add(1) {
             Some(e) => spec.partition.row_key(e),
             None => prefix_end(spec.partition.as_bytes())
                 .unwrap_or_else(|| vec![u8::MAX; spec.partition.as_bytes().len() + 9]),
         };
-        let mut ro = rocksdb::ReadOptions::default();
+        let mut ro = self.read_opts();
         ro.set_iterate_upper_bound(end);
         ro.set_readahead_size(2 << 20);
         let mut it = self.db.raw_iterator_cf_opt(rows_cf, ro);
@@ -195,63 +328,13 @@ impl HotStore {
         Ok(())
     }
 
-    /// The live rows with these primary keys, in `_seq` order (keys without a live row are left
-    /// out).
-    pub fn lookup(&self, spec: &ScanSpec, pks: &[Vec<u8>]) -> Result<RecordBatch> {
-        let pk_cf = cf(&self.db, CF_PK)?;
-        let rows_cf = cf(&self.db, CF_ROWS)?;
-        let snapshot = self.db.snapshot();
-        let mut seqs = Vec::with_capacity(pks.len());
-        let mut pending: Vec<(u64, &[u8])> = Vec::new();
-        for pk in pks {
-            if let Some((seq, row)) = spec.overlay.as_ref().and_then(|o| o.rows.get(pk)) {
-                if let Some(row) = row
-                    && *seq >= spec.min_seq
-                    && *seq <= spec.max_seq
-                {
-                    pending.push((*seq, row));
-                }
-                continue;
-            }
-            let key = spec.partition.pk_key(pk);
-            if let Some(v) = snapshot
-                .get_pinned_cf(pk_cf, &key)
-                .map_err(|e| Error::rocks("read key index", e))?
-            {
-                let (seq, live) = decode_index(&v)?;
-                if live && seq >= spec.min_seq && seq <= spec.max_seq {
-                    seqs.push(seq);
-                }
-            }
-        }
-        seqs.sort_unstable();
-        seqs.dedup();
-        let mut out = BatchBuilder::new(spec)?;
-        for seq in seqs {
-            if let Some(v) = snapshot
-                .get_pinned_cf(rows_cf, spec.partition.row_key(seq))
-                .map_err(|e| Error::rocks("read row", e))?
-            {
-                let (live, _pk, row) = split_value(&v)?;
-                if live {
-                    out.push(seq, row)?;
-                }
-            }
-        }
-        pending.sort_unstable_by_key(|(seq, _)| *seq);
-        pending.dedup_by_key(|(seq, _)| *seq);
-        for (seq, row) in pending {
-            out.push(seq, row)?;
-        }
-        out.finish()
-    }
-
-    /// The current version of one key: its `_seq` and whether it is live.
-    pub fn current(&self, partition: &PartitionKey, pk: &[u8]) -> Result<Option<(u64, bool)>> {
-        let pk_cf = cf(&self.db, CF_PK)?;
+    /// The current version of a key: its `_seq` and whether it is live. The index keeps keys
+    /// whose version was flushed, so this also answers for cold rows.
+    pub fn index(&self, partition: &PartitionKey, pk: &[u8]) -> Result<Option<(u64, bool)>> {
+        let pk_cf = cf(self.db, CF_PK)?;
         match self
             .db
-            .get_pinned_cf(pk_cf, partition.pk_key(pk))
+            .get_pinned_cf_opt(pk_cf, partition.pk_key(pk), &self.read_opts())
             .map_err(|e| Error::rocks("read key index", e))?
         {
             Some(v) => decode_index(&v).map(Some),
@@ -259,26 +342,207 @@ impl HotStore {
         }
     }
 
-    /// Counts the live rows of a partition (for DESCRIBE and metrics).
-    pub fn count_live(&self, partition: &PartitionKey) -> Result<u64> {
-        let pk_cf = cf(&self.db, CF_PK)?;
-        let mut ro = rocksdb::ReadOptions::default();
+    /// The hot rows with these `_seq`s (sorted and deduplicated here), then `extra` (a
+    /// transaction's pending rows), as one batch in `_seq` order.
+    pub fn rows(
+        &self,
+        spec: &ScanSpec,
+        seqs: &mut Vec<u64>,
+        mut extra: Vec<(u64, Vec<u8>)>,
+    ) -> Result<RecordBatch> {
+        let rows_cf = cf(self.db, CF_ROWS)?;
+        seqs.sort_unstable();
+        seqs.dedup();
+        let ro = self.read_opts();
+        let mut out = BatchBuilder::new(spec)?;
+        for seq in seqs.iter() {
+            if let Some(v) = self
+                .db
+                .get_pinned_cf_opt(rows_cf, spec.partition.row_key(*seq), &ro)
+                .map_err(|e| Error::rocks("read row", e))?
+            {
+                let (live, _pk, row) = split_value(&v)?;
+                if live {
+                    out.push(*seq, row)?;
+                }
+            }
+        }
+        extra.sort_unstable_by_key(|(seq, _)| *seq);
+        extra.dedup_by_key(|(seq, _)| *seq);
+        for (seq, row) in extra {
+            out.push(seq, &row)?;
+        }
+        out.finish()
+    }
+
+    /// The versions of a partition that were replaced or deleted after they may have been
+    /// flushed: cold rows with these `_seq`s are dead.
+    pub fn deleted(&self, partition: &PartitionKey) -> Result<HashSet<u64>> {
+        let dv = cf(self.db, CF_DV)?;
+        let mut ro = self.read_opts();
         if let Some(end) = prefix_end(partition.as_bytes()) {
             ro.set_iterate_upper_bound(end);
         }
-        let mut it = self.db.raw_iterator_cf_opt(pk_cf, ro);
+        let mut it = self.db.raw_iterator_cf_opt(dv, ro);
         it.seek(partition.as_bytes());
-        let mut n = 0;
+        let mut out = HashSet::new();
         while it.valid() {
-            if let Some(v) = it.value()
-                && decode_index(v)?.1
-            {
-                n += 1;
+            if let Some(k) = it.key() {
+                out.insert(seq_of_key(k)?);
             }
             it.next();
         }
-        it.status().map_err(|e| Error::rocks("count", e))?;
-        Ok(n)
+        it.status()
+            .map_err(|e| Error::rocks("read deleted versions", e))?;
+        Ok(out)
+    }
+
+    /// Whether the partition holds versions with `after < _seq <= upto`.
+    pub fn has_versions(&self, partition: &PartitionKey, after: u64, upto: u64) -> Result<bool> {
+        let rows_cf = cf(self.db, CF_ROWS)?;
+        let mut ro = self.read_opts();
+        ro.set_iterate_upper_bound(partition.row_key(upto.saturating_add(1)));
+        let mut it = self.db.raw_iterator_cf_opt(rows_cf, ro);
+        it.seek(partition.row_key(after.saturating_add(1)));
+        let found = it.valid();
+        it.status().map_err(|e| Error::rocks("scan", e))?;
+        Ok(found)
+    }
+
+    /// Every version (tombstones included) of a partition with `after < _seq <= upto`, in
+    /// `_seq` order, as batches of `spec.columns` (the key column taken from the index key, the
+    /// others nullable), then `_seq` and `_deleted`: what a flush writes.
+    pub fn versions(
+        &self,
+        spec: &ScanSpec,
+        pk_column: usize,
+        after: u64,
+        upto: u64,
+        mut sink: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        let rows_cf = cf(self.db, CF_ROWS)?;
+        let mut ro = self.read_opts();
+        ro.set_iterate_upper_bound(spec.partition.row_key(upto.saturating_add(1)));
+        ro.set_readahead_size(2 << 20);
+        let mut it = self.db.raw_iterator_cf_opt(rows_cf, ro);
+        it.seek(spec.partition.row_key(after.saturating_add(1)));
+        let others: Vec<(u32, DataType)> = spec
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != pk_column)
+            .map(|(_, (id, f))| (*id, f.data_type().clone()))
+            .collect();
+        let pk_type = spec
+            .columns
+            .get(pk_column)
+            .map(|(_, f)| f.data_type().clone())
+            .ok_or_else(|| Error::corrupt("flush", "no key column"))?;
+        let mut fields: Vec<Field> = spec
+            .columns
+            .iter()
+            .map(|(_, f)| f.clone().with_nullable(true))
+            .collect();
+        fields.push(Field::new(SEQ_COLUMN, DataType::Int64, false));
+        fields.push(Field::new(DELETED_COLUMN, DataType::Boolean, false));
+        let schema = Arc::new(Schema::new(fields));
+        let mut decoder = RowDecoder::new(&others, spec.batch_size)?;
+        let mut keys = PkColumn::new(&pk_type)?;
+        let mut seqs = Int64Builder::with_capacity(spec.batch_size);
+        let mut deleted = BooleanBuilder::with_capacity(spec.batch_size);
+        let finish = |decoder: &mut RowDecoder,
+                      keys: &mut PkColumn,
+                      seqs: &mut Int64Builder,
+                      deleted: &mut BooleanBuilder|
+         -> Result<RecordBatch> {
+            let mut others = decoder.finish()?.into_iter();
+            let key = keys.finish();
+            let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+            for i in 0..spec.columns.len() {
+                if i == pk_column {
+                    cols.push(key.clone());
+                } else {
+                    cols.push(
+                        others
+                            .next()
+                            .ok_or_else(|| Error::corrupt("flush", "column count"))?,
+                    );
+                }
+            }
+            cols.push(Arc::new(seqs.finish()));
+            cols.push(Arc::new(deleted.finish()));
+            Ok(RecordBatch::try_new(schema.clone(), cols)?)
+        };
+        let mut remaining = spec.limit.unwrap_or(usize::MAX);
+        while it.valid() && remaining > 0 {
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
+            remaining -= 1;
+            let (live, pk, row) = split_value(v)?;
+            decoder.push(if live { row } else { &[] })?;
+            keys.push(pk)?;
+            seqs.append_value(seq_of_key(k)? as i64);
+            deleted.append_value(!live);
+            if decoder.len() >= spec.batch_size {
+                sink(finish(&mut decoder, &mut keys, &mut seqs, &mut deleted)?)?;
+            }
+            it.next();
+        }
+        it.status().map_err(|e| Error::rocks("read versions", e))?;
+        if !decoder.is_empty() {
+            sink(finish(&mut decoder, &mut keys, &mut seqs, &mut deleted)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Name of the flag column of cold versions: a tombstone is flushed like any version.
+pub const DELETED_COLUMN: &str = "_deleted";
+
+/// Builds a key column back from index key bytes.
+enum PkColumn {
+    Int(DataType, Int64Builder),
+    Text(arrow::array::StringBuilder),
+    Bytes(arrow::array::BinaryBuilder),
+}
+
+impl PkColumn {
+    fn new(ty: &DataType) -> Result<Self> {
+        Ok(match ty {
+            DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+                Self::Int(ty.clone(), Int64Builder::new())
+            }
+            DataType::Utf8 => Self::Text(arrow::array::StringBuilder::new()),
+            DataType::Binary => Self::Bytes(arrow::array::BinaryBuilder::new()),
+            other => return Err(Error::UnsupportedType(other.to_string())),
+        })
+    }
+
+    fn push(&mut self, pk: &[u8]) -> Result<()> {
+        match self {
+            Self::Int(_, b) => b.append_value(
+                crate::keys::pk::decode_int(pk)
+                    .ok_or_else(|| Error::corrupt("key", "not an integer key"))?,
+            ),
+            Self::Text(b) => b.append_value(
+                std::str::from_utf8(pk).map_err(|e| Error::corrupt("key", e.to_string()))?,
+            ),
+            Self::Bytes(b) => b.append_value(pk),
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Self::Int(ty, b) => {
+                let a: ArrayRef = Arc::new(b.finish());
+                // Keys were written from values of this type: the cast is exact.
+                arrow::compute::cast(&a, ty).unwrap_or(a)
+            }
+            Self::Text(b) => Arc::new(b.finish()),
+            Self::Bytes(b) => Arc::new(b.finish()),
+        }
     }
 }
 
@@ -395,7 +659,10 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(ids(&store, &part), vec![3, 1]);
-        assert_eq!(store.count_live(&part).unwrap_or_else(|e| panic!("{e}")), 2);
+        assert_eq!(
+            store.count_live(&part, 0).unwrap_or_else(|e| panic!("{e}")),
+            2
+        );
         // A deleted key can be inserted again.
         store
             .write(inserts(&part, &[2], WriteMode::InsertNew))
@@ -438,7 +705,7 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(
-            store.count_live(&part).unwrap_or_else(|e| panic!("{e}")),
+            store.count_live(&part, 0).unwrap_or_else(|e| panic!("{e}")),
             5000
         );
         // Upserting them all replaces each version once.

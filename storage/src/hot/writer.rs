@@ -8,7 +8,10 @@ use std::sync::Arc;
 use rocksdb::{DB, WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{CF_META, CF_PK, CF_ROWS, Durability, KIND_PUT, KIND_TOMBSTONE, SEQ_HWM_KEY, cf};
+use super::{
+    CF_DV, CF_META, CF_PK, CF_ROWS, Durability, KIND_PUT, KIND_TOMBSTONE, PendingWrites,
+    SEQ_HWM_KEY, cf, horizon_key,
+};
 use crate::codec::put_varint;
 use crate::keys::{PartitionKey, prefix_end};
 use crate::seq::SeqGenerator;
@@ -62,6 +65,33 @@ pub struct WriteRequest {
     /// `_seq` was changed by someone else since, and fails the request with
     /// [`Error::Conflict`].
     pub snapshot: Option<u64>,
+    /// Flush and compaction bookkeeping (see [`Maintenance`]); a request carrying any is
+    /// committed alone.
+    pub maintenance: Vec<Maintenance>,
+}
+
+/// The writer's part of a flush or compaction: ordered with every write, so a flush horizon is
+/// exactly "every version committed before this point".
+#[derive(Debug, Clone)]
+pub enum Maintenance {
+    /// Starts a flush of the partition: from now on, replacing or deleting a version at or below
+    /// the horizon records that version as deleted for cold reads. The horizon (the newest
+    /// committed `_seq`) comes back as the outcome's `last_seq`.
+    BeginFlush(Arc<PartitionKey>),
+    /// Removes the partition's hot versions at or below `upto`: a committed segment holds them.
+    Trim {
+        /// The partition.
+        partition: Arc<PartitionKey>,
+        /// The flush horizon.
+        upto: u64,
+    },
+    /// Forgets deleted-version marks of versions a compaction removed from its files.
+    ForgetDeleted {
+        /// The partition.
+        partition: Arc<PartitionKey>,
+        /// The versions.
+        seqs: Vec<u64>,
+    },
 }
 
 /// What a request did.
@@ -85,6 +115,10 @@ pub(crate) struct Writer {
     db: Arc<DB>,
     seq: Arc<SeqGenerator>,
     durability: Durability,
+    /// Per partition, the newest `_seq` that may be in cold storage: replacing a version at or
+    /// below it marks the old version deleted (the `dv` family), as it may sit in a segment.
+    horizons: HashMap<Vec<u8>, u64>,
+    pending: Arc<PendingWrites>,
 }
 
 /// The mutations of one validated request, applied to the group batch only when it is valid.
@@ -97,15 +131,30 @@ struct Planned {
 }
 
 impl Writer {
-    pub fn new(db: Arc<DB>, seq: Arc<SeqGenerator>, durability: Durability) -> Self {
+    pub fn new(
+        db: Arc<DB>,
+        seq: Arc<SeqGenerator>,
+        durability: Durability,
+        horizons: HashMap<Vec<u8>, u64>,
+        pending: Arc<PendingWrites>,
+    ) -> Self {
         Self {
             db,
             seq,
             durability,
+            horizons,
+            pending,
         }
     }
 
-    pub fn run(self, mut rx: mpsc::Receiver<Job>) {
+    /// Whether replacing version `old` of `partition` must mark it deleted for cold reads.
+    fn maybe_cold(&self, partition: &PartitionKey, old: u64) -> bool {
+        self.horizons
+            .get(partition.as_bytes())
+            .is_some_and(|h| old <= *h)
+    }
+
+    pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut pending: Option<Job> = None;
         loop {
             let first = match pending.take() {
@@ -115,6 +164,10 @@ impl Writer {
                     None => return,
                 },
             };
+            if !first.req.maintenance.is_empty() {
+                self.commit_maintenance(first);
+                continue;
+            }
             if is_bulk(&first.req) {
                 self.commit_bulk(first);
                 continue;
@@ -125,9 +178,7 @@ impl Writer {
             if group[0].req.drop_prefixes.is_empty() {
                 while group.len() < MAX_GROUP {
                     match rx.try_recv() {
-                        Ok(j) if j.req.drop_prefixes.is_empty() && !is_bulk(&j.req) => {
-                            group.push(j)
-                        }
+                        Ok(j) if is_plain(&j.req) => group.push(j),
                         Ok(j) => {
                             pending = Some(j);
                             break;
@@ -144,6 +195,7 @@ impl Writer {
         let mut batch = WriteBatch::default();
         let mut overlay: HashMap<Vec<u8>, Current> = HashMap::default();
         let mut accepted = Vec::with_capacity(group.len());
+        let mut counted = Vec::with_capacity(group.len());
         for job in group {
             match self.plan(&job.req, &overlay) {
                 Ok(planned) => {
@@ -153,6 +205,7 @@ impl Writer {
                     }
                     overlay.extend(planned.overlay);
                     accepted.push((job.done, planned.outcome));
+                    counted.push((job.req, ()));
                 }
                 Err(e) => {
                     let _ = job.done.send(Err(e));
@@ -162,14 +215,13 @@ impl Writer {
         if accepted.is_empty() {
             return;
         }
-        let result = cf(&self.db, CF_META).and_then(|meta| {
-            batch.put_cf(meta, SEQ_HWM_KEY, self.seq.last().to_be_bytes());
-            let mut wo = WriteOptions::default();
-            wo.set_sync(self.durability == Durability::Sync);
-            self.db
-                .write_opt(batch, &wo)
-                .map_err(|e| Error::rocks("write", e))
-        });
+        let result = self.commit(batch);
+        if result.is_ok() {
+            for (req, _) in &counted {
+                self.pending.note(&req.rows);
+            }
+        }
+        drop(counted);
         for (done, outcome) in accepted {
             let _ = done.send(result.clone().map(|()| outcome));
         }
@@ -246,8 +298,11 @@ impl Writer {
             }
             let seq = self.seq.next_id();
             let prefix = op.partition.as_bytes();
-            if let Some((old, _)) = current[i] {
+            if let Some((old, was_live)) = current[i] {
                 batch.delete_cf(rows_cf, op.partition.row_key(old));
+                if was_live && self.maybe_cold(&op.partition, old) {
+                    batch.put_cf(cf(&self.db, CF_DV)?, op.partition.row_key(old), []);
+                }
             }
             let kind = if op.row.is_some() {
                 KIND_PUT
@@ -278,12 +333,70 @@ impl Writer {
                 None => batch.delete_cf(meta, key),
             }
         }
+        self.commit(batch)?;
+        self.pending.note(&req.rows);
+        Ok(outcome)
+    }
+
+    /// Writes a batch with the `_seq` high-water mark, fsynced per the durability.
+    fn commit(&self, mut batch: WriteBatch) -> Result<()> {
+        let meta = cf(&self.db, CF_META)?;
         batch.put_cf(meta, SEQ_HWM_KEY, self.seq.last().to_be_bytes());
         let mut wo = WriteOptions::default();
         wo.set_sync(self.durability == Durability::Sync);
         self.db
             .write_opt(batch, &wo)
-            .map_err(|e| Error::rocks("write", e))?;
+            .map_err(|e| Error::rocks("write", e))
+    }
+
+    fn commit_maintenance(&mut self, job: Job) {
+        let result = self.maintain(&job.req.maintenance);
+        let _ = job.done.send(result);
+    }
+
+    fn maintain(&mut self, ops: &[Maintenance]) -> Result<WriteOutcome> {
+        let mut batch = WriteBatch::default();
+        let mut outcome = WriteOutcome::default();
+        let mut horizons = Vec::new();
+        for op in ops {
+            match op {
+                Maintenance::BeginFlush(partition) => {
+                    // Single writer: every version up to `last` is committed at this point.
+                    let horizon = self.seq.last();
+                    batch.put_cf(
+                        cf(&self.db, CF_META)?,
+                        horizon_key(partition.as_bytes()),
+                        horizon.to_be_bytes(),
+                    );
+                    horizons.push((partition.as_bytes().to_vec(), horizon));
+                    outcome.last_seq = horizon;
+                }
+                Maintenance::Trim { partition, upto } => {
+                    let start = partition.row_key(0);
+                    let end = match upto.checked_add(1) {
+                        Some(e) => partition.row_key(e),
+                        None => prefix_end(partition.as_bytes())
+                            .unwrap_or_else(|| vec![u8::MAX; partition.as_bytes().len() + 9]),
+                    };
+                    batch.delete_range_cf(cf(&self.db, CF_ROWS)?, start, end);
+                }
+                Maintenance::ForgetDeleted { partition, seqs } => {
+                    let dv = cf(&self.db, CF_DV)?;
+                    for s in seqs {
+                        batch.delete_cf(dv, partition.row_key(*s));
+                    }
+                }
+            }
+        }
+        self.commit(batch)?;
+        for op in ops {
+            match op {
+                Maintenance::BeginFlush(p) => self.pending.begin_flush(p.as_bytes()),
+                Maintenance::Trim { partition, .. } => self.pending.flushed(partition.as_bytes()),
+                Maintenance::ForgetDeleted { .. } => {}
+            }
+        }
+        self.horizons.extend(horizons);
         Ok(outcome)
     }
 
@@ -366,8 +479,11 @@ impl Writer {
                 continue;
             }
             let seq = self.seq.next_id();
-            if let Some((old, _)) = current {
+            if let Some((old, was_live)) = current {
                 p.deletes.push((CF_ROWS, op.partition.row_key(old)));
+                if was_live && self.maybe_cold(&op.partition, old) {
+                    p.puts.push((CF_DV, op.partition.row_key(old), Vec::new()));
+                }
             }
             let kind = if op.row.is_some() {
                 KIND_PUT
@@ -392,9 +508,14 @@ impl Writer {
     fn apply(&self, batch: &mut WriteBatch, req: &WriteRequest, p: &Planned) -> Result<()> {
         for prefix in &req.drop_prefixes {
             let end = prefix_end(prefix).unwrap_or_else(|| vec![u8::MAX; prefix.len() + 1]);
-            for name in [CF_ROWS, CF_PK] {
+            for name in [CF_ROWS, CF_PK, CF_DV] {
                 batch.delete_range_cf(cf(&self.db, name)?, prefix.as_slice(), end.as_slice());
             }
+            batch.delete_range_cf(
+                cf(&self.db, CF_META)?,
+                horizon_key(prefix),
+                horizon_key(&end),
+            );
         }
         for (name, key) in &p.deletes {
             batch.delete_cf(cf(&self.db, name)?, key);
@@ -415,6 +536,11 @@ impl Writer {
 
 fn is_bulk(req: &WriteRequest) -> bool {
     req.rows.len() >= BULK_MIN && req.drop_prefixes.is_empty()
+}
+
+/// A request that can share a group commit with others.
+fn is_plain(req: &WriteRequest) -> bool {
+    req.drop_prefixes.is_empty() && req.maintenance.is_empty() && !is_bulk(req)
 }
 
 fn encode_index(seq: u64, kind: u8) -> Vec<u8> {

@@ -1,0 +1,238 @@
+//! Storages: where cold files go. `local` (`<data_dir>/storage`) always exists; others are
+//! created with CREATE STORAGE and persisted as protobuf records under `catalog/storage/<id>`.
+
+use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use object_store::path::Path;
+use parking_lot::RwLock;
+use prost::Message;
+use quilldb_storage::cold::{ColdStore, PathTemplate, SHARED_DEFAULT, USER_DEFAULT};
+use quilldb_storage::hot::{HotStore, WriteRequest};
+
+use super::model::{TableDef, TableType};
+use crate::error::{Error, Result};
+
+/// The storage every table uses unless it names another.
+pub const DEFAULT_STORAGE: &str = "local";
+const PREFIX: &str = "catalog/storage/";
+
+/// What a storage is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageDef {
+    /// Name.
+    pub id: String,
+    /// `filesystem` (S3 comes later).
+    pub kind: String,
+    /// The folder (filesystem).
+    pub path: String,
+    /// Folder template of SHARED tables.
+    pub shared_template: String,
+    /// Folder template of USER tables.
+    pub user_template: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct StorageRecord {
+    #[prost(string, tag = "1")]
+    id: String,
+    #[prost(string, tag = "2")]
+    kind: String,
+    #[prost(string, tag = "3")]
+    path: String,
+    #[prost(string, tag = "4")]
+    shared_template: String,
+    #[prost(string, tag = "5")]
+    user_template: String,
+    #[prost(int64, tag = "6")]
+    created_at: i64,
+}
+
+/// An open storage: its object store and compiled templates.
+#[derive(Debug)]
+pub struct Storage {
+    /// The definition.
+    pub def: StorageDef,
+    /// The cold store.
+    pub cold: Arc<ColdStore>,
+    shared: PathTemplate,
+    user: PathTemplate,
+}
+
+impl Storage {
+    fn open(def: StorageDef, data_dir: &FsPath) -> Result<Self> {
+        let shared = PathTemplate::compile(&def.shared_template, false)?;
+        let user = PathTemplate::compile(&def.user_template, true)?;
+        let root = resolve(data_dir, &def.path);
+        let cold = Arc::new(ColdStore::local(&root)?);
+        Ok(Self {
+            def,
+            cold,
+            shared,
+            user,
+        })
+    }
+
+    /// The folder of one table partition (`user` for USER tables).
+    pub fn folder(&self, def: &TableDef, user: Option<&str>) -> Path {
+        match def.table_type {
+            TableType::Shared => self.shared.folder(&def.namespace, &def.name, None),
+            TableType::User | TableType::Stream => {
+                self.user.folder(&def.namespace, &def.name, user)
+            }
+        }
+    }
+
+    /// The folder holding every partition of a table (what DROP TABLE removes).
+    pub fn table_root(&self, def: &TableDef) -> Path {
+        let full = self.folder(def, Some("_"));
+        match def.table_type {
+            TableType::Shared => full,
+            // The user folder is the template's last part by construction of the defaults;
+            // a custom template that puts {user_id} elsewhere is cleaned folder by folder.
+            _ => {
+                let mut parts: Vec<_> = full.parts().collect();
+                parts.pop();
+                Path::from_iter(parts)
+            }
+        }
+    }
+}
+
+fn resolve(data_dir: &FsPath, path: &str) -> PathBuf {
+    let p = PathBuf::from(path);
+    if p.is_absolute() { p } else { data_dir.join(p) }
+}
+
+/// Every storage, by id.
+pub struct Storages {
+    hot: Arc<HotStore>,
+    data_dir: PathBuf,
+    map: RwLock<BTreeMap<String, Arc<Storage>>>,
+}
+
+impl std::fmt::Debug for Storages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storages").finish_non_exhaustive()
+    }
+}
+
+impl Storages {
+    /// Opens `local` and every stored storage.
+    pub fn load(hot: Arc<HotStore>, data_dir: &FsPath) -> Result<Self> {
+        let mut map = BTreeMap::new();
+        let local = StorageDef {
+            id: DEFAULT_STORAGE.into(),
+            kind: "filesystem".into(),
+            path: "storage".into(),
+            shared_template: SHARED_DEFAULT.into(),
+            user_template: USER_DEFAULT.into(),
+            created_at: 0,
+        };
+        map.insert(local.id.clone(), Arc::new(Storage::open(local, data_dir)?));
+        for (_, v) in hot.scan_meta(PREFIX.as_bytes())? {
+            let r = StorageRecord::decode(v.as_slice())
+                .map_err(|e| Error::Internal(format!("corrupt storage record: {e}")))?;
+            let def = StorageDef {
+                id: r.id,
+                kind: r.kind,
+                path: r.path,
+                shared_template: r.shared_template,
+                user_template: r.user_template,
+                created_at: r.created_at,
+            };
+            match Storage::open(def.clone(), data_dir) {
+                Ok(s) => {
+                    map.insert(def.id.clone(), Arc::new(s));
+                }
+                Err(e) => tracing::error!(storage = %def.id, error = %e, "cannot open storage"),
+            }
+        }
+        Ok(Self {
+            hot,
+            data_dir: data_dir.to_path_buf(),
+            map: RwLock::new(map),
+        })
+    }
+
+    /// One storage.
+    pub fn get(&self, id: &str) -> Result<Arc<Storage>> {
+        self.map
+            .read()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("storage {id} does not exist")))
+    }
+
+    /// Every storage.
+    pub fn all(&self) -> Vec<Arc<Storage>> {
+        self.map.read().values().cloned().collect()
+    }
+
+    /// CREATE STORAGE (the caller holds the catalog's DDL lock).
+    pub async fn create(&self, def: StorageDef, if_not_exists: bool) -> Result<()> {
+        if self.map.read().contains_key(&def.id) {
+            return if if_not_exists {
+                Ok(())
+            } else {
+                Err(Error::AlreadyExists(format!(
+                    "storage {} already exists",
+                    def.id
+                )))
+            };
+        }
+        let storage = Storage::open(def.clone(), &self.data_dir)?;
+        let record = StorageRecord {
+            id: def.id.clone(),
+            kind: def.kind.clone(),
+            path: def.path.clone(),
+            shared_template: def.shared_template.clone(),
+            user_template: def.user_template.clone(),
+            created_at: def.created_at,
+        };
+        self.hot
+            .write(WriteRequest {
+                meta: vec![(key(&def.id), Some(record.encode_to_vec()))],
+                ..Default::default()
+            })
+            .await?;
+        self.map.write().insert(def.id, Arc::new(storage));
+        Ok(())
+    }
+
+    /// DROP STORAGE; `in_use` names a table that still uses it.
+    pub async fn remove(&self, id: &str, if_exists: bool, in_use: Option<String>) -> Result<()> {
+        if id == DEFAULT_STORAGE {
+            return Err(Error::InvalidArgument(
+                "the storage local is built in and cannot be dropped".into(),
+            ));
+        }
+        if !self.map.read().contains_key(id) {
+            return if if_exists {
+                Ok(())
+            } else {
+                Err(Error::NotFound(format!("storage {id} does not exist")))
+            };
+        }
+        if let Some(t) = in_use {
+            return Err(Error::FailedPrecondition(format!(
+                "storage {id} is used by table {t}: drop the table or move it first"
+            )));
+        }
+        self.hot
+            .write(WriteRequest {
+                meta: vec![(key(id), None)],
+                ..Default::default()
+            })
+            .await?;
+        self.map.write().remove(id);
+        Ok(())
+    }
+}
+
+fn key(id: &str) -> Vec<u8> {
+    format!("{PREFIX}{id}").into_bytes()
+}

@@ -1,0 +1,180 @@
+//! What each kind of job does. Flush and compaction go folder by folder through the storage
+//! crate's one implementation, whatever the table type.
+
+use std::sync::Arc;
+
+use quilldb_storage::flush::{self, CompactOptions, FolderOutcome, FolderSpec, Steps};
+use quilldb_storage::keys::PartitionKey;
+use tokio_util::sync::CancellationToken;
+
+use super::{Job, JobKind, Jobs};
+use crate::catalog::{TableDef, TableType};
+use crate::error::{Error, Result};
+
+/// What a job that did something reports.
+#[derive(Debug, Default)]
+pub(super) struct Done {
+    pub rows: u64,
+    pub bytes: u64,
+    pub message: String,
+}
+
+struct JobSteps<'a> {
+    token: &'a CancellationToken,
+    failpoint: Option<&'a str>,
+}
+
+impl Steps for JobSteps<'_> {
+    fn cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    fn reached(&self, step: &'static str) {
+        // Crash tests: QUILLDB_FAILPOINT=<step> kills the process right after that step.
+        if self.failpoint == Some(step) {
+            tracing::error!(step, "failpoint reached: aborting the process");
+            std::process::abort();
+        }
+    }
+}
+
+/// The folder of one partition of `def`, with its current columns.
+pub fn folder_spec(
+    jobs_storages: &crate::catalog::Storages,
+    def: &TableDef,
+    partition: &PartitionKey,
+) -> Result<(Arc<quilldb_storage::cold::ColdStore>, FolderSpec)> {
+    let storage = jobs_storages.get(&def.storage_id)?;
+    let user = partition_user(def, partition);
+    let folder = storage.folder(def, user.as_deref());
+    let (pk_column, _) = def.pk()?;
+    Ok((
+        storage.cold.clone(),
+        FolderSpec {
+            partition: Arc::new(partition.clone()),
+            folder,
+            columns: def.columns.iter().map(|c| (c.id, c.field(def))).collect(),
+            pk_column,
+            table: def.qualified(),
+            table_id: def.id,
+            user_id: user,
+            schema_version: def.schema_version,
+        },
+    ))
+}
+
+fn partition_user(def: &TableDef, p: &PartitionKey) -> Option<String> {
+    match def.table_type {
+        TableType::Shared => None,
+        _ => Some(String::from_utf8_lossy(&p.as_bytes()[9..]).into_owned()),
+    }
+}
+
+pub(super) async fn execute(
+    jobs: &Jobs,
+    job: &Job,
+    token: &CancellationToken,
+) -> Result<Option<Done>> {
+    let steps = JobSteps {
+        token,
+        failpoint: jobs.failpoint.as_deref(),
+    };
+    if job.kind == JobKind::Cleanup {
+        let Some((storage, folder)) = &job.target else {
+            return Ok(None);
+        };
+        let storage = jobs.storages.get(storage)?;
+        let folder = object_store::path::Path::from(folder.as_str());
+        let freed = {
+            let _guard = storage.cold.folder_lock(&folder).await;
+            storage.cold.delete_all(&folder).await?
+        };
+        return Ok(Some(Done {
+            rows: 0,
+            bytes: freed,
+            message: format!(
+                "removed the files of {}.{} ({freed} bytes)",
+                job.namespace, job.table_name
+            ),
+        }));
+    }
+    let Some(def) = jobs.catalog.table_by_id(job.table_id) else {
+        return Err(Error::Cancelled("the table was dropped".into()));
+    };
+    let mut partitions = jobs.hot.partitions(def.id)?;
+    match job.kind {
+        JobKind::Flush => {
+            if def.table_type == TableType::Stream {
+                return Err(Error::InvalidArgument(
+                    "STREAM tables are never flushed".into(),
+                ));
+            }
+            let mut total = FolderOutcome::default();
+            let mut any = false;
+            for p in partitions {
+                let (cold, spec) = folder_spec(&jobs.storages, &def, &p)?;
+                if let Some(o) = flush::flush(&jobs.hot, &cold, &spec, &steps)
+                    .await
+                    .map_err(cancelled)?
+                {
+                    any = true;
+                    add(&mut total, &o);
+                }
+            }
+            Ok(any.then(|| Done {
+                rows: total.rows,
+                bytes: total.bytes,
+                message: format!("{} rows in {} new segment(s)", total.rows, total.segments),
+            }))
+        }
+        JobKind::Compact => {
+            if def.table_type == TableType::Shared && partitions.is_empty() {
+                partitions.push(PartitionKey::new(def.id, b"")?);
+            }
+            let retention = jobs.storage.deletion_retention_seconds;
+            let floor_ms = (crate::catalog::now_millis().max(0) as u64)
+                .saturating_sub(retention.saturating_mul(1000));
+            let opts = CompactOptions {
+                target_rows: jobs.storage.compact_target_rows,
+                tombstone_floor: quilldb_storage::seq::first_id_at(floor_ms),
+            };
+            let mut total = FolderOutcome::default();
+            let mut any = false;
+            for p in partitions {
+                let (cold, spec) = folder_spec(&jobs.storages, &def, &p)?;
+                if let Some(o) = flush::compact(&jobs.hot, &cold, &spec, opts, &steps)
+                    .await
+                    .map_err(cancelled)?
+                {
+                    any = true;
+                    add(&mut total, &o);
+                }
+                flush::remove_orphans(&cold, &spec).await?;
+            }
+            Ok(any.then(|| Done {
+                rows: total.rows,
+                bytes: total.bytes,
+                message: format!(
+                    "{} segment(s) rewritten into {}",
+                    total.removed, total.segments
+                ),
+            }))
+        }
+        JobKind::StreamEviction => Ok(None),
+        JobKind::Cleanup => Ok(None),
+    }
+}
+
+fn add(total: &mut FolderOutcome, o: &FolderOutcome) {
+    total.rows += o.rows;
+    total.bytes += o.bytes;
+    total.segments += o.segments;
+    total.removed += o.removed;
+}
+
+fn cancelled(e: quilldb_storage::Error) -> Error {
+    match e {
+        quilldb_storage::Error::Cancelled => Error::Cancelled("cancelled".into()),
+        other => other.into(),
+    }
+}

@@ -1,0 +1,295 @@
+//! Storage statements: STORAGE FLUSH / COMPACT, SHOW MANIFEST, KILL JOB, CREATE / DROP / SHOW
+//! STORAGE; and the rows of system.jobs and system.storages.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use datafusion::sql::sqlparser::ast::ObjectName;
+use quilldb_storage::keys::PartitionKey;
+
+use crate::authz;
+use crate::catalog::{StorageDef, TableType, now_millis};
+use crate::db::Database;
+use crate::error::{Error, Result};
+use crate::jobs::{Job, JobKind};
+use crate::session::{Caller, Role};
+
+fn ts(name: &str, nullable: bool) -> Field {
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+        nullable,
+    )
+}
+
+fn millis(v: Vec<Option<i64>>) -> ArrayRef {
+    Arc::new(TimestampMillisecondArray::from(v).with_timezone("UTC"))
+}
+
+fn job_ids(ids: Vec<String>) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "job_id",
+        DataType::Utf8,
+        false,
+    )]));
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![Arc::new(StringArray::from(ids))],
+    )?)
+}
+
+/// STORAGE FLUSH TABLE: one row with the job id.
+pub async fn flush_table(
+    db: &Arc<Database>,
+    caller: &Caller,
+    name: &ObjectName,
+) -> Result<RecordBatch> {
+    authz::require(caller.role, Role::Service, "flush tables")?;
+    let def = db.table_for(caller, name)?;
+    if def.table_type == TableType::Stream {
+        return Err(Error::InvalidArgument(format!(
+            "{} is a STREAM table: stream tables are never flushed",
+            def.qualified()
+        )));
+    }
+    let id = db.jobs.submit(JobKind::Flush, &def).await?;
+    job_ids(vec![id])
+}
+
+/// STORAGE FLUSH ALL [IN ns]: one flush job per table with unflushed rows.
+pub async fn flush_all(
+    db: &Arc<Database>,
+    caller: &Caller,
+    ns: Option<&str>,
+) -> Result<RecordBatch> {
+    authz::require(caller.role, Role::Service, "flush tables")?;
+    if let Some(ns) = ns
+        && !db.catalog.has_namespace(ns)
+    {
+        return Err(Error::NotFound(format!("namespace {ns} does not exist")));
+    }
+    let mut ids = Vec::new();
+    for def in db.catalog.tables(ns) {
+        if def.table_type == TableType::Stream || db.hot.partitions(def.id)?.is_empty() {
+            continue;
+        }
+        ids.push(db.jobs.submit(JobKind::Flush, &def).await?);
+    }
+    job_ids(ids)
+}
+
+/// STORAGE COMPACT TABLE: one row with the job id.
+pub async fn compact_table(
+    db: &Arc<Database>,
+    caller: &Caller,
+    name: &ObjectName,
+) -> Result<RecordBatch> {
+    authz::require(caller.role, Role::Service, "compact tables")?;
+    let def = db.table_for(caller, name)?;
+    if def.table_type == TableType::Stream {
+        return Err(Error::InvalidArgument(format!(
+            "{} is a STREAM table: it has no cold segments to compact",
+            def.qualified()
+        )));
+    }
+    let id = db.jobs.submit(JobKind::Compact, &def).await?;
+    job_ids(vec![id])
+}
+
+/// KILL JOB.
+pub async fn kill_job(db: &Arc<Database>, caller: &Caller, id: &str) -> Result<()> {
+    authz::require(caller.role, Role::Dba, "kill jobs")?;
+    db.jobs.kill(id).await?;
+    Ok(())
+}
+
+/// SHOW MANIFEST: one row per cold segment of the caller's folder of the table.
+pub async fn show_manifest(
+    db: &Arc<Database>,
+    caller: &Caller,
+    name: &ObjectName,
+) -> Result<RecordBatch> {
+    let def = db.table_for(caller, name)?;
+    authz::require_read(caller.role, &def)?;
+    let partition = PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?;
+    let m = db.manifest(&def, &partition).await?;
+    let segs = m.as_ref().map(|m| m.segments.clone()).unwrap_or_default();
+    let version = m.as_ref().map_or(0, |m| m.version as i64);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("path", DataType::Utf8, false),
+        Field::new("min_seq", DataType::Int64, false),
+        Field::new("max_seq", DataType::Int64, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("deleted", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
+        Field::new("schema_version", DataType::Int64, false),
+        ts("created_at", false),
+        Field::new("manifest_version", DataType::Int64, false),
+    ]));
+    let col = |f: &dyn Fn(&quilldb_storage::cold::SegmentMeta) -> i64| -> ArrayRef {
+        Arc::new(Int64Array::from(segs.iter().map(f).collect::<Vec<_>>()))
+    };
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                segs.iter().map(|s| s.path.as_str()),
+            )),
+            col(&|s| s.min_seq as i64),
+            col(&|s| s.max_seq as i64),
+            col(&|s| s.rows as i64),
+            col(&|s| s.deleted as i64),
+            col(&|s| s.bytes as i64),
+            col(&|s| i64::from(s.schema_version)),
+            millis(segs.iter().map(|s| Some(s.created_at * 1000)).collect()),
+            Arc::new(Int64Array::from(vec![version; segs.len()])),
+        ],
+    )?)
+}
+
+/// CREATE STORAGE.
+pub async fn create_storage(
+    db: &Arc<Database>,
+    caller: &Caller,
+    name: &str,
+    if_not_exists: bool,
+    kind: &str,
+    options: &[(String, String)],
+) -> Result<()> {
+    authz::require(caller.role, Role::Dba, "create storages")?;
+    crate::catalog::names::validate(crate::catalog::names::NameKind::Storage, name)?;
+    let mut def = StorageDef {
+        id: name.to_string(),
+        kind: kind.to_string(),
+        path: String::new(),
+        shared_template: quilldb_storage::cold::SHARED_DEFAULT.into(),
+        user_template: quilldb_storage::cold::USER_DEFAULT.into(),
+        created_at: now_millis(),
+    };
+    match kind {
+        "filesystem" => {}
+        "s3" => {
+            return Err(Error::Unsupported(
+                "S3 storages are not served by this version yet: use TYPE 'filesystem'".into(),
+            ));
+        }
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "unknown storage TYPE '{other}': expected 'filesystem' or 's3'"
+            )));
+        }
+    }
+    for (key, value) in options {
+        match key.as_str() {
+            "PATH" => def.path = value.clone(),
+            "SHARED_TABLES_TEMPLATE" => def.shared_template = value.clone(),
+            "USER_TABLES_TEMPLATE" => def.user_template = value.clone(),
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown option {other} for a filesystem storage: expected PATH, \
+                     SHARED_TABLES_TEMPLATE or USER_TABLES_TEMPLATE"
+                )));
+            }
+        }
+    }
+    if def.path.is_empty() {
+        return Err(Error::InvalidArgument(
+            "a filesystem storage needs PATH '/folder'".into(),
+        ));
+    }
+    let _ddl = db.catalog.ddl_lock().await;
+    db.storages.create(def, if_not_exists).await
+}
+
+/// DROP STORAGE: refused while a table uses it.
+pub async fn drop_storage(
+    db: &Arc<Database>,
+    caller: &Caller,
+    name: &str,
+    if_exists: bool,
+) -> Result<()> {
+    authz::require(caller.role, Role::Dba, "drop storages")?;
+    let _ddl = db.catalog.ddl_lock().await;
+    let in_use = db
+        .catalog
+        .tables(None)
+        .into_iter()
+        .find(|t| t.storage_id == name)
+        .map(|t| t.qualified());
+    db.storages.remove(name, if_exists, in_use).await
+}
+
+/// SHOW STORAGES and system.storages: never a credential.
+pub fn storages_batch(db: &Database) -> Result<RecordBatch> {
+    let all = db.storages.all();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("storage_id", DataType::Utf8, false),
+        Field::new("storage_type", DataType::Utf8, false),
+        Field::new("path", DataType::Utf8, false),
+        Field::new("shared_tables_template", DataType::Utf8, false),
+        Field::new("user_tables_template", DataType::Utf8, false),
+        ts("created_at", false),
+    ]));
+    let s = |f: &dyn Fn(&StorageDef) -> String| -> ArrayRef {
+        Arc::new(StringArray::from(
+            all.iter().map(|x| f(&x.def)).collect::<Vec<_>>(),
+        ))
+    };
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            s(&|d| d.id.clone()),
+            s(&|d| d.kind.clone()),
+            s(&|d| d.path.clone()),
+            s(&|d| d.shared_template.clone()),
+            s(&|d| d.user_template.clone()),
+            millis(all.iter().map(|x| Some(x.def.created_at)).collect()),
+        ],
+    )?)
+}
+
+/// system.jobs.
+pub fn jobs_batch(jobs: &[Job]) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("job_id", DataType::Utf8, false),
+        Field::new("job_type", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("namespace", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("user_id", DataType::Utf8, true),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
+        Field::new("message", DataType::Utf8, false),
+        ts("created_at", false),
+        ts("started_at", true),
+        ts("finished_at", true),
+    ]));
+    let s = |f: &dyn Fn(&Job) -> String| -> ArrayRef {
+        Arc::new(StringArray::from(jobs.iter().map(f).collect::<Vec<_>>()))
+    };
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            s(&|j| j.id.clone()),
+            s(&|j| j.kind.to_string()),
+            s(&|j| j.status.to_string()),
+            s(&|j| j.namespace.clone()),
+            s(&|j| j.table_name.clone()),
+            Arc::new(StringArray::from(
+                jobs.iter().map(|j| j.user_id.clone()).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                jobs.iter().map(|j| j.rows as i64).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                jobs.iter().map(|j| j.bytes as i64).collect::<Vec<_>>(),
+            )),
+            s(&|j| j.message.clone()),
+            millis(jobs.iter().map(|j| Some(j.created_at)).collect()),
+            millis(jobs.iter().map(|j| j.started_at).collect()),
+            millis(jobs.iter().map(|j| j.finished_at).collect()),
+        ],
+    )?)
+}

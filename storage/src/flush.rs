@@ -1,0 +1,406 @@
+//! Flush and compaction of one folder (a SHARED table, or one user's part of a USER table).
+//!
+//! ```text
+//! flush:   BeginFlush (writer: horizon H = newest committed _seq; from now on replacing a
+//!          version <= H marks it deleted in the dv family)
+//!      ->  versions in (cold max, H], tombstones included, newest per key (the hot store keeps
+//!          only the newest) -> batch-<n>.parquet
+//!      ->  manifest.json (one put)
+//!      ->  Trim (writer: delete hot versions <= segment max)
+//! ```
+//! A crash between any two steps loses nothing: until the manifest names the file it is not
+//! read, and once it does, reads skip hot versions at or below the manifest's newest `_seq`, so
+//! a version present in both places is read once. The next flush trims them first.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::Field;
+use object_store::path::Path;
+
+use crate::cold::{ColdStore, Manifest, SegmentMeta, SegmentRead, SegmentWriter};
+use crate::hot::{HotStore, Maintenance, ScanSpec, WriteRequest};
+use crate::keys::PartitionKey;
+use crate::{Error, Result};
+
+/// Most row versions per segment: a larger flush writes several segments, one after another.
+pub const MAX_SEGMENT_ROWS: usize = 1 << 20;
+
+/// One folder and what its rows look like now.
+#[derive(Debug, Clone)]
+pub struct FolderSpec {
+    /// The hot partition.
+    pub partition: Arc<PartitionKey>,
+    /// The cold folder.
+    pub folder: Path,
+    /// Current columns: stable id and field.
+    pub columns: Vec<(u32, Field)>,
+    /// Index of the primary-key column in `columns`.
+    pub pk_column: usize,
+    /// `namespace.table`, for the manifest.
+    pub table: String,
+    /// The table's internal id.
+    pub table_id: u64,
+    /// The owner of a USER table folder.
+    pub user_id: Option<String>,
+    /// The table's schema version.
+    pub schema_version: u32,
+}
+
+/// What a flush or compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderOutcome {
+    /// Row versions written.
+    pub rows: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Segments written.
+    pub segments: u64,
+    /// Segments removed (compaction).
+    pub removed: u64,
+}
+
+/// Hooks a job gives a flush: cancellation between steps and (for crash tests) named points.
+pub trait Steps: Send + Sync {
+    /// Whether the job was cancelled; checked before each commit.
+    fn cancelled(&self) -> bool;
+    /// Called after each named step.
+    fn reached(&self, _step: &'static str) {}
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Flushes one folder. Returns `None` when there was nothing to flush.
+pub async fn flush(
+    hot: &Arc<HotStore>,
+    cold: &ColdStore,
+    spec: &FolderSpec,
+    steps: &dyn Steps,
+) -> Result<Option<FolderOutcome>> {
+    let _guard = cold.folder_lock(&spec.folder).await;
+    let manifest = own_manifest(cold, spec).await?;
+    let mut cold_max = manifest.as_ref().map_or(0, |m| m.max_seq());
+    // A flush that stopped after its manifest left hot copies behind: drop them first.
+    if cold_max > 0 && has_versions(hot, &spec.partition, 0, cold_max).await? {
+        trim(hot, &spec.partition, cold_max).await?;
+    }
+    let horizon = hot
+        .write(WriteRequest {
+            maintenance: vec![Maintenance::BeginFlush(spec.partition.clone())],
+            ..Default::default()
+        })
+        .await?
+        .last_seq;
+    steps.reached("flush:begin");
+    if !has_versions(hot, &spec.partition, cold_max, horizon).await? {
+        return Ok(None);
+    }
+    let mut out = FolderOutcome::default();
+    let mut manifest = manifest.map(|m| (*m).clone()).unwrap_or_else(|| {
+        Manifest::empty(
+            spec.table.clone(),
+            spec.table_id,
+            spec.user_id.clone(),
+            spec.schema_version,
+            now_secs(),
+        )
+    });
+    while cold_max < horizon {
+        if steps.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let name = Manifest::batch_file(manifest.next_batch);
+        let (bytes, seg) = {
+            let hot = hot.clone();
+            let spec = spec.clone();
+            let name = name.clone();
+            let now = now_secs();
+            tokio::task::spawn_blocking(move || {
+                write_chunk(&hot, &spec, cold_max, horizon, name, now)
+            })
+            .await
+            .map_err(|e| Error::Thread {
+                thread: "flush",
+                detail: e.to_string(),
+            })??
+        };
+        let Some(seg) = seg else { break };
+        cold.put_file(&spec.folder, &name, bytes).await?;
+        steps.reached("flush:parquet");
+        if steps.cancelled() {
+            cold.delete(&spec.folder, &name).await?;
+            return Err(Error::Cancelled);
+        }
+        out.rows += seg.rows;
+        out.bytes += seg.bytes;
+        out.segments += 1;
+        let upto = seg.max_seq;
+        manifest.version += 1;
+        manifest.next_batch += 1;
+        manifest.updated_at = now_secs();
+        manifest.schema_version = spec.schema_version;
+        manifest.segments.push(seg);
+        cold.commit_manifest(&spec.folder, manifest.clone()).await?;
+        steps.reached("flush:manifest");
+        trim(hot, &spec.partition, upto).await?;
+        steps.reached("flush:trim");
+        cold_max = upto;
+    }
+    Ok(Some(out))
+}
+
+/// The folder's manifest if it belongs to this table; files a dropped table of the same name
+/// left behind are removed.
+async fn own_manifest(cold: &ColdStore, spec: &FolderSpec) -> Result<Option<Arc<Manifest>>> {
+    match cold.manifest(&spec.folder).await? {
+        Some(m) if m.table_id != spec.table_id => {
+            tracing::warn!(folder = %spec.folder, "removing files of a dropped table");
+            cold.delete_all(&spec.folder).await?;
+            Ok(None)
+        }
+        other => Ok(other),
+    }
+}
+
+async fn has_versions(
+    hot: &Arc<HotStore>,
+    p: &Arc<PartitionKey>,
+    after: u64,
+    upto: u64,
+) -> Result<bool> {
+    let hot = hot.clone();
+    let p = p.clone();
+    tokio::task::spawn_blocking(move || hot.view(|v| v.has_versions(&p, after, upto)))
+        .await
+        .map_err(|e| Error::Thread {
+            thread: "flush",
+            detail: e.to_string(),
+        })?
+}
+
+async fn trim(hot: &HotStore, partition: &Arc<PartitionKey>, upto: u64) -> Result<()> {
+    hot.write(WriteRequest {
+        maintenance: vec![Maintenance::Trim {
+            partition: partition.clone(),
+            upto,
+        }],
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}
+
+/// Encodes up to [`MAX_SEGMENT_ROWS`] versions after `after` into one segment.
+fn write_chunk(
+    hot: &HotStore,
+    spec: &FolderSpec,
+    after: u64,
+    horizon: u64,
+    name: String,
+    now: i64,
+) -> Result<(bytes::Bytes, Option<SegmentMeta>)> {
+    let scan = ScanSpec {
+        partition: (*spec.partition).clone(),
+        columns: spec.columns.clone(),
+        with_seq: true,
+        min_seq: after.saturating_add(1),
+        max_seq: horizon,
+        batch_size: 8192,
+        limit: Some(MAX_SEGMENT_ROWS),
+        overlay: None,
+    };
+    let ids: Vec<u32> = spec.columns.iter().map(|(id, _)| *id).collect();
+    let mut writer: Option<SegmentWriter> = None;
+    hot.view(|v| {
+        v.versions(&scan, spec.pk_column, after, horizon, |batch| {
+            if writer.is_none() {
+                writer = Some(SegmentWriter::new(&batch.schema(), &ids)?);
+            }
+            if let Some(w) = writer.as_mut() {
+                w.write(&batch)?;
+            }
+            Ok(())
+        })
+    })?;
+    match writer {
+        Some(w) if w.rows() > 0 => {
+            let (bytes, seg) = w.finish(name, spec.schema_version, now)?;
+            Ok((bytes, Some(seg)))
+        }
+        _ => Ok((bytes::Bytes::new(), None)),
+    }
+}
+
+/// Compaction settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactOptions {
+    /// Segments are merged into runs of at most this many row versions.
+    pub target_rows: u64,
+    /// Tombstones with a `_seq` below this are dropped (older than the deletion retention).
+    pub tombstone_floor: u64,
+}
+
+/// Rewrites runs of adjacent small segments (and segments holding dead versions) into one
+/// segment each: only the newest version of each key stays, and tombstones older than the
+/// retention go.
+pub async fn compact(
+    hot: &Arc<HotStore>,
+    cold: &ColdStore,
+    spec: &FolderSpec,
+    opts: CompactOptions,
+    steps: &dyn Steps,
+) -> Result<Option<FolderOutcome>> {
+    let guard = cold.folder_lock(&spec.folder).await;
+    let Some(current) = own_manifest(cold, spec).await? else {
+        return Ok(None);
+    };
+    let deleted: HashSet<u64> = {
+        let hot = hot.clone();
+        let p = spec.partition.clone();
+        tokio::task::spawn_blocking(move || hot.view(|v| v.deleted(&p)))
+            .await
+            .map_err(|e| Error::Thread {
+                thread: "compaction",
+                detail: e.to_string(),
+            })??
+    };
+    let dead_in = |s: &SegmentMeta| {
+        s.deleted > 0 || deleted.iter().any(|q| *q >= s.min_seq && *q <= s.max_seq)
+    };
+    // Runs of adjacent segments, each within the target size.
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut start = 0;
+    let mut rows = 0;
+    for (i, s) in current.segments.iter().enumerate() {
+        if i > start && rows + s.rows > opts.target_rows {
+            runs.push(start..i);
+            start = i;
+            rows = 0;
+        }
+        rows += s.rows;
+    }
+    if start < current.segments.len() {
+        runs.push(start..current.segments.len());
+    }
+    runs.retain(|r| r.len() > 1 || current.segments[r.start..r.end].iter().any(|s| dead_in(s)));
+    if runs.is_empty() {
+        return Ok(None);
+    }
+    let mut manifest = (*current).clone();
+    let mut out = FolderOutcome::default();
+    let mut new_segments: Vec<SegmentMeta> = Vec::new();
+    let mut retired = Vec::new();
+    let mut forget = Vec::new();
+    let ids: Vec<u32> = spec.columns.iter().map(|(id, _)| *id).collect();
+    // Tombstones carry only their key: every column is nullable in a segment.
+    let columns: Vec<(u32, Field)> = spec
+        .columns
+        .iter()
+        .map(|(id, f)| (*id, f.clone().with_nullable(true)))
+        .collect();
+    let mut next = 0;
+    for run in runs {
+        new_segments.extend(current.segments[next..run.start].iter().cloned());
+        next = run.end;
+        let name = Manifest::batch_file(manifest.next_batch);
+        manifest.next_batch += 1;
+        let mut writer: Option<SegmentWriter> = None;
+        for seg in &current.segments[run.clone()] {
+            if steps.cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let read = SegmentRead {
+                columns: &columns,
+                with_seq: true,
+                min_seq: 0,
+                max_seq: u64::MAX,
+                seqs: None,
+                deleted: &deleted,
+                row_groups: None,
+                overlay: None,
+                batch_size: 8192,
+                tombstones_from: Some(opts.tombstone_floor),
+            };
+            if let Some(mut stream) = cold.open_segment(&spec.folder, seg, &read).await? {
+                while let Some(b) = stream.next(&read).await? {
+                    if writer.is_none() {
+                        writer = Some(SegmentWriter::new(&b.schema(), &ids)?);
+                    }
+                    if let Some(w) = writer.as_mut() {
+                        w.write(&b)?;
+                    }
+                }
+            }
+            forget.extend(
+                deleted
+                    .iter()
+                    .filter(|q| **q >= seg.min_seq && **q <= seg.max_seq),
+            );
+            retired.push(seg.path.clone());
+            out.removed += 1;
+        }
+        if let Some(w) = writer.filter(|w| w.rows() > 0) {
+            let (bytes, seg) = w.finish(name.clone(), spec.schema_version, now_secs())?;
+            cold.put_file(&spec.folder, &name, bytes).await?;
+            out.rows += seg.rows;
+            out.bytes += seg.bytes;
+            out.segments += 1;
+            new_segments.push(seg);
+        }
+    }
+    new_segments.extend(current.segments[next..].iter().cloned());
+    if steps.cancelled() {
+        return Err(Error::Cancelled);
+    }
+    manifest.segments = new_segments;
+    manifest.version += 1;
+    manifest.updated_at = now_secs();
+    manifest.schema_version = spec.schema_version;
+    cold.commit_manifest(&spec.folder, manifest).await?;
+    steps.reached("compact:manifest");
+    if !forget.is_empty() {
+        hot.write(WriteRequest {
+            maintenance: vec![Maintenance::ForgetDeleted {
+                partition: spec.partition.clone(),
+                seqs: forget,
+            }],
+            ..Default::default()
+        })
+        .await?;
+    }
+    drop(guard);
+    // Reads that started on the old manifest may still be opening its files: wait for them
+    // (they hold the old manifest) before deleting.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while Arc::strong_count(&current) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for name in retired {
+        cold.delete(&spec.folder, &name).await?;
+    }
+    Ok(Some(out))
+}
+
+/// Deletes files of a folder that its manifest does not name (left by a flush or compaction
+/// that stopped before its manifest was written, or after it but before its clean-up).
+pub async fn remove_orphans(cold: &ColdStore, spec: &FolderSpec) -> Result<u64> {
+    let folder = &spec.folder;
+    let _guard = cold.folder_lock(folder).await;
+    let Some(m) = own_manifest(cold, spec).await? else {
+        return Ok(0);
+    };
+    let named: HashSet<&str> = m.segments.iter().map(|s| s.path.as_str()).collect();
+    let mut removed = 0;
+    for (name, _) in cold.list(folder).await? {
+        if name.ends_with(".parquet") && !named.contains(name.as_str()) {
+            cold.delete(folder, &name).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
