@@ -120,6 +120,8 @@ impl Error {
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::Unsupported(_) => Code::Unimplemented,
             Self::Storage(quilldb_storage::Error::Conflict) => Code::Aborted,
+            Self::Storage(quilldb_storage::Error::InvalidTemplate { .. }) => Code::InvalidArgument,
+            Self::Storage(quilldb_storage::Error::Cancelled) => Code::Cancelled,
             Self::Storage(_) | Self::Internal(_) => Code::Internal,
             Self::DataFusion(e) => datafusion_code(e),
         }

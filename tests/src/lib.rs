@@ -214,9 +214,67 @@ impl TestServer {
         }
     }
 
+    /// Sets (or with `None` removes) an environment variable for the next [`Self::launch`].
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.to_string(), v.to_string()));
+        }
+    }
+
+    /// Waits for the process to end on its own (a crash test's abort).
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        wait(&mut child, limit)
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+}
+
+impl Client {
+    /// `STORAGE FLUSH TABLE t`: the job id.
+    pub async fn flush_job(&mut self, table: &str) -> String {
+        let b = self.rows(&format!("STORAGE FLUSH TABLE {table}")).await;
+        column(&b, "job_id").pop().expect("a job id")
+    }
+
+    /// Waits until a job has finished; returns its status and message.
+    pub async fn wait_job(&mut self, id: &str) -> (String, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let b = self
+                .rows(&format!(
+                    "SELECT status, message FROM system.jobs WHERE job_id = '{id}'"
+                ))
+                .await;
+            let status = column(&b, "status").pop().unwrap_or_default();
+            if !matches!(status.as_str(), "queued" | "running" | "") {
+                let message = column(&b, "message").pop().unwrap_or_default();
+                return (status, message);
+            }
+            assert!(Instant::now() < deadline, "job {id} did not finish");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Flushes a table and waits: the job must complete or have had nothing to do.
+    pub async fn flush(&mut self, table: &str) {
+        let id = self.flush_job(table).await;
+        let (status, message) = self.wait_job(&id).await;
+        assert!(
+            status == "completed" || status == "skipped",
+            "flush {id} of {table}: {status}: {message}"
+        );
+    }
+
+    /// Compacts a table and waits for the job.
+    pub async fn compact(&mut self, table: &str) -> (String, String) {
+        let b = self.rows(&format!("STORAGE COMPACT TABLE {table}")).await;
+        let id = column(&b, "job_id").pop().expect("a job id");
+        self.wait_job(&id).await
     }
 }
 

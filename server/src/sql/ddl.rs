@@ -357,12 +357,8 @@ pub fn table_def(
             "option FLUSH_POLICY does not apply to STREAM tables: they are never flushed".into(),
         ));
     }
+    // Whether the storage exists is checked by CREATE TABLE against the registry.
     let storage_id = storage.unwrap_or_else(|| DEFAULT_STORAGE.to_string());
-    if storage_id != DEFAULT_STORAGE {
-        return Err(Error::NotFound(format!(
-            "storage {storage_id} does not exist"
-        )));
-    }
     let next_column_id = columns.len() as u32 + 1;
     Ok(TableDef {
         id: 0,

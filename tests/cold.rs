@@ -1,0 +1,351 @@
+//! Cold storage: files and manifests on disk, flush policies, pruning, compaction, storages and
+//! jobs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use quilldb_tests::{Client, TestServer, column, count, http_get};
+use tonic::Code;
+
+async fn setup(env: &[(&str, &str)]) -> (TestServer, Client) {
+    let server = TestServer::start_with(env).await;
+    let mut c = server.client().await;
+    c.ok("CREATE NAMESPACE app").await;
+    c.ok("CREATE TABLE app.t (id BIGINT PRIMARY KEY, body TEXT, n INT)")
+        .await;
+    (server, c)
+}
+
+fn manifest(server: &TestServer, folder: &str) -> serde_json::Value {
+    let path = server
+        .data_dir()
+        .join("storage")
+        .join(folder)
+        .join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn metric(server: &TestServer, name: &str) -> f64 {
+    let (_, text) = http_get(&server.http_url, "/metrics");
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn insert_range(c: &mut Client, from: i64, to: i64) {
+    let values: Vec<String> = (from..to).map(|i| format!("({i}, 'b{i}', {i})")).collect();
+    c.ok(&format!("INSERT INTO app.t VALUES {}", values.join(", ")))
+        .await;
+}
+
+#[tokio::test]
+async fn flush_writes_parquet_and_manifest_then_trims_hot_rows() {
+    let (server, mut c) = setup(&[]).await;
+    insert_range(&mut c, 0, 10).await;
+    c.ok("DELETE FROM app.t WHERE id = 9").await;
+    let id = c.flush_job("app.t").await;
+    assert!(id.starts_with("FL-") && id.len() == 9, "{id}");
+    let (status, message) = c.wait_job(&id).await;
+    assert_eq!(status, "completed", "{message}");
+
+    let folder = server.data_dir().join("storage/app/t");
+    let batch = folder.join("batch-0.parquet");
+    assert!(std::fs::metadata(&batch).unwrap().len() > 0);
+    let m = manifest(&server, "app/t");
+    assert_eq!(m["table"], "app.t");
+    assert_eq!(m["next_batch"], 1);
+    let seg = &m["segments"][0];
+    assert_eq!(seg["path"], "batch-0.parquet");
+    // Nine rows and the tombstone of the tenth.
+    assert_eq!(seg["rows"], 10);
+    assert_eq!(seg["deleted"], 1);
+    assert_eq!(seg["stats"]["id"]["min"], 0);
+    assert_eq!(seg["stats"]["id"]["max"], 9);
+    assert!(seg["min_seq"].as_u64().unwrap() <= seg["max_seq"].as_u64().unwrap());
+
+    let d = c.rows("DESCRIBE TABLE app.t").await;
+    assert_eq!(column(&d, "hot_rows")[0], "0");
+    assert_eq!(column(&d, "cold_rows")[0], "9");
+    assert_eq!(column(&d, "segments")[0], "1");
+    let shown = c.rows("SHOW MANIFEST app.t").await;
+    assert_eq!(column(&shown, "path"), vec!["batch-0.parquet"]);
+    assert_eq!(column(&shown, "rows"), vec!["10"]);
+
+    // The deleted row stays deleted, the rest read from Parquet.
+    assert_eq!(count(&c.rows("SELECT * FROM app.t").await), 9);
+    assert_eq!(count(&c.rows("SELECT * FROM app.t WHERE id = 9").await), 0);
+
+    // Nothing new: the next flush is skipped; a hot row makes DESCRIBE count it.
+    let again = c.flush_job("app.t").await;
+    assert_eq!(c.wait_job(&again).await.0, "skipped");
+    insert_range(&mut c, 10, 11).await;
+    let d = c.rows("DESCRIBE TABLE app.t").await;
+    assert_eq!(column(&d, "hot_rows")[0], "1");
+
+    // FLUSH ALL answers a job per table with unflushed rows.
+    let all = c.rows("STORAGE FLUSH ALL IN app").await;
+    assert_eq!(count(&all), 1);
+    let job = column(&all, "job_id").pop().unwrap();
+    assert_eq!(c.wait_job(&job).await.0, "completed");
+    assert_eq!(
+        manifest(&server, "app/t")["segments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let jobs = c
+        .rows("SELECT job_id, job_type, status, rows FROM system.jobs WHERE status = 'completed' ORDER BY created_at")
+        .await;
+    assert_eq!(column(&jobs, "job_type"), vec!["flush", "flush"]);
+    assert_eq!(column(&jobs, "rows"), vec!["10", "1"]);
+    assert!(
+        metric(
+            &server,
+            "quill_jobs_total{kind=\"flush\",status=\"completed\"}"
+        ) >= 2.0
+    );
+
+    // Errors: unknown table, unknown job, finished job.
+    assert_eq!(
+        c.err("STORAGE FLUSH TABLE app.nope").await.0,
+        Code::NotFound
+    );
+    assert_eq!(c.err("KILL JOB 'FL-zzzzzz'").await.0, Code::NotFound);
+    assert_eq!(
+        c.err(&format!("KILL JOB '{job}'")).await.0,
+        Code::FailedPrecondition
+    );
+    let anon = &mut server.anonymous().await;
+    assert_eq!(
+        anon.err("STORAGE FLUSH TABLE app.t").await.0,
+        Code::PermissionDenied
+    );
+}
+
+#[tokio::test]
+async fn flush_policy_by_rows_runs_by_itself() {
+    let (server, mut c) = setup(&[("QUILLDB_JOBS__POLICY_CHECK_MS", "50")]).await;
+    c.ok("CREATE TABLE app.p (id BIGINT PRIMARY KEY, v TEXT) WITH (FLUSH_POLICY = 'rows:20')")
+        .await;
+    let values: Vec<String> = (0..25).map(|i| format!("({i}, 'v')")).collect();
+    c.ok(&format!("INSERT INTO app.p VALUES {}", values.join(", ")))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let done = c
+            .rows("SELECT rows FROM system.jobs WHERE table_name = 'p' AND status = 'completed'")
+            .await;
+        if count(&done) > 0 {
+            assert_eq!(column(&done, "rows"), vec!["25"]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no flush by policy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        server
+            .data_dir()
+            .join("storage/app/p/batch-0.parquet")
+            .exists()
+    );
+    assert_eq!(count(&c.rows("SELECT * FROM app.p").await), 25);
+}
+
+#[tokio::test]
+async fn point_lookup_on_100_segments_opens_one_file() {
+    let (server, mut c) = setup(&[]).await;
+    for s in 0..100 {
+        insert_range(&mut c, s * 10, s * 10 + 10).await;
+        c.flush("app.t").await;
+    }
+    assert_eq!(
+        manifest(&server, "app/t")["segments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        100
+    );
+    let before = metric(&server, "quill_cold_segments_read_total");
+    let rows = c.rows("SELECT body FROM app.t WHERE id = 537").await;
+    assert_eq!(column(&rows, "body"), vec!["b537"]);
+    let after = metric(&server, "quill_cold_segments_read_total");
+    assert_eq!(
+        after - before,
+        1.0,
+        "a key lookup reads exactly one segment"
+    );
+    // A range on a column with statistics opens only the segments that can match.
+    let before = after;
+    let rows = c
+        .rows("SELECT count(*) AS c FROM app.t WHERE n >= 420 AND n < 440")
+        .await;
+    assert_eq!(column(&rows, "c"), vec!["20"]);
+    let after = metric(&server, "quill_cold_segments_read_total");
+    assert_eq!(
+        after - before,
+        2.0,
+        "statistics prune the other 98 segments"
+    );
+    // EXPLAIN ANALYZE shows it too.
+    let plan = c
+        .rows("EXPLAIN ANALYZE SELECT * FROM app.t WHERE id = 5")
+        .await;
+    let text = column(&plan, "plan").join("\n");
+    assert!(text.contains("segments_read=1"), "{text}");
+    // The full scan still sees all 1000 rows in order.
+    let ids = column(&c.rows("SELECT id FROM app.t").await, "id");
+    assert_eq!(ids.len(), 1000);
+    assert_eq!(ids[999], "999");
+}
+
+#[tokio::test]
+async fn compaction_merges_segments_and_drops_dead_versions() {
+    let (server, mut c) = setup(&[]).await;
+    for s in 0..6 {
+        insert_range(&mut c, s * 10, s * 10 + 10).await;
+        c.flush("app.t").await;
+    }
+    c.ok("UPDATE app.t SET body = 'new' WHERE id < 15").await;
+    c.ok("DELETE FROM app.t WHERE id >= 50").await;
+    c.flush("app.t").await;
+    let before = c.rows("SELECT id, body, n FROM app.t").await;
+    assert_eq!(count(&before), 50);
+    let (status, message) = c.compact("app.t").await;
+    assert_eq!(status, "completed", "{message}");
+    let m = manifest(&server, "app/t");
+    let segs = m["segments"].as_array().unwrap();
+    assert_eq!(segs.len(), 1, "{m}");
+    // Only the newest version of each key stays; recent tombstones are kept.
+    assert_eq!(segs[0]["rows"].as_u64().unwrap(), 50 + 10);
+    let after = c.rows("SELECT id, body, n FROM app.t").await;
+    assert_eq!(
+        quilldb_tests::pretty(&before),
+        quilldb_tests::pretty(&after)
+    );
+    // The replaced files are gone.
+    let files: Vec<String> = std::fs::read_dir(server.data_dir().join("storage/app/t"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    assert_eq!(files, vec![segs[0]["path"].as_str().unwrap().to_string()]);
+    // Writes go on over the compacted data.
+    assert_eq!(
+        c.err("INSERT INTO app.t VALUES (3, 'x', 0)").await.0,
+        Code::AlreadyExists
+    );
+    c.ok("INSERT INTO app.t VALUES (55, 'back', 0)").await;
+    assert_eq!(count(&c.rows("SELECT * FROM app.t").await), 51);
+}
+
+#[tokio::test]
+async fn drop_table_removes_files_and_a_new_table_starts_empty() {
+    let (server, mut c) = setup(&[]).await;
+    insert_range(&mut c, 0, 5).await;
+    c.flush("app.t").await;
+    let folder = server.data_dir().join("storage/app/t");
+    assert!(folder.join("manifest.json").exists());
+    c.ok("DROP TABLE app.t").await;
+    assert!(!folder.join("manifest.json").exists());
+    assert!(!folder.join("batch-0.parquet").exists());
+    let cleanup = c
+        .rows("SELECT status FROM system.jobs WHERE job_type = 'cleanup'")
+        .await;
+    assert_eq!(column(&cleanup, "status"), vec!["completed"]);
+    c.ok("CREATE TABLE app.t (id BIGINT PRIMARY KEY, body TEXT, n INT)")
+        .await;
+    assert_eq!(count(&c.rows("SELECT * FROM app.t").await), 0);
+    c.ok("INSERT INTO app.t VALUES (1, 'fresh', 1)").await;
+    c.flush("app.t").await;
+    assert_eq!(
+        column(&c.rows("SELECT body FROM app.t").await, "body"),
+        vec!["fresh"]
+    );
+    // DROP NAMESPACE takes the folders of its tables too.
+    c.ok("DROP NAMESPACE app").await;
+    assert!(!folder.join("manifest.json").exists());
+}
+
+#[tokio::test]
+async fn storages_are_created_listed_used_and_guarded() {
+    let (server, mut c) = setup(&[]).await;
+    let cold = tempfile::tempdir().unwrap();
+    c.ok(&format!(
+        "CREATE STORAGE disk2 TYPE 'filesystem' PATH '{}' SHARED_TABLES_TEMPLATE 'shared/{{namespace}}/{{table}}'",
+        cold.path().display()
+    ))
+    .await;
+    let shown = c.rows("SHOW STORAGES").await;
+    assert_eq!(column(&shown, "storage_id"), vec!["disk2", "local"]);
+    assert_eq!(count(&c.rows("SELECT * FROM system.storages").await), 2);
+    c.ok("CREATE TABLE app.s (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'disk2')")
+        .await;
+    c.ok("INSERT INTO app.s VALUES (1, 'x')").await;
+    c.flush("app.s").await;
+    assert!(cold.path().join("shared/app/s/manifest.json").exists());
+    assert!(!server.data_dir().join("storage/app/s").exists());
+    assert_eq!(column(&c.rows("SELECT v FROM app.s").await, "v"), vec!["x"]);
+    assert_eq!(
+        c.err("DROP STORAGE disk2").await.0,
+        Code::FailedPrecondition
+    );
+    assert_eq!(c.err("DROP STORAGE local").await.0, Code::InvalidArgument);
+    assert_eq!(
+        c.err("CREATE TABLE app.u (id BIGINT PRIMARY KEY) WITH (STORAGE_ID = 'nope')")
+            .await
+            .0,
+        Code::NotFound
+    );
+    let (code, msg) = c
+        .err("CREATE STORAGE bad TYPE 'filesystem' PATH '/tmp/x' SHARED_TABLES_TEMPLATE '{namespace}/{oops}'")
+        .await;
+    assert_eq!(code, Code::InvalidArgument, "{msg}");
+    assert!(msg.contains("{oops}"), "{msg}");
+    c.ok("DROP TABLE app.s").await;
+    c.ok("DROP STORAGE disk2").await;
+    c.ok("DROP STORAGE IF EXISTS disk2").await;
+    // Storages survive a restart.
+    c.ok(&format!(
+        "CREATE STORAGE disk3 TYPE 'filesystem' PATH '{}'",
+        cold.path().display()
+    ))
+    .await;
+    let mut server = server;
+    server.stop();
+    server.launch(&[]);
+    let mut c = server.client().await;
+    assert_eq!(
+        column(&c.rows("SHOW STORAGES").await, "storage_id"),
+        vec!["disk3", "local"]
+    );
+}
+
+#[tokio::test]
+async fn open_files_return_to_idle_after_a_cold_load() {
+    let (server, mut c) = setup(&[]).await;
+    for s in 0..20 {
+        insert_range(&mut c, s * 50, s * 50 + 50).await;
+        c.flush("app.t").await;
+    }
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+            .unwrap()
+            .count()
+    };
+    // Warm up once (caches, threads), then measure the idle level.
+    c.rows("SELECT count(*) FROM app.t").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let idle = fds();
+    for i in 0..50 {
+        c.rows("SELECT sum(n) FROM app.t").await;
+        c.rows(&format!("SELECT * FROM app.t WHERE id = {}", i * 17))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = fds();
+    assert!(after <= idle + 2, "open files grew from {idle} to {after}");
+}
