@@ -22,7 +22,7 @@ impl Backend {
         match self {
             Self::Hot => {}
             Self::Cold => c.flush(table).await,
-            Self::Mixed if step % 2 == 0 => c.flush(table).await,
+            Self::Mixed if step.is_multiple_of(2) => c.flush(table).await,
             Self::Mixed => {}
         }
     }
@@ -60,6 +60,7 @@ backend_matrix!(
     upserts,
     filters_aggregates_and_pages,
     transactions_over_flushed_rows,
+    alter_table_over_stored_rows,
 );
 
 async fn setup() -> (TestServer, Client) {
@@ -289,4 +290,73 @@ async fn transactions_over_flushed_rows(b: Backend) {
         column(&c.rows("SELECT body FROM app.t WHERE id = 3").await, "body"),
         vec!["theirs"]
     );
+}
+
+async fn alter_table_over_stored_rows(b: Backend) {
+    let (_s, mut c) = setup().await;
+    c.ok("INSERT INTO app.t (id, body, n) VALUES (1, 'a', 1), (2, 'b', 2)")
+        .await;
+    b.settle(&mut c, "app.t", 0).await;
+    c.ok("ALTER TABLE app.t ADD COLUMN tag TEXT DEFAULT 'old'")
+        .await;
+    c.ok("ALTER TABLE app.t ADD COLUMN score INT").await;
+    c.ok("INSERT INTO app.t (id, body, n, tag, score) VALUES (3, 'c', 3, NULL, 30)")
+        .await;
+    c.ok("INSERT INTO app.t (id, body, n) VALUES (4, 'd', 4)")
+        .await;
+    b.settle(&mut c, "app.t", 1).await;
+    c.ok("ALTER TABLE app.t RENAME COLUMN body TO text").await;
+    c.ok("ALTER TABLE app.t DROP COLUMN n").await;
+    b.settle(&mut c, "app.t", 2).await;
+    c.ok("UPDATE app.t SET score = 20 WHERE id = 2").await;
+    b.settle(&mut c, "app.t", 3).await;
+    let rows = c.rows("SELECT * FROM app.t ORDER BY id").await;
+    let names: Vec<String> = rows[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, vec!["id", "text", "tag", "score", "_seq"]);
+    assert_eq!(column(&rows, "text"), vec!["a", "b", "c", "d"]);
+    // Rows from before ADD COLUMN read its default; an explicit NULL stays NULL.
+    assert_eq!(column(&rows, "tag"), vec!["old", "old", "", "old"]);
+    assert_eq!(column(&rows, "score"), vec!["", "20", "30", ""]);
+    assert_eq!(
+        ids(&mut c, "SELECT id FROM app.t WHERE tag = 'old' ORDER BY id").await,
+        vec!["1", "2", "4"]
+    );
+    assert_eq!(
+        c.err("SELECT n FROM app.t").await.0,
+        Code::NotFound,
+        "a dropped column is gone"
+    );
+    // Dropping and adding a column of the same name does not bring old values back.
+    c.ok("ALTER TABLE app.t ADD COLUMN n INT").await;
+    assert_eq!(
+        column(&c.rows("SELECT n FROM app.t ORDER BY id").await, "n"),
+        vec!["", "", "", ""]
+    );
+    let d = c.rows("DESCRIBE TABLE app.t").await;
+    assert_eq!(column(&d, "schema_version")[0], "6");
+    c.ok("ALTER TABLE app.t SET (FLUSH_POLICY = 'rows:5')")
+        .await;
+    let d = c.rows("DESCRIBE TABLE app.t").await;
+    assert!(column(&d, "options")[0].contains("rows:5"));
+    for (sql, code) in [
+        ("ALTER TABLE app.t DROP COLUMN id", Code::InvalidArgument),
+        (
+            "ALTER TABLE app.t ADD COLUMN z INT NOT NULL",
+            Code::InvalidArgument,
+        ),
+        ("ALTER TABLE app.t ADD COLUMN tag TEXT", Code::AlreadyExists),
+        ("ALTER TABLE app.t RENAME COLUMN nope TO x", Code::NotFound),
+        (
+            "ALTER TABLE app.t SET (TTL_SECONDS = 5)",
+            Code::InvalidArgument,
+        ),
+        ("ALTER TABLE app.nope ADD COLUMN x INT", Code::NotFound),
+    ] {
+        assert_eq!(c.err(sql).await.0, code, "{sql}");
+    }
 }

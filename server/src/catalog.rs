@@ -276,6 +276,37 @@ impl Catalog {
         Ok(Some(def))
     }
 
+    /// ALTER TABLE: `change` makes the new definition from the current one, under the DDL lock;
+    /// the new version is persisted, then replaces the old one in one step.
+    pub async fn alter_table(
+        &self,
+        namespace: &str,
+        name: &str,
+        change: impl FnOnce(&TableDef) -> Result<TableDef>,
+    ) -> Result<Arc<TableDef>> {
+        let _ddl = self.ddl.lock().await;
+        let Some(current) = self.table(namespace, name) else {
+            return Err(Error::NotFound(format!(
+                "table {namespace}.{name} does not exist"
+            )));
+        };
+        let mut def = change(&current)?;
+        def.id = current.id;
+        def.created_at = current.created_at;
+        def.schema_version = current.schema_version + 1;
+        self.hot
+            .write(WriteRequest {
+                meta: vec![(store::table_key(def.id), Some(store::encode_table(&def)))],
+                ..Default::default()
+            })
+            .await?;
+        let def = Arc::new(def);
+        self.write_state()
+            .tables
+            .insert((namespace.to_string(), name.to_string()), def.clone());
+        Ok(def)
+    }
+
     /// Drops a table and its rows; `Ok(None)` if it did not exist and `if_exists` was given.
     pub async fn drop_table(
         &self,

@@ -241,7 +241,9 @@ impl Database {
         })
         .await
         .map_err(|e| Error::Internal(format!("lookup task: {e}")))??;
-        Ok(arrow::compute::concat_batches(&schema, &batches)?)
+        let batch = arrow::compute::concat_batches(&schema, &batches)?;
+        let ids: Vec<u32> = def.columns.iter().map(|c| c.id).collect();
+        crate::sql::alter::apply_fills(batch, ids.len(), &crate::sql::alter::fills(def, &ids))
     }
 
     /// The manifest of one partition of `def` (`None`: nothing flushed yet).

@@ -1,5 +1,7 @@
 //! QuillDB's SQL: parsing, DDL, DML, and the dispatch of one statement.
 
+/// ALTER TABLE.
+pub mod alter;
 /// Namespaces and tables.
 pub mod ddl;
 /// INSERT, UPDATE, DELETE.
@@ -124,6 +126,10 @@ pub async fn run_command(
         }
         Command::DropStorage { name, if_exists } => {
             storage::drop_storage(db, caller, &name, if_exists).await?;
+            Ok(Outcome::Affected(0))
+        }
+        Command::AlterTable(stmt) => {
+            alter::alter_table(db, caller, &stmt).await?;
             Ok(Outcome::Affected(0))
         }
         Command::ShowStorages => {

@@ -287,7 +287,7 @@ pub async fn compact(
     if start < current.segments.len() {
         runs.push(start..current.segments.len());
     }
-    runs.retain(|r| r.len() > 1 || current.segments[r.start..r.end].iter().any(|s| dead_in(s)));
+    runs.retain(|r| r.len() > 1 || current.segments[r.start..r.end].iter().any(&dead_in));
     if runs.is_empty() {
         return Ok(None);
     }

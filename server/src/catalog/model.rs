@@ -219,6 +219,9 @@ pub struct ColumnDef {
     pub default: Option<DefaultExpr>,
     /// Whether this is the primary key.
     pub primary_key: bool,
+    /// Set when the column was added with a constant default by ALTER TABLE: row versions at or
+    /// below this `_seq` were written before it existed and read the default instead of NULL.
+    pub fill_before: Option<u64>,
 }
 
 impl ColumnDef {

@@ -38,6 +38,8 @@ pub(crate) struct ColumnRecord {
     pub default_value: String,
     #[prost(bool, tag = "7")]
     pub primary_key: bool,
+    #[prost(uint64, optional, tag = "8")]
+    pub fill_before: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -137,6 +139,7 @@ pub(crate) fn encode_table(t: &TableDef) -> Vec<u8> {
                     default_kind,
                     default_value,
                     primary_key: c.primary_key,
+                    fill_before: c.fill_before,
                 }
             })
             .collect(),
@@ -165,6 +168,7 @@ pub(crate) fn decode_table(bytes: &[u8]) -> Result<TableDef> {
                 nullable: c.nullable,
                 default: decode_default(c.default_kind, c.default_value)?,
                 primary_key: c.primary_key,
+                fill_before: c.fill_before,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -209,7 +209,12 @@ impl TableProvider for HotTable {
                 (c.id, self.schema.field(*i).clone())
             })
             .collect::<Vec<_>>();
-        let with_seq = projection.contains(&seq_index);
+        let fills = crate::sql::alter::fills(
+            &self.def,
+            &columns.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        );
+        // Filling added columns needs each row's `_seq`, projected or not.
+        let with_seq = projection.contains(&seq_index) || !fills.is_empty();
         // The scan yields columns then _seq; `order` puts them back in the projection's order.
         let mut order = Vec::with_capacity(projection.len());
         let mut next_col = 0;
@@ -255,6 +260,7 @@ impl TableProvider for HotTable {
         Ok(Arc::new(HotScanExec::new(
             self.def.qualified(),
             read,
+            fills,
             self.metrics.clone(),
             out_schema,
             order,
@@ -266,6 +272,7 @@ impl TableProvider for HotTable {
 pub struct HotScanExec {
     table: String,
     read: MergedRead,
+    fills: Arc<Vec<(usize, u64, ScalarValue)>>,
     metrics: Arc<Metrics>,
     exec_metrics: ExecutionPlanMetricsSet,
     schema: SchemaRef,
@@ -283,6 +290,7 @@ impl HotScanExec {
     fn new(
         table: String,
         read: MergedRead,
+        fills: Vec<(usize, u64, ScalarValue)>,
         metrics: Arc<Metrics>,
         schema: SchemaRef,
         order: Vec<usize>,
@@ -296,6 +304,7 @@ impl HotScanExec {
         Self {
             table,
             read,
+            fills: Arc::new(fills),
             metrics,
             exec_metrics: ExecutionPlanMetricsSet::new(),
             schema,
@@ -387,6 +396,8 @@ impl ExecutionPlan for HotScanExec {
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
         let tx = builder.tx();
         let read = self.read.clone();
+        let fills = self.fills.clone();
+        let seq_at = self.read.spec.columns.len();
         let schema = self.schema.clone();
         let order = self.order.clone();
         let metrics = self.metrics.clone();
@@ -397,7 +408,9 @@ impl ExecutionPlan for HotScanExec {
         let handle = tokio::runtime::Handle::current();
         builder.spawn_blocking(move || {
             let send = |b: RecordBatch| -> bool {
-                let out = reorder(b, &schema, &order);
+                let out = crate::sql::alter::apply_fills(b, seq_at, &fills)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))
+                    .and_then(|b| reorder(b, &schema, &order));
                 tx.blocking_send(out).is_ok()
             };
             let stats = read

@@ -148,12 +148,134 @@ fn parse_default(e: &Expr, column: &str, ty: SqlType) -> Result<DefaultExpr> {
     Ok(d)
 }
 
+/// Refuses options given to a table type they do not apply to, naming the option.
+pub fn check_options_apply(
+    table_type: TableType,
+    ttl: bool,
+    access: bool,
+    flush_policy: bool,
+) -> Result<()> {
+    if ttl && table_type != TableType::Stream {
+        return Err(Error::InvalidArgument(format!(
+            "option TTL_SECONDS applies to STREAM tables only, not {table_type}"
+        )));
+    }
+    if access && table_type != TableType::Shared {
+        return Err(Error::InvalidArgument(format!(
+            "option ACCESS_LEVEL applies to SHARED tables only, not {table_type}"
+        )));
+    }
+    if flush_policy && table_type == TableType::Stream {
+        return Err(Error::InvalidArgument(
+            "option FLUSH_POLICY does not apply to STREAM tables: they are never flushed".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// One `KEY = value` table option (CREATE TABLE ... WITH, ALTER TABLE ... SET).
+pub enum TableOption {
+    /// TYPE
+    Type(TableType),
+    /// FLUSH_POLICY
+    FlushPolicy(FlushPolicy),
+    /// TTL_SECONDS
+    Ttl(u64),
+    /// ACCESS_LEVEL
+    Access(AccessLevel),
+    /// STORAGE_ID
+    Storage(String),
+}
+
+/// Parses one table option; an unknown key is an error that lists the known ones.
+pub fn table_option(opt: &SqlOption) -> Result<TableOption> {
+    let SqlOption::KeyValue { key, value } = opt else {
+        return Err(Error::InvalidArgument(format!(
+            "unsupported table option {opt}"
+        )));
+    };
+    let k = key.value.to_ascii_uppercase();
+    let v = option_text(&k, value)?;
+    Ok(match k.as_str() {
+        "TYPE" => TableOption::Type(TableType::parse(&v).ok_or_else(|| {
+            Error::InvalidArgument(format!("TYPE {v:?}: expected 'USER', 'SHARED' or 'STREAM'"))
+        })?),
+        "FLUSH_POLICY" => TableOption::FlushPolicy(FlushPolicy::parse(&v)?),
+        "TTL_SECONDS" => {
+            TableOption::Ttl(v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "TTL_SECONDS {v:?}: expected a positive whole number"
+                ))
+            })?)
+        }
+        "ACCESS_LEVEL" => TableOption::Access(AccessLevel::parse(&v).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "ACCESS_LEVEL {v:?}: expected 'PUBLIC', 'PROTECTED' or 'PRIVATE'"
+            ))
+        })?),
+        "STORAGE_ID" => TableOption::Storage(v.to_lowercase()),
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "unknown table option {other}; known: TYPE, FLUSH_POLICY, TTL_SECONDS, ACCESS_LEVEL, STORAGE_ID"
+            )));
+        }
+    })
+}
+
 fn option_text(key: &str, value: &Expr) -> Result<String> {
     literal_text(value).flatten().ok_or_else(|| {
         Error::InvalidArgument(format!(
             "table option {key} needs a constant value, got {value}"
         ))
     })
+}
+
+/// One column of CREATE TABLE or ALTER TABLE ADD COLUMN, with stable id `id`.
+pub fn column_def(c: &datafusion::sql::sqlparser::ast::ColumnDef, id: u32) -> Result<ColumnDef> {
+    let col_name = normalize(&c.name);
+    validate(NameKind::Column, &col_name)?;
+    let type_name = c.data_type.to_string().to_ascii_uppercase();
+    let serial = matches!(type_name.as_str(), "SERIAL" | "BIGSERIAL");
+    let ty = if serial {
+        SqlType::BigInt
+    } else {
+        SqlType::from_sql(&c.data_type)?
+    };
+    let mut col = ColumnDef {
+        id,
+        name: col_name.clone(),
+        ty,
+        nullable: true,
+        default: serial.then_some(DefaultExpr::SnowflakeId),
+        primary_key: false,
+        fill_before: None,
+    };
+    for opt in &c.options {
+        match &opt.option {
+            ColumnOption::NotNull => col.nullable = false,
+            ColumnOption::Null => {}
+            ColumnOption::Default(e) => col.default = Some(parse_default(e, &col_name, ty)?),
+            ColumnOption::PrimaryKey(_) => col.primary_key = true,
+            ColumnOption::DialectSpecific(tokens)
+                if tokens
+                    .iter()
+                    .any(|t| t.to_string().eq_ignore_ascii_case("AUTO_INCREMENT")) =>
+            {
+                if ty != SqlType::BigInt {
+                    return Err(Error::InvalidArgument(format!(
+                        "column {col_name}: AUTO_INCREMENT needs BIGINT"
+                    )));
+                }
+                col.default = Some(DefaultExpr::SnowflakeId);
+            }
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "column {col_name}: unsupported column option {other}"
+                )));
+            }
+        }
+    }
+    Ok(col)
 }
 
 /// Builds the table definition from CREATE TABLE, validating names, types and options.
@@ -175,52 +297,12 @@ pub fn table_def(
     }
     let mut columns: Vec<ColumnDef> = Vec::with_capacity(stmt.columns.len());
     for (i, c) in stmt.columns.iter().enumerate() {
-        let col_name = normalize(&c.name);
-        validate(NameKind::Column, &col_name)?;
-        if columns.iter().any(|x| x.name == col_name) {
+        let col = column_def(c, i as u32 + 1)?;
+        if columns.iter().any(|x| x.name == col.name) {
             return Err(Error::InvalidArgument(format!(
-                "column {col_name} is defined twice"
+                "column {} is defined twice",
+                col.name
             )));
-        }
-        let type_name = c.data_type.to_string().to_ascii_uppercase();
-        let serial = matches!(type_name.as_str(), "SERIAL" | "BIGSERIAL");
-        let ty = if serial {
-            SqlType::BigInt
-        } else {
-            SqlType::from_sql(&c.data_type)?
-        };
-        let mut col = ColumnDef {
-            id: i as u32 + 1,
-            name: col_name.clone(),
-            ty,
-            nullable: true,
-            default: serial.then_some(DefaultExpr::SnowflakeId),
-            primary_key: false,
-        };
-        for opt in &c.options {
-            match &opt.option {
-                ColumnOption::NotNull => col.nullable = false,
-                ColumnOption::Null => {}
-                ColumnOption::Default(e) => col.default = Some(parse_default(e, &col_name, ty)?),
-                ColumnOption::PrimaryKey(_) => col.primary_key = true,
-                ColumnOption::DialectSpecific(tokens)
-                    if tokens
-                        .iter()
-                        .any(|t| t.to_string().eq_ignore_ascii_case("AUTO_INCREMENT")) =>
-                {
-                    if ty != SqlType::BigInt {
-                        return Err(Error::InvalidArgument(format!(
-                            "column {col_name}: AUTO_INCREMENT needs BIGINT"
-                        )));
-                    }
-                    col.default = Some(DefaultExpr::SnowflakeId);
-                }
-                other => {
-                    return Err(Error::InvalidArgument(format!(
-                        "column {col_name}: unsupported column option {other}"
-                    )));
-                }
-            }
         }
         columns.push(col);
     }
@@ -290,42 +372,12 @@ pub fn table_def(
         }
     };
     for opt in options {
-        let SqlOption::KeyValue { key, value } = opt else {
-            return Err(Error::InvalidArgument(format!(
-                "unsupported table option {opt}"
-            )));
-        };
-        let k = key.value.to_ascii_uppercase();
-        let v = option_text(&k, value)?;
-        match k.as_str() {
-            "TYPE" => {
-                declared_type = Some(TableType::parse(&v).ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "TYPE {v:?}: expected 'USER', 'SHARED' or 'STREAM'"
-                    ))
-                })?);
-            }
-            "FLUSH_POLICY" => flush_policy = Some(FlushPolicy::parse(&v)?),
-            "TTL_SECONDS" => {
-                ttl = Some(v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "TTL_SECONDS {v:?}: expected a positive whole number"
-                    ))
-                })?);
-            }
-            "ACCESS_LEVEL" => {
-                access = Some(AccessLevel::parse(&v).ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "ACCESS_LEVEL {v:?}: expected 'PUBLIC', 'PROTECTED' or 'PRIVATE'"
-                    ))
-                })?);
-            }
-            "STORAGE_ID" => storage = Some(v.to_lowercase()),
-            other => {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown table option {other}; known: TYPE, FLUSH_POLICY, TTL_SECONDS, ACCESS_LEVEL, STORAGE_ID"
-                )));
-            }
+        match table_option(opt)? {
+            TableOption::Type(t) => declared_type = Some(t),
+            TableOption::FlushPolicy(p) => flush_policy = Some(p),
+            TableOption::Ttl(t) => ttl = Some(t),
+            TableOption::Access(a) => access = Some(a),
+            TableOption::Storage(id) => storage = Some(id),
         }
     }
     let table_type = match (prefix, declared_type) {
@@ -337,24 +389,15 @@ pub fn table_def(
         (Some(t), _) | (None, Some(t)) => t,
         (None, None) => TableType::Shared,
     };
-    if ttl.is_some() && table_type != TableType::Stream {
-        return Err(Error::InvalidArgument(format!(
-            "option TTL_SECONDS applies to STREAM tables only, not {table_type}"
-        )));
-    }
+    check_options_apply(
+        table_type,
+        ttl.is_some(),
+        access.is_some(),
+        flush_policy.is_some(),
+    )?;
     if table_type == TableType::Stream && ttl.is_none() {
         return Err(Error::InvalidArgument(
             "option TTL_SECONDS is required for STREAM tables".into(),
-        ));
-    }
-    if access.is_some() && table_type != TableType::Shared {
-        return Err(Error::InvalidArgument(format!(
-            "option ACCESS_LEVEL applies to SHARED tables only, not {table_type}"
-        )));
-    }
-    if flush_policy.is_some() && table_type == TableType::Stream {
-        return Err(Error::InvalidArgument(
-            "option FLUSH_POLICY does not apply to STREAM tables: they are never flushed".into(),
         ));
     }
     // Whether the storage exists is checked by CREATE TABLE against the registry.

@@ -95,6 +95,8 @@ pub enum Command {
     },
     /// SHOW STORAGES
     ShowStorages,
+    /// ALTER TABLE
+    AlterTable(Box<datafusion::sql::sqlparser::ast::AlterTable>),
     /// Recognised but served by a later version.
     Unsupported(String),
 }
@@ -392,6 +394,12 @@ fn parse_one(p: &mut Parser) -> Result<Command> {
             let name = ident(p)?;
             Ok(Command::DropStorage { name, if_exists })
         }
+        ("ALTER", "TABLE") => match p.parse_statement()? {
+            Statement::AlterTable(a) => Ok(Command::AlterTable(Box::new(a))),
+            other => Err(Error::InvalidArgument(format!(
+                "unsupported statement: {other}"
+            ))),
+        },
         ("KILL", _)
         | ("EXECUTE", "AS")
         | ("CREATE", "USER")
