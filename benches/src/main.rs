@@ -3,7 +3,9 @@
 //! Starts the `quilldb` binary (`QUILLDB_BIN`, else the one beside this tool) on port 0 in a
 //! temp dir and measures single-row inserts (prepared and unprepared), 100-row INSERT
 //! statements, 10 parallel clients, bulk loads through prepared parameters and through
-//! CommandStatementIngest, a full DoGet scan and primary-key point lookups. Prints one table and writes the same figures
+//! CommandStatementIngest, a full DoGet scan and primary-key point lookups; then cold storage:
+//! flush throughput, the same full scan hot and cold, and point lookups on a 1-segment table
+//! against a 100-segment table. Prints one table and writes the same figures
 //! to `benches/results/latest-<durability>.json` and a timestamped copy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -42,7 +44,7 @@ struct Args {
     /// `sync` (the default and the figure that counts) or `async`.
     #[arg(long, default_value = "sync")]
     durability: String,
-    /// Run one part only: single, batched, parallel, ingest or scan.
+    /// Run one part only: single, batched, parallel, ingest, scan or cold.
     #[arg(long)]
     only: Option<String>,
     /// Where to write the JSON results.
@@ -106,7 +108,8 @@ fn params(ids: std::ops::Range<i64>) -> RecordBatch {
 
 async fn create(c: &mut Client, table: &str) {
     c.ok(&format!(
-        "CREATE TABLE bench.{table} (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, bucket BIGINT)"
+        "CREATE TABLE bench.{table} (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, bucket BIGINT) \
+         WITH (FLUSH_POLICY = 'interval:86400')"
     ))
     .await;
 }
@@ -170,6 +173,113 @@ async fn single_inserts(c: &mut Client, table: &str, ids: std::ops::Range<i64>) 
         assert_eq!(prepared_update(c, &handle, params(id..id + 1)).await, 1);
     }
     start.elapsed()
+}
+
+/// Loads `rows` rows into `bench.<table>` with one CommandStatementIngest call.
+async fn ingest(c: &mut Client, table: &str, rows: usize) {
+    let batches: Vec<RecordBatch> = (0..rows)
+        .step_by(65_536)
+        .map(|from| {
+            let to = (from + 65_536).min(rows);
+            let p = params(from as i64..to as i64);
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("name", DataType::Utf8, false),
+                Field::new("score", DataType::Float64, false),
+                Field::new("bucket", DataType::Int64, false),
+            ]));
+            RecordBatch::try_new(schema, p.columns().to_vec()).unwrap()
+        })
+        .collect();
+    let cmd = arrow_flight::sql::CommandStatementIngest {
+        table_definition_options: Some(arrow_flight::sql::TableDefinitionOptions {
+            if_not_exist: 2,
+            if_exists: 2,
+        }),
+        table: table.into(),
+        schema: Some("bench".into()),
+        ..Default::default()
+    };
+    let n = c
+        .inner
+        .execute_ingest(cmd, futures::stream::iter(batches.into_iter().map(Ok)))
+        .await
+        .unwrap();
+    assert_eq!(n as usize, rows);
+}
+
+/// The best of three `SELECT *` scans through DoGet: seconds and Arrow bytes received.
+async fn best_scan(server: &TestServer, c: &mut Client, table: &str, rows: usize) -> (f64, usize) {
+    let mut best = f64::MAX;
+    let mut best_bytes = 0usize;
+    for _ in 0..3 {
+        let info = c
+            .inner
+            .execute(format!("SELECT * FROM {table}"), None)
+            .await
+            .unwrap();
+        let ticket = info.endpoint[0].ticket.clone().unwrap();
+        let mut raw = server.raw_client().await;
+        let token = c.inner.token().cloned().unwrap();
+        let mut req = tonic::Request::new(ticket);
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let start = Instant::now();
+        let stream = raw.do_get(req).await.unwrap().into_inner();
+        let bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = bytes.clone();
+        let data = stream
+            .inspect(move |m| {
+                if let Ok(m) = m {
+                    counter.fetch_add(
+                        m.data_body.len() + m.data_header.len(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                }
+            })
+            .map_err(FlightError::from);
+        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(data)
+            .try_collect()
+            .await
+            .unwrap();
+        let t = start.elapsed().as_secs_f64();
+        let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(n, rows);
+        if t < best {
+            best = t;
+            best_bytes = bytes.load(std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    (best, best_bytes)
+}
+
+fn scan_row(test: &'static str, rows: usize, seconds: f64, bytes: usize) -> Row {
+    let mbps = bytes as f64 / seconds / 1e6;
+    Row {
+        test,
+        rows,
+        seconds,
+        rate: format!("{:.0} rows/s, {:.0} MB/s", rows as f64 / seconds, mbps),
+        extra: json!({ "bytes": bytes, "mb_per_s": mbps }),
+    }
+}
+
+/// `count` primary-key lookups spread over `0..max_id`: total seconds, p50 and p99 in ms.
+async fn lookups(c: &mut Client, table: &str, count: usize, max_id: usize) -> (f64, f64, f64) {
+    let mut lat = Vec::with_capacity(count);
+    let start = Instant::now();
+    for i in 0..count {
+        let id = (i * 7919) % max_id;
+        let t0 = Instant::now();
+        let b = c
+            .rows(&format!("SELECT * FROM {table} WHERE id = {id}"))
+            .await;
+        lat.push(t0.elapsed());
+        assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    }
+    let total = start.elapsed().as_secs_f64();
+    lat.sort();
+    (total, percentile(&lat, 0.5), percentile(&lat, 0.99))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -290,37 +400,9 @@ async fn main() {
     // 4b. Bulk ingest: one CommandStatementIngest call, batches of 64Ki rows.
     if want("ingest") {
         create(&mut c, "ingest").await;
-        let batches: Vec<RecordBatch> = (0..args.ingest_rows)
-            .step_by(65_536)
-            .map(|from| {
-                let to = (from + 65_536).min(args.ingest_rows);
-                let p = params(from as i64..to as i64);
-                let schema = Arc::new(Schema::new(vec![
-                    Field::new("id", DataType::Int64, false),
-                    Field::new("name", DataType::Utf8, false),
-                    Field::new("score", DataType::Float64, false),
-                    Field::new("bucket", DataType::Int64, false),
-                ]));
-                RecordBatch::try_new(schema, p.columns().to_vec()).unwrap()
-            })
-            .collect();
-        let cmd = arrow_flight::sql::CommandStatementIngest {
-            table_definition_options: Some(arrow_flight::sql::TableDefinitionOptions {
-                if_not_exist: 2,
-                if_exists: 2,
-            }),
-            table: "ingest".into(),
-            schema: Some("bench".into()),
-            ..Default::default()
-        };
         let start = Instant::now();
-        let n = c
-            .inner
-            .execute_ingest(cmd, futures::stream::iter(batches.into_iter().map(Ok)))
-            .await
-            .unwrap();
+        ingest(&mut c, "ingest", args.ingest_rows).await;
         let t = start.elapsed();
-        assert_eq!(n as usize, args.ingest_rows);
         // The server logs how the call's time divides between receiving and committing.
         if let Some(line) = server.log().lines().rev().find(|l| l.contains(" ingest ")) {
             println!(
@@ -337,80 +419,83 @@ async fn main() {
     }
 
     if want("scan") {
-        let mut scan_best = f64::MAX;
-        let mut scan_bytes = 0usize;
-        for _ in 0..3 {
-            let info = c
-                .inner
-                .execute("SELECT * FROM bench.scan".into(), None)
-                .await
-                .unwrap();
-            let ticket = info.endpoint[0].ticket.clone().unwrap();
-            let mut raw = server.raw_client().await;
-            let token = c.inner.token().cloned().unwrap();
-            let mut req = tonic::Request::new(ticket);
-            req.metadata_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
-            let start = Instant::now();
-            let stream = raw.do_get(req).await.unwrap().into_inner();
-            let bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let counter = bytes.clone();
-            let data = stream
-                .inspect(move |m| {
-                    if let Ok(m) = m {
-                        counter.fetch_add(
-                            m.data_body.len() + m.data_header.len(),
-                            std::sync::atomic::Ordering::Relaxed,
-                        );
-                    }
-                })
-                .map_err(FlightError::from);
-            let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(data)
-                .try_collect()
-                .await
-                .unwrap();
-            let t = start.elapsed().as_secs_f64();
-            let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-            assert_eq!(n, args.scan_rows);
-            if t < scan_best {
-                scan_best = t;
-                scan_bytes = bytes.load(std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        let mbps = scan_bytes as f64 / scan_best / 1e6;
-        rows.push(Row {
-            test: "Full scan via DoGet (best of 3)",
-            rows: args.scan_rows,
-            seconds: scan_best,
-            rate: format!(
-                "{:.0} rows/s, {:.0} MB/s",
-                args.scan_rows as f64 / scan_best,
-                mbps
-            ),
-            extra: json!({ "bytes": scan_bytes, "mb_per_s": mbps }),
-        });
-
-        // 5. Primary-key point lookups.
-        let mut lat = Vec::with_capacity(args.lookups);
-        let start = Instant::now();
-        for i in 0..args.lookups {
-            let id = (i * 7919) % args.scan_rows;
-            let t0 = Instant::now();
-            let b = c
-                .rows(&format!("SELECT * FROM bench.scan WHERE id = {id}"))
-                .await;
-            lat.push(t0.elapsed());
-            assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
-        }
-        let total = start.elapsed().as_secs_f64();
-        lat.sort();
-        let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+        let (scan_best, scan_bytes) =
+            best_scan(&server, &mut c, "bench.scan", args.scan_rows).await;
+        rows.push(scan_row(
+            "Full scan via DoGet (best of 3)",
+            args.scan_rows,
+            scan_best,
+            scan_bytes,
+        ));
+        let (total, p50, p99) = lookups(&mut c, "bench.scan", args.lookups, args.scan_rows).await;
         rows.push(Row {
             test: "PK point lookups",
             rows: args.lookups,
             seconds: total,
             rate: format!("p50 {p50:.3} ms, p99 {p99:.3} ms"),
             extra: json!({ "p50_ms": p50, "p99_ms": p99 }),
+        });
+    }
+
+    // 6. Cold storage: flush throughput, the same full scan hot and cold, and point lookups
+    //    on a 1-segment table against a 100-segment table.
+    if want("cold") {
+        let n = args.scan_rows;
+        create(&mut c, "cold").await;
+        ingest(&mut c, "cold", n).await;
+        let (hot_scan, hot_bytes) = best_scan(&server, &mut c, "bench.cold", n).await;
+        rows.push(scan_row(
+            "Hot full scan (best of 3)",
+            n,
+            hot_scan,
+            hot_bytes,
+        ));
+        let start = Instant::now();
+        let job = c.flush_job("bench.cold").await;
+        let (status, message) = c.wait_job(&job).await;
+        assert_eq!(status, "completed", "{message}");
+        let flush_t = start.elapsed();
+        rows.push(Row::throughput(
+            "Flush to Parquet",
+            n,
+            flush_t,
+            json!({ "job": message }),
+        ));
+        let (cold_scan, cold_bytes) = best_scan(&server, &mut c, "bench.cold", n).await;
+        let mut row = scan_row("Cold full scan (best of 3)", n, cold_scan, cold_bytes);
+        row.extra["cold_over_hot_time"] = json!(cold_scan / hot_scan);
+        rows.push(row);
+        let (total, p50_1, p99_1) = lookups(&mut c, "bench.cold", args.lookups, n).await;
+        rows.push(Row {
+            test: "Lookups, 1 segment",
+            rows: args.lookups,
+            seconds: total,
+            rate: format!("p50 {p50_1:.3} ms, p99 {p99_1:.3} ms"),
+            extra: json!({ "p50_ms": p50_1, "p99_ms": p99_1 }),
+        });
+        create(&mut c, "seg100").await;
+        let per = n / 100;
+        for s in 0..100 {
+            let load = prepare(
+                &mut c,
+                "INSERT INTO bench.seg100 (id, name, score, bucket) VALUES ($1, $2, $3, $4)".into(),
+            )
+            .await;
+            prepared_update(
+                &mut c,
+                &load,
+                params((s * per) as i64..((s + 1) * per) as i64),
+            )
+            .await;
+            c.flush("bench.seg100").await;
+        }
+        let (total, p50, p99) = lookups(&mut c, "bench.seg100", args.lookups, per * 100).await;
+        rows.push(Row {
+            test: "Lookups, 100 segments",
+            rows: args.lookups,
+            seconds: total,
+            rate: format!("p50 {p50:.3} ms, p99 {p99:.3} ms"),
+            extra: json!({ "p50_ms": p50, "p99_ms": p99, "p50_over_1_segment": p50 / p50_1 }),
         });
     }
 

@@ -57,14 +57,17 @@ impl AsyncFileReader for ObjectReader {
 
     fn get_metadata<'a>(
         &'a mut self,
-        _options: Option<&'a ArrowReaderOptions>,
+        options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
             let size = self.size;
-            let meta = ParquetMetaDataReader::new()
-                .with_prefetch_hint(Some(64 * 1024))
-                .load_and_finish(&mut *self, size)
-                .await?;
+            let mut reader = ParquetMetaDataReader::new().with_prefetch_hint(Some(64 * 1024));
+            if let Some(o) = options {
+                reader = reader
+                    .with_column_index_policy(o.column_index_policy())
+                    .with_offset_index_policy(o.offset_index_policy());
+            }
+            let meta = reader.load_and_finish(&mut *self, size).await?;
             Ok(Arc::new(meta))
         }
         .boxed()

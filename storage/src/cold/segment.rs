@@ -30,7 +30,9 @@ use crate::hot::{DELETED_COLUMN, Overlay, SEQ_COLUMN};
 use crate::{Error, Result};
 
 /// Rows per Parquet row group: the unit a point lookup decodes.
-const ROW_GROUP_ROWS: usize = 32 * 1024;
+/// Small enough that a lookup, which finds its row group by `_seq` statistics, decodes little;
+/// large enough that scans stream batches of full size.
+const ROW_GROUP_ROWS: usize = 8 * 1024;
 
 /// Builds one segment in memory from batches of `[columns..., _seq, _deleted]`.
 pub struct SegmentWriter {
@@ -407,12 +409,11 @@ impl ColdStore {
 
         let reader =
             super::reader::ObjectReader::new(self.object_store().clone(), path.clone(), seg.bytes);
-        let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
+        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
             .with_projection(mask)
             .with_row_groups(groups)
-            .with_batch_size(read.batch_size)
-            .build()
-            .map_err(|e| Error::parquet(&path, e))?;
+            .with_batch_size(read.batch_size);
+        let stream = builder.build().map_err(|e| Error::parquet(&path, e))?;
         let out_schema = read.schema();
         let whole = seg.deleted == 0
             && read.deleted.is_empty()
