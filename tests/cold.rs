@@ -349,3 +349,75 @@ async fn open_files_return_to_idle_after_a_cold_load() {
     let after = fds();
     assert!(after <= idle + 2, "open files grew from {idle} to {after}");
 }
+
+#[tokio::test]
+async fn finished_jobs_leave_system_jobs_after_their_retention() {
+    let (_server, mut c) = setup(&[("QUILLDB_JOBS__RETENTION_SECONDS", "1")]).await;
+    insert_range(&mut c, 0, 3).await;
+    let job = c.flush_job("app.t").await;
+    assert_eq!(c.wait_job(&job).await.0, "completed");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = c
+            .rows(&format!(
+                "SELECT job_id FROM system.jobs WHERE job_id = '{job}'"
+            ))
+            .await;
+        if count(&left) == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {job} outlived its retention"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_a_running_flush() {
+    let (mut server, mut c) = setup(&[]).await;
+    c.ok("INSERT INTO app.t SELECT value AS id, 'b' || CAST(value AS TEXT) AS body, CAST(value AS INT) AS n \
+          FROM generate_series(0, 299999)")
+        .await;
+    let job = c.flush_job("app.t").await;
+    // Wait until it runs, then stop the server under it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c
+        .rows(&format!(
+            "SELECT status FROM system.jobs WHERE job_id = '{job}'"
+        ))
+        .await
+        .iter()
+        .any(|b| column(std::slice::from_ref(b), "status").contains(&"running".to_string()))
+    {
+        if Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(c);
+    assert!(server.stop().success());
+    let log = server.log();
+    if log.contains("waiting up to") {
+        assert!(
+            log.contains(&job),
+            "the shutdown names the job it waits on:\n{log}"
+        );
+    }
+    server.launch(&[]);
+    let mut c = server.client().await;
+    let rows = c
+        .rows(&format!(
+            "SELECT status FROM system.jobs WHERE job_id = '{job}'"
+        ))
+        .await;
+    assert_eq!(
+        column(&rows, "status"),
+        vec!["completed"],
+        "the flush finished before the exit"
+    );
+    assert_eq!(count(&c.rows("SELECT id FROM app.t").await), 300_000);
+    let d = c.rows("DESCRIBE TABLE app.t").await;
+    assert_eq!(column(&d, "hot_rows")[0], "0");
+}

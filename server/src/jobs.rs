@@ -554,9 +554,11 @@ impl Jobs {
                     Err(e) => tracing::warn!(error = %e, "removing old jobs"),
                 }
             }
+            // Looks twice per retention period, at most once a minute.
+            let every = Duration::from_secs((self.config.retention_seconds / 2).clamp(1, 60));
             tokio::select! {
                 _ = self.stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                _ = tokio::time::sleep(every) => {}
             }
         }
     }
