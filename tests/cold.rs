@@ -424,3 +424,27 @@ async fn shutdown_waits_for_a_running_flush() {
     let d = c.rows("DESCRIBE TABLE app.t").await;
     assert_eq!(column(&d, "hot_rows")[0], "0");
 }
+
+#[tokio::test]
+async fn flush_policy_by_interval_runs_by_itself() {
+    let (_server, mut c) = setup(&[("QUILLDB_JOBS__POLICY_CHECK_MS", "50")]).await;
+    c.ok("CREATE TABLE app.i (id BIGINT PRIMARY KEY, v TEXT) WITH (FLUSH_POLICY = 'interval:1')")
+        .await;
+    c.ok("INSERT INTO app.i VALUES (1, 'v')").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = c.rows("DESCRIBE TABLE app.i").await;
+        if column(&d, "segments")[0] == "1" {
+            assert_eq!(column(&d, "hot_rows")[0], "0");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no flush by interval");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing new: no more flush jobs pile up for the table.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let jobs = c
+        .rows("SELECT status FROM system.jobs WHERE table_name = 'i'")
+        .await;
+    assert_eq!(column(&jobs, "status"), vec!["completed"]);
+}

@@ -98,6 +98,9 @@ pub async fn flush(
         .last_seq;
     steps.reached("flush:begin");
     if !has_versions(hot, &spec.partition, cold_max, horizon).await? {
+        // Nothing to move; the trim (a no-op range) settles the partition's unflushed count
+        // so that its flush policy does not fire again.
+        trim(hot, &spec.partition, cold_max).await?;
         return Ok(None);
     }
     let mut out = FolderOutcome::default();
