@@ -1,7 +1,6 @@
 //! Primary-key values to the hot store's order-preserving key bytes.
 
-use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{DataType, Int16Type, Int32Type, Int64Type};
+use arrow::array::{Array, ArrayRef};
 use arrow::util::display::array_value_to_string;
 use datafusion::common::ScalarValue;
 use quilldb_storage::keys::pk;
@@ -36,41 +35,7 @@ pub fn encode_pk_array(a: &ArrayRef) -> Result<Vec<Vec<u8>>> {
             "the primary key cannot be NULL".into(),
         ));
     }
-    Ok(match a.data_type() {
-        DataType::Int16 => a
-            .as_primitive::<Int16Type>()
-            .values()
-            .iter()
-            .map(|v| pk::int(i64::from(*v)))
-            .collect(),
-        DataType::Int32 => a
-            .as_primitive::<Int32Type>()
-            .values()
-            .iter()
-            .map(|v| pk::int(i64::from(*v)))
-            .collect(),
-        DataType::Int64 => a
-            .as_primitive::<Int64Type>()
-            .values()
-            .iter()
-            .map(|v| pk::int(*v))
-            .collect(),
-        DataType::Utf8 => a
-            .as_string::<i32>()
-            .iter()
-            .map(|v| pk::bytes(v.unwrap_or_default().as_bytes()))
-            .collect(),
-        DataType::Binary => a
-            .as_binary::<i32>()
-            .iter()
-            .map(|v| pk::bytes(v.unwrap_or_default()))
-            .collect(),
-        other => {
-            return Err(Error::Internal(format!(
-                "primary key of type {other} cannot be encoded"
-            )));
-        }
-    })
+    pk::encode_array(a).map_err(|e| Error::Internal(format!("primary key: {e}")))
 }
 
 /// A key as the duplicate-key error shows it.

@@ -152,33 +152,6 @@ impl HotStore {
         self.view(|v| v.scan(spec, sink))
     }
 
-    /// The live rows with these primary keys, in `_seq` order (keys without a live row are left
-    /// out). Reads the hot store only.
-    pub fn lookup(&self, spec: &ScanSpec, pks: &[Vec<u8>]) -> Result<RecordBatch> {
-        self.view(|v| {
-            let mut seqs = Vec::with_capacity(pks.len());
-            let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
-            for pk in pks {
-                if let Some((seq, row)) = spec.overlay.as_ref().and_then(|o| o.rows.get(pk)) {
-                    if let Some(row) = row
-                        && *seq >= spec.min_seq
-                        && *seq <= spec.max_seq
-                    {
-                        pending.push((*seq, row.clone()));
-                    }
-                    continue;
-                }
-                if let Some((seq, true)) = v.index(&spec.partition, pk)?
-                    && seq >= spec.min_seq
-                    && seq <= spec.max_seq
-                {
-                    seqs.push(seq);
-                }
-            }
-            v.rows(spec, &mut seqs, pending)
-        })
-    }
-
     /// The current version of one key: its `_seq` and whether it is live.
     pub fn current(&self, partition: &PartitionKey, pk: &[u8]) -> Result<Option<(u64, bool)>> {
         let pk_cf = cf(&self.db, CF_PK)?;
@@ -669,7 +642,15 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let found = store
-            .lookup(&spec(&part), &[pk::int(2), pk::int(9)])
+            .view(|v| {
+                let mut seqs: Vec<u64> = [pk::int(2), pk::int(9)]
+                    .iter()
+                    .filter_map(|k| v.index(&part, k).ok().flatten())
+                    .filter(|(_, live)| *live)
+                    .map(|(seq, _)| seq)
+                    .collect();
+                v.rows(&spec(&part), &mut seqs, Vec::new())
+            })
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(found.num_rows(), 1);
     }
