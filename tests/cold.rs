@@ -448,3 +448,108 @@ async fn flush_policy_by_interval_runs_by_itself() {
         .await;
     assert_eq!(column(&jobs, "status"), vec!["completed"]);
 }
+
+/// Loads `rows` rows and starts a flush; answers the job id once it is running (or `None` if it
+/// finished before it was seen running).
+async fn running_flush(c: &mut Client, rows: usize) -> (String, bool) {
+    c.ok(&format!(
+        "INSERT INTO app.t SELECT value AS id, 'b' || CAST(value AS TEXT) AS body, \
+         CAST(value AS INT) AS n FROM generate_series(0, {})",
+        rows - 1
+    ))
+    .await;
+    let job = c.flush_job("app.t").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let b = c
+            .rows(&format!(
+                "SELECT status FROM system.jobs WHERE job_id = '{job}'"
+            ))
+            .await;
+        match column(&b, "status").pop().as_deref() {
+            Some("running") => return (job, true),
+            Some("queued") => tokio::time::sleep(Duration::from_millis(2)).await,
+            _ => break,
+        }
+    }
+    (job, false)
+}
+
+#[tokio::test]
+async fn kill_job_cancels_a_running_flush_and_keeps_every_row() {
+    let (server, mut c) = setup(&[]).await;
+    let (job, running) = running_flush(&mut c, 600_000).await;
+    if !running {
+        eprintln!("the flush ended before it was seen running; nothing to kill");
+        return;
+    }
+    match c.exec(&format!("KILL JOB '{job}'")).await {
+        Ok(_) => {
+            let (status, _) = c.wait_job(&job).await;
+            assert_eq!(status, "cancelled");
+            // Nothing of it was committed: no manifest, no file, every row still hot.
+            assert!(
+                !server
+                    .data_dir()
+                    .join("storage/app/t/manifest.json")
+                    .exists()
+            );
+            assert!(
+                !server
+                    .data_dir()
+                    .join("storage/app/t/batch-0.parquet")
+                    .exists()
+            );
+            let d = c.rows("DESCRIBE TABLE app.t").await;
+            assert_eq!(column(&d, "hot_rows")[0], "600000");
+        }
+        // It finished between the look and the kill.
+        Err(e) => assert_eq!(e.code(), Code::FailedPrecondition, "{e}"),
+    }
+    assert_eq!(
+        column(&c.rows("SELECT count(*) AS c FROM app.t").await, "c"),
+        vec!["600000"]
+    );
+    c.flush("app.t").await;
+    assert_eq!(
+        column(&c.rows("SELECT count(*) AS c FROM app.t").await, "c"),
+        vec!["600000"]
+    );
+}
+
+#[tokio::test]
+async fn a_second_signal_stops_at_once_and_the_flush_is_retried() {
+    let (mut server, mut c) = setup(&[]).await;
+    let (job, running) = running_flush(&mut c, 600_000).await;
+    drop(c);
+    let status = server.stop_twice(Duration::from_millis(100));
+    server.launch(&[]);
+    let mut c = server.client().await;
+    let rows = c
+        .rows(&format!(
+            "SELECT status, message FROM system.jobs WHERE job_id = '{job}'"
+        ))
+        .await;
+    let state = column(&rows, "status").pop().unwrap();
+    let message = column(&rows, "message").pop().unwrap();
+    if running && !status.success() {
+        // Marked failed by the second signal (or, had it not been saved, at this start).
+        assert_eq!(state, "failed", "{message}");
+        assert!(
+            message.contains("second signal") || message.contains("interrupted"),
+            "{message}"
+        );
+        // Its work was submitted again at this start.
+        let retry = message.rsplit(' ').next().unwrap().to_string();
+        assert!(retry.starts_with("FL-"), "{message}");
+        let (status, why) = c.wait_job(&retry).await;
+        assert_eq!(status, "completed", "{why}");
+    }
+    // Whatever happened, every row is there once, and a flush completes.
+    c.flush("app.t").await;
+    let counts = c
+        .rows("SELECT count(*) AS c, count(DISTINCT id) AS k FROM app.t")
+        .await;
+    assert_eq!(column(&counts, "c"), vec!["600000"]);
+    assert_eq!(column(&counts, "k"), vec!["600000"]);
+}

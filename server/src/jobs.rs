@@ -127,10 +127,19 @@ impl Jobs {
             .lock()
             .jobs
             .values()
-            .filter(|j| !j.status.is_finished())
+            .filter(|j| !j.status.is_finished() || j.retry_at_start)
             .cloned()
             .collect();
         for mut j in interrupted {
+            if j.retry_at_start {
+                let retry = self.resubmit(&j).await?;
+                j.retry_at_start = false;
+                if let Some(id) = retry {
+                    j.message = format!("{}; retried as {id}", j.message);
+                }
+                self.save(j).await?;
+                continue;
+            }
             if j.status == JobStatus::Queued {
                 self.enqueue(&j.id)?;
                 continue;
@@ -235,6 +244,7 @@ impl Jobs {
             started_at: None,
             finished_at: None,
             target,
+            retry_at_start: false,
         }
     }
 
@@ -388,6 +398,7 @@ impl Jobs {
             j.status = JobStatus::Failed;
             j.finished_at = Some(now_millis());
             j.message = format!("stopped: {why}");
+            j.retry_at_start = true;
             tracing::warn!(job = %j.id, "{}", j.message);
             if let Err(e) = self.save(j).await {
                 tracing::error!(error = %e, "saving a stopped job");

@@ -200,6 +200,15 @@ impl TestServer {
         self.signal_and_wait("TERM")
     }
 
+    /// SIGTERM twice, `gap` apart: the second signal must end the process at once.
+    pub fn stop_twice(&mut self, gap: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(&child, "TERM");
+        std::thread::sleep(gap);
+        signal(&child, "TERM");
+        wait(&mut child, Duration::from_secs(60))
+    }
+
     fn signal_and_wait(&mut self, name: &str) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         signal(&child, name);

@@ -144,6 +144,8 @@ pub struct Job {
     pub finished_at: Option<i64>,
     /// Cleanup: the storage and folder to remove.
     pub target: Option<(String, String)>,
+    /// Stopped by the server's shutdown: its work is submitted again at the next start.
+    pub retry_at_start: bool,
 }
 
 /// A fresh short id: the kind's prefix and six base-36 characters.
@@ -188,6 +190,8 @@ struct JobRecord {
     target_storage: Option<String>,
     #[prost(string, optional, tag = "15")]
     target_folder: Option<String>,
+    #[prost(bool, tag = "16")]
+    retry_at_start: bool,
 }
 
 /// The record's key.
@@ -213,6 +217,7 @@ pub(crate) fn encode(j: &Job) -> Vec<u8> {
         finished_at: j.finished_at,
         target_storage: j.target.as_ref().map(|t| t.0.clone()),
         target_folder: j.target.as_ref().map(|t| t.1.clone()),
+        retry_at_start: j.retry_at_start,
     }
     .encode_to_vec()
 }
@@ -236,6 +241,7 @@ pub(crate) fn decode(b: &[u8]) -> Result<Job> {
         started_at: r.started_at,
         finished_at: r.finished_at,
         target: r.target_storage.zip(r.target_folder),
+        retry_at_start: r.retry_at_start,
     })
 }
 
@@ -262,6 +268,7 @@ mod tests {
             started_at: Some(5),
             finished_at: None,
             target: Some(("local".into(), "a/b".into())),
+            retry_at_start: true,
         };
         assert_eq!(decode(&encode(&j)).unwrap_or_else(|e| panic!("{e}")), j);
     }
