@@ -157,7 +157,7 @@ async fn flush_policy_by_rows_runs_by_itself() {
 
 #[tokio::test]
 async fn point_lookup_on_100_segments_opens_one_file() {
-    let (server, mut c) = setup(&[]).await;
+    let (server, mut c) = setup(&[("QUILLDB_STORAGE__AUTO_COMPACT_SEGMENTS", "0")]).await;
     for s in 0..100 {
         insert_range(&mut c, s * 10, s * 10 + 10).await;
         c.flush("app.t").await;
@@ -552,4 +552,32 @@ async fn a_second_signal_stops_at_once_and_the_flush_is_retried() {
         .await;
     assert_eq!(column(&counts, "c"), vec!["600000"]);
     assert_eq!(column(&counts, "k"), vec!["600000"]);
+}
+
+#[tokio::test]
+async fn many_small_segments_queue_a_compaction() {
+    let (server, mut c) = setup(&[("QUILLDB_STORAGE__AUTO_COMPACT_SEGMENTS", "4")]).await;
+    for s in 0..4 {
+        insert_range(&mut c, s * 10, s * 10 + 10).await;
+        c.flush("app.t").await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let done = c
+            .rows("SELECT status FROM system.jobs WHERE job_type = 'compact'")
+            .await;
+        if column(&done, "status") == vec!["completed"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no compaction was queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        manifest(&server, "app/t")["segments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(count(&c.rows("SELECT * FROM app.t").await), 40);
 }

@@ -291,7 +291,12 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 async fn main() {
     let args = Args::parse();
     let server =
-        TestServer::start_with(&[("QUILLDB_STORAGE__DURABILITY", args.durability.as_str())]).await;
+        // Automatic compaction would merge the 100-segment table the lookups compare.
+        TestServer::start_with(&[
+            ("QUILLDB_STORAGE__DURABILITY", args.durability.as_str()),
+            ("QUILLDB_STORAGE__AUTO_COMPACT_SEGMENTS", "0"),
+        ])
+        .await;
     let mut c = server.client().await;
     c.ok("CREATE NAMESPACE bench").await;
     let mut rows: Vec<Row> = Vec::new();

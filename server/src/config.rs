@@ -108,6 +108,9 @@ pub struct StorageConfig {
     pub deletion_retention_seconds: u64,
     /// Compaction merges adjacent segments into runs of at most this many row versions.
     pub compact_target_rows: u64,
+    /// A flush that leaves a folder with this many small segments (under a quarter of
+    /// `compact_target_rows`) queues a compaction; 0 turns that off.
+    pub auto_compact_segments: usize,
 }
 
 impl Default for StorageConfig {
@@ -117,6 +120,7 @@ impl Default for StorageConfig {
             block_cache_mb: 256,
             deletion_retention_seconds: 7 * 24 * 3600,
             compact_target_rows: 1 << 20,
+            auto_compact_segments: 16,
         }
     }
 }

@@ -453,6 +453,18 @@ impl Jobs {
                 job.rows = done.rows;
                 job.bytes = done.bytes;
                 job.message = done.message;
+                if done.compact_due
+                    && let Some(def) = self.catalog.table_by_id(job.table_id)
+                {
+                    match self.submit(JobKind::Compact, &def).await {
+                        Ok(id) => {
+                            job.message = format!("{}; compaction queued as {id}", job.message)
+                        }
+                        Err(e) => {
+                            tracing::warn!(table = %def.qualified(), error = %e, "cannot queue a compaction")
+                        }
+                    }
+                }
             }
             Ok(None) => {
                 job.status = JobStatus::Skipped;

@@ -17,6 +17,8 @@ pub(super) struct Done {
     pub rows: u64,
     pub bytes: u64,
     pub message: String,
+    /// A flush left a folder with enough small segments to compact.
+    pub compact_due: bool,
 }
 
 struct JobSteps<'a> {
@@ -96,6 +98,7 @@ pub(super) async fn execute(
                 "removed the files of {}.{} ({freed} bytes)",
                 job.namespace, job.table_name
             ),
+            compact_due: false,
         }));
     }
     let Some(def) = jobs.catalog.table_by_id(job.table_id) else {
@@ -111,6 +114,7 @@ pub(super) async fn execute(
             }
             let mut total = FolderOutcome::default();
             let mut any = false;
+            let mut compact_due = false;
             for p in partitions {
                 let (cold, spec) = folder_spec(&jobs.storages, &def, &p)?;
                 if let Some(o) = flush::flush(&jobs.hot, &cold, &spec, &steps)
@@ -119,12 +123,14 @@ pub(super) async fn execute(
                 {
                     any = true;
                     add(&mut total, &o);
+                    compact_due |= small_segments(jobs, &cold, &spec);
                 }
             }
             Ok(any.then(|| Done {
                 rows: total.rows,
                 bytes: total.bytes,
                 message: format!("{} rows in {} new segment(s)", total.rows, total.segments),
+                compact_due,
             }))
         }
         JobKind::Compact => {
@@ -158,11 +164,24 @@ pub(super) async fn execute(
                     "{} segment(s) rewritten into {}",
                     total.removed, total.segments
                 ),
+                compact_due: false,
             }))
         }
         JobKind::StreamEviction => Ok(None),
         JobKind::Cleanup => Ok(None),
     }
+}
+
+/// Whether the folder now holds `storage.auto_compact_segments` small segments.
+fn small_segments(jobs: &Jobs, cold: &quilldb_storage::cold::ColdStore, spec: &FolderSpec) -> bool {
+    let want = jobs.storage.auto_compact_segments;
+    if want == 0 {
+        return false;
+    }
+    let small = jobs.storage.compact_target_rows / 4;
+    cold.cached(&spec.folder)
+        .flatten()
+        .is_some_and(|m| m.segments.iter().filter(|s| s.rows < small).count() >= want)
 }
 
 fn add(total: &mut FolderOutcome, o: &FolderOutcome) {
