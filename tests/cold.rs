@@ -377,24 +377,8 @@ async fn finished_jobs_leave_system_jobs_after_their_retention() {
 #[tokio::test]
 async fn shutdown_waits_for_a_running_flush() {
     let (mut server, mut c) = setup(&[]).await;
-    c.ok("INSERT INTO app.t SELECT value AS id, 'b' || CAST(value AS TEXT) AS body, CAST(value AS INT) AS n \
-          FROM generate_series(0, 299999)")
-        .await;
-    let job = c.flush_job("app.t").await;
-    // Wait until it runs, then stop the server under it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut running = false;
-    while !running && Instant::now() < deadline {
-        let b = c
-            .rows(&format!(
-                "SELECT status FROM system.jobs WHERE job_id = '{job}'"
-            ))
-            .await;
-        running = column(&b, "status") == vec!["running"];
-        if !running {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
+    // Stop the server under a running flush.
+    let (job, running) = running_flush(&mut c, 300_000).await;
     drop(c);
     assert!(server.stop().success());
     let log = server.log();
