@@ -204,7 +204,8 @@ async fn point_lookup_on_100_segments_opens_one_file() {
 
 #[tokio::test]
 async fn compaction_merges_segments_and_drops_dead_versions() {
-    let (server, mut c) = setup(&[]).await;
+    // The explicit compaction only: none queued by the flushes.
+    let (server, mut c) = setup(&[("QUILLDB_STORAGE__AUTO_COMPACT_SEGMENTS", "0")]).await;
     for s in 0..6 {
         insert_range(&mut c, s * 10, s * 10 + 10).await;
         c.flush("app.t").await;
@@ -564,4 +565,34 @@ async fn many_small_segments_queue_a_compaction() {
         1
     );
     assert_eq!(count(&c.rows("SELECT * FROM app.t").await), 40);
+}
+
+#[tokio::test]
+async fn replacing_many_cold_rows_queues_a_compaction() {
+    let (server, mut c) = setup(&[]).await;
+    insert_range(&mut c, 0, 100).await;
+    c.flush("app.t").await;
+    c.ok("UPDATE app.t SET body = 'new' WHERE id < 20").await;
+    c.ok("DELETE FROM app.t WHERE id >= 90").await;
+    c.flush("app.t").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let done = c
+            .rows("SELECT status FROM system.jobs WHERE job_type = 'compact'")
+            .await;
+        if column(&done, "status") == vec!["completed"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no compaction was queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = manifest(&server, "app/t");
+    assert_eq!(m["segments"].as_array().unwrap().len(), 1, "{m}");
+    // 90 live rows and the 10 recent tombstones.
+    assert_eq!(m["segments"][0]["rows"], 100);
+    assert_eq!(count(&c.rows("SELECT * FROM app.t").await), 90);
+    assert_eq!(
+        count(&c.rows("SELECT * FROM app.t WHERE body = 'new'").await),
+        20
+    );
 }

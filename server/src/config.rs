@@ -109,7 +109,8 @@ pub struct StorageConfig {
     /// Compaction merges adjacent segments into runs of at most this many row versions.
     pub compact_target_rows: u64,
     /// A flush that leaves a folder with this many small segments (under a quarter of
-    /// `compact_target_rows`) queues a compaction; 0 turns that off.
+    /// `compact_target_rows`), or with a tenth of its cold versions replaced, queues a
+    /// compaction; 0 turns that off.
     pub auto_compact_segments: usize,
 }
 

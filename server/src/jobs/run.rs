@@ -123,7 +123,8 @@ pub(super) async fn execute(
                 {
                     any = true;
                     add(&mut total, &o);
-                    compact_due |= small_segments(jobs, &cold, &spec);
+                    compact_due |= small_segments(jobs, &cold, &spec)
+                        || dead_versions(jobs, &cold, &spec).await?;
                 }
             }
             Ok(any.then(|| Done {
@@ -182,6 +183,27 @@ fn small_segments(jobs: &Jobs, cold: &quilldb_storage::cold::ColdStore, spec: &F
     cold.cached(&spec.folder)
         .flatten()
         .is_some_and(|m| m.segments.iter().filter(|s| s.rows < small).count() >= want)
+}
+
+/// Whether a tenth or more of the folder's cold versions were replaced since their flush.
+async fn dead_versions(
+    jobs: &Jobs,
+    cold: &quilldb_storage::cold::ColdStore,
+    spec: &FolderSpec,
+) -> Result<bool> {
+    if jobs.storage.auto_compact_segments == 0 {
+        return Ok(false);
+    }
+    let Some(m) = cold.cached(&spec.folder).flatten() else {
+        return Ok(false);
+    };
+    let hot = jobs.hot.clone();
+    let p = spec.partition.clone();
+    let marks = tokio::task::spawn_blocking(move || hot.view(|v| v.deleted(&p)))
+        .await
+        .map_err(|e| Error::Internal(format!("counting replaced versions: {e}")))??
+        .len() as u64;
+    Ok(marks > 0 && marks * 10 >= m.rows())
 }
 
 fn add(total: &mut FolderOutcome, o: &FolderOutcome) {
