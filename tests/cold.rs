@@ -56,6 +56,10 @@ async fn flush_writes_parquet_and_manifest_then_trims_hot_rows() {
     assert!(std::fs::metadata(&batch).unwrap().len() > 0);
     let m = manifest(&server, "app/t");
     assert_eq!(m["table"], "app.t");
+    assert!(
+        m["user_id"].is_null(),
+        "a SHARED table's manifest has no owner: {m}"
+    );
     assert_eq!(m["next_batch"], 1);
     let seg = &m["segments"][0];
     assert_eq!(seg["path"], "batch-0.parquet");

@@ -20,8 +20,8 @@ pub struct Manifest {
     /// mistaken for the new table's.
     #[serde(default)]
     pub table_id: u64,
-    /// The owner of a USER table folder.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The owner of a USER table folder (`null` for SHARED tables).
+    #[serde(default)]
     pub user_id: Option<String>,
     /// The table's schema version when the manifest was last written.
     pub schema_version: u32,
