@@ -301,7 +301,7 @@ impl Backend for QuillBackend {
         password: &str,
         peer: Option<SocketAddr>,
     ) -> Result<(Caller, String), Status> {
-        let r = self.db.auth.login(user, password, peer);
+        let r = self.db.auth.login(user, password, peer).await;
         if r.is_ok() {
             self.db.metrics.active_sessions.inc();
         }

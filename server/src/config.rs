@@ -66,6 +66,10 @@ pub struct AuthConfig {
     pub root_password: Option<String>,
     /// Lifetime of bearer tokens.
     pub token_ttl_seconds: u64,
+    /// Wrong passwords in a row that lock an account.
+    pub max_failed_logins: u32,
+    /// Seconds an account stays locked.
+    pub lockout_seconds: u64,
 }
 
 impl Default for AuthConfig {
@@ -73,6 +77,8 @@ impl Default for AuthConfig {
         Self {
             root_password: None,
             token_ttl_seconds: 12 * 3600,
+            max_failed_logins: 5,
+            lockout_seconds: 300,
         }
     }
 }

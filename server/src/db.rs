@@ -109,7 +109,7 @@ pub struct Database {
     /// Background jobs.
     pub jobs: Arc<Jobs>,
     /// Credentials and tokens.
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Statement limits.
@@ -173,10 +173,7 @@ impl Database {
                 .map_err(|e| Error::Internal(format!("registering functions: {e}")))?;
         }
         Ok(Arc::new(Self {
-            auth: Authenticator::new(
-                config.auth.root_password.clone(),
-                std::time::Duration::from_secs(config.auth.token_ttl_seconds),
-            ),
+            auth: Arc::new(Authenticator::load(hot.clone(), &config.auth)?),
             limits: Limits {
                 max_sql_bytes: config.limits.max_sql_bytes,
                 max_rows_per_insert: config.limits.max_rows_per_insert,

@@ -23,6 +23,19 @@ pub enum Role {
     System,
 }
 
+impl Role {
+    /// Parses a role name (any case); `anonymous` is not a role one can be given.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "user" => Some(Self::User),
+            "service" => Some(Self::Service),
+            "dba" => Some(Self::Dba),
+            "system" => Some(Self::System),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

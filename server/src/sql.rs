@@ -14,6 +14,8 @@ pub mod keys;
 pub mod parser;
 /// Storage statements and jobs.
 pub mod storage;
+/// Users.
+pub mod users;
 
 use std::sync::Arc;
 
@@ -126,6 +128,33 @@ pub async fn run_command(
         }
         Command::DropStorage { name, if_exists } => {
             storage::drop_storage(db, caller, &name, if_exists).await?;
+            Ok(Outcome::Affected(0))
+        }
+        Command::CreateUser {
+            name,
+            if_not_exists,
+            password,
+            role,
+            email,
+        } => {
+            users::create_user(
+                db,
+                caller,
+                &name,
+                if_not_exists,
+                password,
+                role.as_deref(),
+                email,
+            )
+            .await?;
+            Ok(Outcome::Affected(0))
+        }
+        Command::AlterUser { name, change } => {
+            users::alter_user(db, caller, &name, change).await?;
+            Ok(Outcome::Affected(0))
+        }
+        Command::DropUser { name, if_exists } => {
+            users::drop_user(db, caller, &name, if_exists).await?;
             Ok(Outcome::Affected(0))
         }
         Command::AlterTable(stmt) => {

@@ -146,6 +146,20 @@ impl TestServer {
         c
     }
 
+    /// A client logged in as `user`.
+    pub async fn client_as(&self, user: &str, password: &str) -> Result<Client, tonic::Status> {
+        let mut c = self.anonymous().await;
+        c.inner.handshake(user, password).await.map_err(to_status)?;
+        Ok(c)
+    }
+
+    /// A client that presents `token` as its bearer token.
+    pub async fn client_with_token(&self, token: &str) -> Client {
+        let mut c = self.anonymous().await;
+        c.inner.set_token(token.to_string());
+        c
+    }
+
     /// The outcome of a Basic-auth Handshake, with the server's own status on failure.
     pub async fn login(&self, user: &str, password: &str) -> Result<(), tonic::Status> {
         use base64::Engine;

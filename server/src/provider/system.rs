@@ -211,6 +211,11 @@ impl SystemSchema {
                     .map(Some)
                     .map_err(|e| DataFusionError::External(Box::new(e)));
             }
+            "users" => {
+                return crate::sql::users::users_batch(&self.db)
+                    .map(Some)
+                    .map_err(|e| DataFusionError::External(Box::new(e)));
+            }
             "storages" => {
                 return crate::sql::storage::storages_batch(&self.db)
                     .map(Some)

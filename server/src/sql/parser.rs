@@ -97,8 +97,46 @@ pub enum Command {
     ShowStorages,
     /// ALTER TABLE
     AlterTable(Box<datafusion::sql::sqlparser::ast::AlterTable>),
+    /// CREATE USER name WITH PASSWORD '...' [ROLE r] [EMAIL '...']
+    CreateUser {
+        /// Name.
+        name: String,
+        /// IF NOT EXISTS
+        if_not_exists: bool,
+        /// The password.
+        password: String,
+        /// ROLE, if given.
+        role: Option<String>,
+        /// EMAIL, if given.
+        email: Option<String>,
+    },
+    /// ALTER USER name SET PASSWORD '...' | SET ROLE r | SET EMAIL '...'
+    AlterUser {
+        /// Name.
+        name: String,
+        /// What changes.
+        change: UserChange,
+    },
+    /// DROP USER
+    DropUser {
+        /// Name.
+        name: String,
+        /// IF EXISTS
+        if_exists: bool,
+    },
     /// Recognised but served by a later version.
     Unsupported(String),
+}
+
+/// What ALTER USER changes.
+#[derive(Debug, Clone)]
+pub enum UserChange {
+    /// SET PASSWORD
+    Password(String),
+    /// SET ROLE
+    Role(String),
+    /// SET EMAIL
+    Email(String),
 }
 
 /// An identifier as QuillDB names it: unquoted folds to lower case, quoted is kept.
@@ -400,14 +438,60 @@ fn parse_one(p: &mut Parser) -> Result<Command> {
                 "unsupported statement: {other}"
             ))),
         },
-        ("KILL", _)
-        | ("EXECUTE", "AS")
-        | ("CREATE", "USER")
-        | ("ALTER", "USER")
-        | ("DROP", "USER")
-        | ("ALTER", _)
-        | ("CREATE", "VIEW")
-        | ("DROP", "VIEW") => {
+        ("CREATE", "USER") => {
+            p.next_token();
+            p.next_token();
+            let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+            let name = ident(p)?;
+            let (mut password, mut role, mut email) = (None, None, None);
+            while !matches!(p.peek_token().token, Token::EOF | Token::SemiColon) {
+                match word(&p.next_token()).as_deref() {
+                    Some("WITH") => continue,
+                    Some("PASSWORD") => password = Some(p.parse_literal_string()?),
+                    Some("ROLE") => role = Some(string_or_ident(p)?),
+                    Some("EMAIL") => email = Some(p.parse_literal_string()?),
+                    _ => {
+                        return Err(Error::Parse(
+                            "CREATE USER name WITH PASSWORD '...' [ROLE user|service|dba|system] \
+                             [EMAIL '...']"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+            let password = password.ok_or_else(|| {
+                Error::InvalidArgument("CREATE USER needs WITH PASSWORD '...'".into())
+            })?;
+            Ok(Command::CreateUser {
+                name,
+                if_not_exists,
+                password,
+                role,
+                email,
+            })
+        }
+        ("ALTER", "USER") => {
+            p.next_token();
+            p.next_token();
+            let name = ident(p)?;
+            let usage = "ALTER USER name SET PASSWORD '...' | SET ROLE r | SET EMAIL '...'";
+            expect_word(p, "SET", usage)?;
+            let change = match word(&p.next_token()).as_deref() {
+                Some("PASSWORD") => UserChange::Password(p.parse_literal_string()?),
+                Some("ROLE") => UserChange::Role(string_or_ident(p)?),
+                Some("EMAIL") => UserChange::Email(p.parse_literal_string()?),
+                _ => return Err(Error::Parse(format!("expected {usage}"))),
+            };
+            Ok(Command::AlterUser { name, change })
+        }
+        ("DROP", "USER") => {
+            p.next_token();
+            p.next_token();
+            let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let name = ident(p)?;
+            Ok(Command::DropUser { name, if_exists })
+        }
+        ("KILL", _) | ("EXECUTE", "AS") | ("ALTER", _) | ("CREATE", "VIEW") | ("DROP", "VIEW") => {
             // The rest is not parsed yet: skip to the end of the statement.
             while !matches!(p.peek_token().token, Token::EOF | Token::SemiColon) {
                 p.next_token();

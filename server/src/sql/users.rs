@@ -1,0 +1,260 @@
+//! CREATE / ALTER / DROP USER with the rules of spec/security.md: nobody grants a role above
+//! their own nor raises their own; the caller's role is checked before any user is looked up.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+
+use super::parser::UserChange;
+use crate::auth::records::{check_password, hash_password};
+use crate::auth::{ROOT, UserDef};
+use crate::catalog::names::{NameKind, validate};
+use crate::catalog::now_millis;
+use crate::db::Database;
+use crate::error::{Error, Result};
+use crate::session::{Caller, Role};
+
+fn denied(caller: &Caller, what: &str) -> Error {
+    Error::PermissionDenied(format!("role {} may not {what}", caller.role))
+}
+
+fn parse_role(r: &str) -> Result<Role> {
+    Role::parse(r).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "unknown role {r:?}: expected user, service, dba or system"
+        ))
+    })
+}
+
+/// The highest role `caller` may give to a user, if any.
+fn grantable(caller: Role) -> Option<Role> {
+    match caller {
+        Role::Service => Some(Role::User),
+        Role::Dba => Some(Role::Dba),
+        Role::System => Some(Role::System),
+        Role::Anonymous | Role::User => None,
+    }
+}
+
+/// Whether `caller` may manage (alter or drop) a user of role `target`.
+fn may_manage(caller: Role, target: Role) -> bool {
+    match caller {
+        Role::System => true,
+        Role::Dba => target <= Role::Dba,
+        _ => false,
+    }
+}
+
+async fn hashed(password: String) -> Result<String> {
+    check_password(&password)?;
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| Error::Internal(format!("hashing a password: {e}")))?
+}
+
+/// CREATE USER.
+pub async fn create_user(
+    db: &Arc<Database>,
+    caller: &Caller,
+    name: &str,
+    if_not_exists: bool,
+    password: String,
+    role: Option<&str>,
+    email: Option<String>,
+) -> Result<()> {
+    let Some(limit) = grantable(caller.role) else {
+        return Err(denied(caller, "create users"));
+    };
+    let role = role.map(parse_role).transpose()?.unwrap_or(Role::User);
+    if role > limit {
+        return Err(Error::PermissionDenied(format!(
+            "role {} may create users up to role {limit}, not {role}",
+            caller.role
+        )));
+    }
+    validate(NameKind::User, name)?;
+    if name == ROOT || db.auth.user(name).is_some() {
+        return if if_not_exists {
+            Ok(())
+        } else {
+            Err(Error::AlreadyExists(format!("user {name} already exists")))
+        };
+    }
+    let password_hash = hashed(password).await?;
+    let now = now_millis();
+    // A dropped user's name can be taken again: its old tokens stay dead.
+    let previous = db
+        .auth
+        .users()
+        .into_iter()
+        .find(|u| u.user_id == name)
+        .map_or(0, |u| u.credentials);
+    db.auth
+        .save(UserDef {
+            user_id: name.to_string(),
+            role,
+            email,
+            password_hash,
+            created_at: now,
+            updated_at: now,
+            last_login_at: None,
+            deleted_at: None,
+            credentials: previous + 1,
+        })
+        .await?;
+    tracing::info!(user = name, %role, by = %caller.user, "user created");
+    Ok(())
+}
+
+/// ALTER USER.
+pub async fn alter_user(
+    db: &Arc<Database>,
+    caller: &Caller,
+    name: &str,
+    change: UserChange,
+) -> Result<()> {
+    let own = caller.user == name && caller.role >= Role::User;
+    // Rights first: without them nothing is looked up.
+    match &change {
+        UserChange::Password(_) | UserChange::Email(_) if own => {}
+        _ if grantable(caller.role).is_none() || caller.role < Role::Dba => {
+            return Err(denied(caller, "alter other users"));
+        }
+        _ => {}
+    }
+    if name == ROOT {
+        return Err(Error::InvalidArgument(
+            "root is configured, not altered: its password comes from QUILLDB_ROOT_PASSWORD \
+             (or auth.root_password)"
+                .into(),
+        ));
+    }
+    let Some(mut user) = db.auth.user(name) else {
+        return Err(Error::NotFound(format!("user {name} does not exist")));
+    };
+    if !own && !may_manage(caller.role, user.role) {
+        return Err(Error::PermissionDenied(format!(
+            "role {} may not alter a user of role {}",
+            caller.role, user.role
+        )));
+    }
+    match change {
+        UserChange::Password(p) => {
+            user.password_hash = hashed(p).await?;
+            user.credentials += 1;
+        }
+        UserChange::Email(e) => user.email = Some(e),
+        UserChange::Role(r) => {
+            let role = parse_role(&r)?;
+            if role > caller.role || (caller.user == name && role > user.role) {
+                return Err(Error::PermissionDenied(format!(
+                    "role {} may not give role {role}",
+                    caller.role
+                )));
+            }
+            user.role = role;
+            user.credentials += 1;
+        }
+    }
+    user.updated_at = now_millis();
+    let credentials = user.credentials;
+    db.auth.save(user).await?;
+    if own {
+        db.auth.keep_session(caller.session(), credentials).await?;
+    }
+    tracing::info!(user = name, by = %caller.user, "user altered");
+    Ok(())
+}
+
+/// DROP USER: the account stays in system.users with `deleted_at`; its tokens stop working.
+pub async fn drop_user(
+    db: &Arc<Database>,
+    caller: &Caller,
+    name: &str,
+    if_exists: bool,
+) -> Result<()> {
+    if caller.role < Role::Dba {
+        return Err(denied(caller, "drop users"));
+    }
+    if name == ROOT {
+        return Err(Error::InvalidArgument("root cannot be dropped".into()));
+    }
+    let Some(mut user) = db.auth.user(name) else {
+        return if if_exists {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("user {name} does not exist")))
+        };
+    };
+    if !may_manage(caller.role, user.role) {
+        return Err(Error::PermissionDenied(format!(
+            "role {} may not drop a user of role {}",
+            caller.role, user.role
+        )));
+    }
+    let now = now_millis();
+    user.deleted_at = Some(now);
+    user.updated_at = now;
+    user.credentials += 1;
+    db.auth.save(user).await?;
+    tracing::info!(user = name, by = %caller.user, "user dropped");
+    Ok(())
+}
+
+/// system.users: never a password hash.
+pub fn users_batch(db: &Database) -> Result<RecordBatch> {
+    let mut users = db.auth.users();
+    users.insert(
+        0,
+        UserDef {
+            user_id: ROOT.into(),
+            role: Role::System,
+            email: None,
+            password_hash: String::new(),
+            created_at: 0,
+            updated_at: 0,
+            last_login_at: None,
+            deleted_at: None,
+            credentials: 0,
+        },
+    );
+    let ts = |name: &str, nullable: bool| {
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            nullable,
+        )
+    };
+    let millis = |v: Vec<Option<i64>>| -> ArrayRef {
+        Arc::new(TimestampMillisecondArray::from(v).with_timezone("UTC"))
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("role", DataType::Utf8, false),
+        Field::new("email", DataType::Utf8, true),
+        ts("created_at", false),
+        ts("updated_at", false),
+        ts("last_login_at", true),
+        ts("deleted_at", true),
+    ]));
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                users.iter().map(|u| u.user_id.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                users.iter().map(|u| u.role.to_string()),
+            )),
+            Arc::new(StringArray::from(
+                users.iter().map(|u| u.email.clone()).collect::<Vec<_>>(),
+            )),
+            millis(users.iter().map(|u| Some(u.created_at)).collect()),
+            millis(users.iter().map(|u| Some(u.updated_at)).collect()),
+            millis(users.iter().map(|u| u.last_login_at).collect()),
+            millis(users.iter().map(|u| u.deleted_at).collect()),
+        ],
+    )?)
+}
