@@ -58,8 +58,10 @@ impl ColdStore {
     pub fn local(root: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(root)
             .map_err(|e| Error::object("create folder", root.display(), e))?;
+        // Emptied folders go with their last file: a dropped table leaves nothing behind.
         let fs = object_store::local::LocalFileSystem::new_with_prefix(root)
-            .map_err(|e| Error::object("open", root.display(), e))?;
+            .map_err(|e| Error::object("open", root.display(), e))?
+            .with_automatic_cleanup(true);
         Ok(Self::new(Arc::new(fs)))
     }
 
@@ -165,6 +167,20 @@ impl ColdStore {
             }
         }
         Ok(out)
+    }
+
+    /// The names of the folders directly under `prefix` (a USER table's user folders).
+    pub async fn subfolders(&self, prefix: &Path) -> Result<Vec<String>> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(prefix))
+            .await
+            .map_err(|e| Error::object("list", prefix, e))?;
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
     }
 
     /// Deletes one file of a folder; a missing file is not an error.

@@ -91,8 +91,8 @@ impl Storage {
         let full = self.folder(def, Some("_"));
         match def.table_type {
             TableType::Shared => full,
-            // The user folder is the template's last part by construction of the defaults;
-            // a custom template that puts {user_id} elsewhere is cleaned folder by folder.
+            // A USER template ends with the folder {user_id} (checked when it is compiled):
+            // the table's folders are the children of its parent.
             _ => {
                 let mut parts: Vec<_> = full.parts().collect();
                 parts.pop();

@@ -138,6 +138,16 @@ pub(super) async fn execute(
             if def.table_type == TableType::Shared && partitions.is_empty() {
                 partitions.push(PartitionKey::new(def.id, b"")?);
             }
+            if def.table_type == TableType::User {
+                // Users whose rows are all cold have a folder but no hot partition.
+                let storage = jobs.storages.get(&def.storage_id)?;
+                for user in storage.cold.subfolders(&storage.table_root(&def)).await? {
+                    let p = PartitionKey::new(def.id, user.as_bytes())?;
+                    if !partitions.contains(&p) {
+                        partitions.push(p);
+                    }
+                }
+            }
             let retention = jobs.storage.deletion_retention_seconds;
             let floor_ms = (crate::catalog::now_millis().max(0) as u64)
                 .saturating_sub(retention.saturating_mul(1000));

@@ -429,7 +429,7 @@ pub async fn create_table(
     authz::require(caller.role, Role::Service, "create tables")?;
     let (namespace, _) = db.resolve_table_name(caller, &stmt.name)?;
     let def = table_def(&namespace, prefix, stmt)?;
-    if def.table_type != TableType::Shared {
+    if def.table_type == TableType::Stream {
         return Err(Error::Unsupported(format!("{} tables", def.table_type)));
     }
     db.storages.get(&def.storage_id)?;

@@ -78,6 +78,13 @@ impl PathTemplate {
         if !has_ns || !has_table {
             return Err(bad("it must hold {namespace} and {table}".into()));
         }
+        // A user's folder is the last part, so a table's folders are the children of one root
+        // (what DROP TABLE removes and compaction lists).
+        if per_user && segments.last() != Some(&vec![Part::UserId]) {
+            return Err(bad(
+                "a USER table template must end with the folder {user_id}".into(),
+            ));
+        }
         if per_user != has_user {
             return Err(bad(if per_user {
                 "a USER table template must hold {user_id}".into()
@@ -141,5 +148,6 @@ mod tests {
         }
         assert!(PathTemplate::compile(SHARED_DEFAULT, true).is_err());
         assert!(PathTemplate::compile(USER_DEFAULT, false).is_err());
+        assert!(PathTemplate::compile("{user_id}/{namespace}/{table}", true).is_err());
     }
 }
