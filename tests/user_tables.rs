@@ -96,3 +96,93 @@ async fn users_write_the_same_keys_and_see_only_their_rows() {
     root.ok("DROP TABLE chat.notes").await;
     assert!(!server.data_dir().join("storage/chat/notes/alice").exists());
 }
+
+#[tokio::test]
+async fn execute_as_user_follows_the_impersonation_rules() {
+    let server = TestServer::start().await;
+    let mut root = server.client().await;
+    root.ok("CREATE NAMESPACE chat").await;
+    root.ok("CREATE USER TABLE chat.notes (id BIGINT PRIMARY KEY, body TEXT, owner TEXT DEFAULT CURRENT_USER())")
+        .await;
+    for (u, r) in [
+        ("alice", "user"),
+        ("bob", "user"),
+        ("svc", "service"),
+        ("adm", "dba"),
+    ] {
+        root.ok(&format!(
+            "CREATE USER {u} WITH PASSWORD 'password-{u}' ROLE {r}"
+        ))
+        .await;
+    }
+    let mut svc = server.client_as("svc", "password-svc").await.unwrap();
+    let mut adm = server.client_as("adm", "password-adm").await.unwrap();
+    let mut alice = server.client_as("alice", "password-alice").await.unwrap();
+    assert_eq!(
+        svc.ok(
+            "EXECUTE AS USER 'alice' ( INSERT INTO chat.notes (id, body) VALUES (5, 'from (svc)') )"
+        )
+        .await,
+        1
+    );
+    let mine = alice.rows("SELECT body, owner FROM chat.notes").await;
+    assert_eq!(column(&mine, "body"), vec!["from (svc)"]);
+    assert_eq!(column(&mine, "owner"), vec!["alice"]);
+    let who = svc
+        .rows("EXECUTE AS USER alice (SELECT CURRENT_USER() AS u, CURRENT_ROLE() AS r, count(*) AS n FROM chat.notes)")
+        .await;
+    assert_eq!(column(&who, "u"), vec!["alice"]);
+    assert_eq!(column(&who, "r"), vec!["user"]);
+    assert_eq!(column(&who, "n"), vec!["1"]);
+    // The service's own rows are not alice's.
+    assert_eq!(count(&svc.rows("SELECT * FROM chat.notes").await), 0);
+    let cases = [
+        (
+            "svc",
+            "EXECUTE AS USER 'adm' (SELECT 1)",
+            Code::PermissionDenied,
+        ),
+        ("svc", "EXECUTE AS USER 'ghost' (SELECT 1)", Code::NotFound),
+        (
+            "alice",
+            "EXECUTE AS USER 'ghost' (SELECT 1)",
+            Code::PermissionDenied,
+        ),
+        (
+            "alice",
+            "EXECUTE AS USER 'bob' (SELECT 1)",
+            Code::PermissionDenied,
+        ),
+        (
+            "adm",
+            "EXECUTE AS USER 'root' (SELECT 1)",
+            Code::PermissionDenied,
+        ),
+        (
+            "adm",
+            "EXECUTE AS USER 'svc' (EXECUTE AS USER 'alice' (SELECT 1))",
+            Code::InvalidArgument,
+        ),
+    ];
+    for (who, sql, code) in cases {
+        let client = match who {
+            "svc" => &mut svc,
+            "alice" => &mut alice,
+            _ => &mut adm,
+        };
+        assert_eq!(client.err(sql).await.0, code, "{sql}");
+    }
+    assert_eq!(
+        count(
+            &adm.rows("EXECUTE AS USER 'svc' (SELECT CURRENT_ROLE() AS r)")
+                .await
+        ),
+        1
+    );
+    assert_eq!(
+        root.ok("EXECUTE AS USER 'bob' ( DELETE FROM chat.notes WHERE id = 5 )")
+            .await,
+        0,
+        "bob has no row 5"
+    );
+}

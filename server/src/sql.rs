@@ -153,6 +153,10 @@ pub async fn run_command(
             users::alter_user(db, caller, &name, change).await?;
             Ok(Outcome::Affected(0))
         }
+        Command::ExecuteAs { user, inner } => {
+            let target = users::impersonate(db, caller, &user)?;
+            Box::pin(run_command(db, &target, *inner, params)).await
+        }
         Command::DropUser { name, if_exists } => {
             users::drop_user(db, caller, &name, if_exists).await?;
             Ok(Outcome::Affected(0))

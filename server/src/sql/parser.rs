@@ -117,6 +117,13 @@ pub enum Command {
         /// What changes.
         change: UserChange,
     },
+    /// EXECUTE AS USER 'name' ( statement )
+    ExecuteAs {
+        /// The user to run as.
+        user: String,
+        /// The one statement.
+        inner: Box<Command>,
+    },
     /// DROP USER
     DropUser {
         /// Name.
@@ -197,8 +204,9 @@ pub fn parse(sql: &str) -> Result<Command> {
 }
 
 /// Two rewrites on the token stream before parsing:
-/// - `CURRENT_USER()` and `CURRENT_ROLE()` as the contract writes them; sqlparser knows only the
-///   SQL-standard forms without parentheses, so the empty parentheses are dropped;
+/// - `CURRENT_USER()` as the contract writes it: sqlparser knows only the SQL-standard form
+///   without parentheses, so the empty parentheses are dropped; `CURRENT_ROLE`, which sqlparser
+///   does not know, always becomes the call `CURRENT_ROLE()`;
 /// - `?` placeholders (the qmark style of DB-API and JDBC clients) become `$1`, `$2`, ... so that
 ///   every layer sees one placeholder style.
 fn normalize_tokens(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
@@ -222,8 +230,25 @@ fn normalize_tokens(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             continue;
         }
         out.push(t.clone());
-        let is_session_fn = matches!(word(t).as_deref(), Some("CURRENT_USER" | "CURRENT_ROLE"));
-        if is_session_fn {
+        // CURRENT_ROLE is no SQL keyword for sqlparser: without parentheses it would be a
+        // column, so it always becomes the call `CURRENT_ROLE()`.
+        if word(t).as_deref() == Some("CURRENT_ROLE") {
+            let mut j = i + 1;
+            while matches!(tokens.get(j).map(|t| &t.token), Some(Token::Whitespace(_))) {
+                j += 1;
+            }
+            if !matches!(tokens.get(j).map(|t| &t.token), Some(Token::LParen)) {
+                for token in [Token::LParen, Token::RParen] {
+                    out.push(TokenWithSpan {
+                        token,
+                        span: t.span,
+                    });
+                }
+            }
+            i += 1;
+            continue;
+        }
+        if word(t).as_deref() == Some("CURRENT_USER") {
             let mut j = i + 1;
             while matches!(tokens.get(j).map(|t| &t.token), Some(Token::Whitespace(_))) {
                 j += 1;
@@ -491,7 +516,53 @@ fn parse_one(p: &mut Parser) -> Result<Command> {
             let name = ident(p)?;
             Ok(Command::DropUser { name, if_exists })
         }
-        ("KILL", _) | ("EXECUTE", "AS") | ("ALTER", _) | ("CREATE", "VIEW") | ("DROP", "VIEW") => {
+        ("EXECUTE", "AS") => {
+            p.next_token();
+            p.next_token();
+            let usage = "EXECUTE AS USER 'name' ( statement )";
+            expect_word(p, "USER", usage)?;
+            let user = string_or_ident(p)?;
+            if p.next_token().token != Token::LParen {
+                return Err(Error::Parse(format!("expected {usage}")));
+            }
+            // The statement is the text up to the matching ')', whitespace and all: it is
+            // parsed again as one statement.
+            let mut depth = 1;
+            let mut text = String::new();
+            loop {
+                let Some(t) = p.next_token_no_skip().cloned() else {
+                    return Err(Error::Parse(format!("unclosed '(': {usage}")));
+                };
+                match &t.token {
+                    Token::EOF => return Err(Error::Parse(format!("unclosed '(': {usage}"))),
+                    Token::LParen => depth += 1,
+                    Token::RParen => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                text.push_str(&t.token.to_string());
+            }
+            let inner = parse(&text)?;
+            if matches!(
+                inner,
+                Command::ExecuteAs { .. } | Command::Begin | Command::Commit | Command::Rollback
+            ) {
+                return Err(Error::InvalidArgument(
+                    "EXECUTE AS USER runs one data or query statement, not another EXECUTE AS or \
+                     a transaction command"
+                        .into(),
+                ));
+            }
+            Ok(Command::ExecuteAs {
+                user,
+                inner: Box::new(inner),
+            })
+        }
+        ("KILL", _) | ("ALTER", _) | ("CREATE", "VIEW") | ("DROP", "VIEW") => {
             // The rest is not parsed yet: skip to the end of the statement.
             while !matches!(p.peek_token().token, Token::EOF | Token::SemiColon) {
                 p.next_token();
@@ -573,6 +644,15 @@ mod tests {
             parse("STORAGE FLUSH TABLE a.b"),
             Ok(Command::FlushTable(_))
         ));
+        match parse(
+            "EXECUTE AS USER 'alice' ( INSERT INTO c.m (room, body) VALUES ('r1', 'hi (x)') )",
+        ) {
+            Ok(Command::ExecuteAs { user, inner }) => {
+                assert_eq!(user, "alice");
+                assert!(matches!(*inner, Command::Insert(_)));
+            }
+            other => panic!("{other:?}"),
+        }
         assert!(
             matches!(parse("storage flush all in app"), Ok(Command::FlushAll(Some(ref n))) if n == "app")
         );

@@ -258,3 +258,32 @@ pub fn users_batch(db: &Database) -> Result<RecordBatch> {
         ],
     )?)
 }
+
+/// EXECUTE AS USER: one statement as another user (service: users; dba: users and services;
+/// system: anyone). The caller's rights are checked before the user is looked up.
+pub fn impersonate(db: &Database, caller: &Caller, name: &str) -> Result<Caller> {
+    let limit = match caller.role {
+        Role::Service => Role::User,
+        Role::Dba => Role::Service,
+        Role::System => Role::System,
+        _ => return Err(denied(caller, "execute as another user")),
+    };
+    let target = if name == ROOT {
+        Some((ROOT.to_string(), Role::System))
+    } else {
+        db.auth.user(name).map(|u| (u.user_id, u.role))
+    };
+    let Some((user, role)) = target else {
+        return Err(Error::NotFound(format!("user {name} does not exist")));
+    };
+    if role > limit {
+        return Err(Error::PermissionDenied(format!(
+            "role {} may not execute as a user of role {role}",
+            caller.role
+        )));
+    }
+    let session = Arc::new(crate::session::Session::new(user, role));
+    session.set_namespace(caller.namespace());
+    tracing::info!(user = name, by = %caller.user, "execute as");
+    Ok(Caller::new(session))
+}
