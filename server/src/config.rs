@@ -191,6 +191,9 @@ pub struct LimitsConfig {
     pub max_open_transactions: usize,
     /// Seconds a transaction may stay idle before it is rolled back.
     pub transaction_idle_seconds: u64,
+    /// Memory one query may hold, in MiB; beyond it operators spill to disk or the query fails
+    /// with RESOURCE_EXHAUSTED.
+    pub max_query_memory_mb: usize,
 }
 
 impl Default for LimitsConfig {
@@ -203,6 +206,7 @@ impl Default for LimitsConfig {
             query_timeout_seconds: 300,
             max_open_transactions: 10_000,
             transaction_idle_seconds: 300,
+            max_query_memory_mb: 1024,
         }
     }
 }

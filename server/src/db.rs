@@ -7,6 +7,8 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::execution::context::SessionState;
+use datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -73,6 +75,8 @@ fn table_figures(
 pub struct Limits {
     /// Largest SQL text in bytes.
     pub max_sql_bytes: usize,
+    /// Memory one query may hold, in bytes.
+    pub max_query_memory: usize,
     /// Most rows in one INSERT or ingest call.
     pub max_rows_per_insert: usize,
 }
@@ -176,6 +180,7 @@ impl Database {
             auth: Arc::new(Authenticator::load(hot.clone(), &config.auth)?),
             limits: Limits {
                 max_sql_bytes: config.limits.max_sql_bytes,
+                max_query_memory: config.limits.max_query_memory_mb << 20,
                 max_rows_per_insert: config.limits.max_rows_per_insert,
             },
             transactions: Transactions::new(
@@ -265,7 +270,23 @@ impl Database {
 
     /// A DataFusion context for one statement of `caller`.
     pub fn context(self: &Arc<Self>, caller: &Caller) -> SessionContext {
-        let mut state = self.base_state.clone();
+        // Each query gets its own memory pool (`limits.max_query_memory_mb`), sharing the
+        // disk manager for spills and the caches.
+        let runtime = RuntimeEnvBuilder::from_runtime_env(self.base_state.runtime_env())
+            .with_memory_pool(Arc::new(TrackConsumersPool::new(
+                GreedyMemoryPool::new(self.limits.max_query_memory),
+                std::num::NonZeroUsize::MIN.saturating_add(4),
+            )))
+            .build_arc();
+        let mut state = match runtime {
+            Ok(env) => SessionStateBuilder::new_from_existing(self.base_state.clone())
+                .with_runtime_env(env)
+                .build(),
+            Err(e) => {
+                tracing::error!(error = %e, "query memory pool");
+                self.base_state.clone()
+            }
+        };
         state.config_mut().options_mut().catalog.default_schema =
             caller.namespace().unwrap_or_else(|| "public".into());
         for udf in functions::session(&caller.user, &caller.role.to_string()) {

@@ -89,14 +89,26 @@ fn datafusion_code(e: &DataFusionError) -> Code {
         DataFusionError::Plan(_) | DataFusionError::NotImplemented(_) => Code::InvalidArgument,
         DataFusionError::SchemaError(_, _) => Code::NotFound,
         DataFusionError::ResourcesExhausted(_) => Code::ResourceExhausted,
-        DataFusionError::ArrowError(_, _) => Code::InvalidArgument,
+        DataFusionError::ArrowError(inner, _) => match inner.as_ref() {
+            // An operator's error carried through an Arrow stream keeps its own code.
+            arrow::error::ArrowError::ExternalError(e) => match e.downcast_ref::<DataFusionError>()
+            {
+                Some(d) => datafusion_code(d),
+                None => Code::InvalidArgument,
+            },
+            _ => Code::InvalidArgument,
+        },
+        DataFusionError::Shared(inner) => datafusion_code(inner),
         DataFusionError::Execution(msg) if msg.contains("cancel") => Code::Cancelled,
         DataFusionError::Execution(_) => Code::InvalidArgument,
         DataFusionError::Context(_, inner) => datafusion_code(inner),
         DataFusionError::Diagnostic(_, inner) => datafusion_code(inner),
         DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
             Some(e) => e.code(),
-            None => Code::Internal,
+            None => match inner.downcast_ref::<DataFusionError>() {
+                Some(d) => datafusion_code(d),
+                None => Code::Internal,
+            },
         },
         _ => Code::Internal,
     }
