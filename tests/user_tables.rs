@@ -1,20 +1,31 @@
 //! USER tables: one logical table, every user's rows private, hot and cold.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use quilldb_tests::{TestServer, column, count};
+use quilldb_tests::{Client, TestServer, column, count};
 use tonic::Code;
 
-#[tokio::test]
-async fn users_write_the_same_keys_and_see_only_their_rows() {
+/// A server with `chat.notes`, a USER table, and the users `(name, role)`.
+async fn setup(users: &[(&str, &str)]) -> (TestServer, Client) {
     let server = TestServer::start().await;
     let mut root = server.client().await;
     root.ok("CREATE NAMESPACE chat").await;
-    root.ok("CREATE USER TABLE chat.notes (id BIGINT PRIMARY KEY, body TEXT, owner TEXT DEFAULT CURRENT_USER())")
+    root.ok(
+        "CREATE USER TABLE chat.notes (id BIGINT PRIMARY KEY, body TEXT, \
+         owner TEXT DEFAULT CURRENT_USER())",
+    )
+    .await;
+    for (u, r) in users {
+        root.ok(&format!(
+            "CREATE USER {u} WITH PASSWORD 'password-{u}' ROLE {r}"
+        ))
         .await;
-    for u in ["alice", "bob"] {
-        root.ok(&format!("CREATE USER {u} WITH PASSWORD 'password-{u}'"))
-            .await;
     }
+    (server, root)
+}
+
+#[tokio::test]
+async fn users_write_the_same_keys_and_see_only_their_rows() {
+    let (server, mut root) = setup(&[("alice", "user"), ("bob", "user")]).await;
     let mut alice = server.client_as("alice", "password-alice").await.unwrap();
     let mut bob = server.client_as("bob", "password-bob").await.unwrap();
     alice
@@ -99,22 +110,13 @@ async fn users_write_the_same_keys_and_see_only_their_rows() {
 
 #[tokio::test]
 async fn execute_as_user_follows_the_impersonation_rules() {
-    let server = TestServer::start().await;
-    let mut root = server.client().await;
-    root.ok("CREATE NAMESPACE chat").await;
-    root.ok("CREATE USER TABLE chat.notes (id BIGINT PRIMARY KEY, body TEXT, owner TEXT DEFAULT CURRENT_USER())")
-        .await;
-    for (u, r) in [
+    let (server, mut root) = setup(&[
         ("alice", "user"),
         ("bob", "user"),
         ("svc", "service"),
         ("adm", "dba"),
-    ] {
-        root.ok(&format!(
-            "CREATE USER {u} WITH PASSWORD 'password-{u}' ROLE {r}"
-        ))
-        .await;
-    }
+    ])
+    .await;
     let mut svc = server.client_as("svc", "password-svc").await.unwrap();
     let mut adm = server.client_as("adm", "password-adm").await.unwrap();
     let mut alice = server.client_as("alice", "password-alice").await.unwrap();
