@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use arrow::record_batch::RecordBatch;
 use quilldb_tests::{Client, TestServer, column, count, http_get};
 use tonic::Code;
 
@@ -33,6 +34,24 @@ fn metric(server: &TestServer, name: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Runs `sql` every 50 ms until `done` holds for its rows (at most 20 s); answers those rows.
+async fn eventually(
+    c: &mut Client,
+    sql: &str,
+    what: &str,
+    done: impl Fn(&[RecordBatch]) -> bool,
+) -> Vec<RecordBatch> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = c.rows(sql).await;
+        if done(&rows) {
+            return rows;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn insert_range(c: &mut Client, from: i64, to: i64) {
@@ -138,18 +157,14 @@ async fn flush_policy_by_rows_runs_by_itself() {
     let values: Vec<String> = (0..25).map(|i| format!("({i}, 'v')")).collect();
     c.ok(&format!("INSERT INTO app.p VALUES {}", values.join(", ")))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let done = c
-            .rows("SELECT rows FROM system.jobs WHERE table_name = 'p' AND status = 'completed'")
-            .await;
-        if count(&done) > 0 {
-            assert_eq!(column(&done, "rows"), vec!["25"]);
-            break;
-        }
-        assert!(Instant::now() < deadline, "no flush by policy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let done = eventually(
+        &mut c,
+        "SELECT rows FROM system.jobs WHERE table_name = 'p' AND status = 'completed'",
+        "no flush by policy",
+        |b| count(b) > 0,
+    )
+    .await;
+    assert_eq!(column(&done, "rows"), vec!["25"]);
     assert!(
         server
             .data_dir()
@@ -360,22 +375,13 @@ async fn finished_jobs_leave_system_jobs_after_their_retention() {
     insert_range(&mut c, 0, 3).await;
     let job = c.flush_job("app.t").await;
     assert_eq!(c.wait_job(&job).await.0, "completed");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = c
-            .rows(&format!(
-                "SELECT job_id FROM system.jobs WHERE job_id = '{job}'"
-            ))
-            .await;
-        if count(&left) == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {job} outlived its retention"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        &mut c,
+        &format!("SELECT job_id FROM system.jobs WHERE job_id = '{job}'"),
+        &format!("job {job} outlived its retention"),
+        |b| count(b) == 0,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -419,16 +425,14 @@ async fn flush_policy_by_interval_runs_by_itself() {
     c.ok("CREATE TABLE app.i (id BIGINT PRIMARY KEY, v TEXT) WITH (FLUSH_POLICY = 'interval:1')")
         .await;
     c.ok("INSERT INTO app.i VALUES (1, 'v')").await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let d = c.rows("DESCRIBE TABLE app.i").await;
-        if column(&d, "segments")[0] == "1" {
-            assert_eq!(column(&d, "hot_rows")[0], "0");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no flush by interval");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let d = eventually(
+        &mut c,
+        "DESCRIBE TABLE app.i",
+        "no flush by interval",
+        |d| column(d, "segments")[0] == "1",
+    )
+    .await;
+    assert_eq!(column(&d, "hot_rows")[0], "0");
     // Nothing new: no more flush jobs pile up for the table.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let jobs = c
@@ -549,17 +553,13 @@ async fn many_small_segments_queue_a_compaction() {
         insert_range(&mut c, s * 10, s * 10 + 10).await;
         c.flush("app.t").await;
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let done = c
-            .rows("SELECT status FROM system.jobs WHERE job_type = 'compact'")
-            .await;
-        if column(&done, "status") == vec!["completed"] {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no compaction was queued");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        &mut c,
+        "SELECT status FROM system.jobs WHERE job_type = 'compact'",
+        "no compaction was queued",
+        |b| column(b, "status") == vec!["completed"],
+    )
+    .await;
     assert_eq!(
         manifest(&server, "app/t")["segments"]
             .as_array()
@@ -578,17 +578,13 @@ async fn replacing_many_cold_rows_queues_a_compaction() {
     c.ok("UPDATE app.t SET body = 'new' WHERE id < 20").await;
     c.ok("DELETE FROM app.t WHERE id >= 90").await;
     c.flush("app.t").await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let done = c
-            .rows("SELECT status FROM system.jobs WHERE job_type = 'compact'")
-            .await;
-        if column(&done, "status") == vec!["completed"] {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no compaction was queued");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        &mut c,
+        "SELECT status FROM system.jobs WHERE job_type = 'compact'",
+        "no compaction was queued",
+        |b| column(b, "status") == vec!["completed"],
+    )
+    .await;
     let m = manifest(&server, "app/t");
     assert_eq!(m["segments"].as_array().unwrap().len(), 1, "{m}");
     // 90 live rows and the 10 recent tombstones.

@@ -61,6 +61,17 @@ struct Row {
 }
 
 impl Row {
+    /// A row of lookup latencies: p50 and p99 in milliseconds.
+    fn latency(test: &'static str, rows: usize, seconds: f64, p50: f64, p99: f64) -> Self {
+        Self {
+            test,
+            rows,
+            seconds,
+            rate: format!("p50 {p50:.3} ms, p99 {p99:.3} ms"),
+            extra: json!({ "p50_ms": p50, "p99_ms": p99 }),
+        }
+    }
+
     /// A row whose rate is rows per second.
     fn throughput(
         test: &'static str,
@@ -433,13 +444,13 @@ async fn main() {
             scan_bytes,
         ));
         let (total, p50, p99) = lookups(&mut c, "bench.scan", args.lookups, args.scan_rows).await;
-        rows.push(Row {
-            test: "PK point lookups",
-            rows: args.lookups,
-            seconds: total,
-            rate: format!("p50 {p50:.3} ms, p99 {p99:.3} ms"),
-            extra: json!({ "p50_ms": p50, "p99_ms": p99 }),
-        });
+        rows.push(Row::latency(
+            "PK point lookups",
+            args.lookups,
+            total,
+            p50,
+            p99,
+        ));
     }
 
     // 6. Cold storage: flush throughput, the same full scan hot and cold, and point lookups
@@ -471,21 +482,21 @@ async fn main() {
         row.extra["cold_over_hot_time"] = json!(cold_scan / hot_scan);
         rows.push(row);
         let (total, p50_1, p99_1) = lookups(&mut c, "bench.cold", args.lookups, n).await;
-        rows.push(Row {
-            test: "Lookups, 1 segment",
-            rows: args.lookups,
-            seconds: total,
-            rate: format!("p50 {p50_1:.3} ms, p99 {p99_1:.3} ms"),
-            extra: json!({ "p50_ms": p50_1, "p99_ms": p99_1 }),
-        });
+        rows.push(Row::latency(
+            "Lookups, 1 segment",
+            args.lookups,
+            total,
+            p50_1,
+            p99_1,
+        ));
         create(&mut c, "seg100").await;
         let per = n / 100;
+        let load = prepare(
+            &mut c,
+            "INSERT INTO bench.seg100 (id, name, score, bucket) VALUES ($1, $2, $3, $4)".into(),
+        )
+        .await;
         for s in 0..100 {
-            let load = prepare(
-                &mut c,
-                "INSERT INTO bench.seg100 (id, name, score, bucket) VALUES ($1, $2, $3, $4)".into(),
-            )
-            .await;
             prepared_update(
                 &mut c,
                 &load,
@@ -495,13 +506,9 @@ async fn main() {
             c.flush("bench.seg100").await;
         }
         let (total, p50, p99) = lookups(&mut c, "bench.seg100", args.lookups, per * 100).await;
-        rows.push(Row {
-            test: "Lookups, 100 segments",
-            rows: args.lookups,
-            seconds: total,
-            rate: format!("p50 {p50:.3} ms, p99 {p99:.3} ms"),
-            extra: json!({ "p50_ms": p50, "p99_ms": p99, "p50_over_1_segment": p50 / p50_1 }),
-        });
+        let mut row = Row::latency("Lookups, 100 segments", args.lookups, total, p50, p99);
+        row.extra["p50_over_1_segment"] = json!(p50 / p50_1);
+        rows.push(row);
     }
 
     println!(

@@ -342,11 +342,6 @@ impl Authenticator {
         v
     }
 
-    /// Whether root logs in with a password (for system.users).
-    pub fn root_has_password(&self) -> bool {
-        self.root_password.is_some()
-    }
-
     /// Persists a user record and makes it current.
     pub async fn save(&self, user: UserDef) -> Result<()> {
         self.hot

@@ -205,13 +205,9 @@ impl Database {
         partition: &PartitionKey,
     ) -> Result<quilldb_storage::merge::ColdSource> {
         let storage = self.storages.get(&def.storage_id)?;
-        let user = match def.table_type {
-            TableType::Shared => None,
-            _ => Some(String::from_utf8_lossy(&partition.as_bytes()[9..]).into_owned()),
-        };
         Ok(quilldb_storage::merge::ColdSource {
             store: storage.cold.clone(),
-            folder: storage.folder(def, user.as_deref()),
+            folder: storage.partition_folder(def, partition).0,
             table_id: def.id,
         })
     }

@@ -9,7 +9,6 @@ mod template;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -33,7 +32,6 @@ pub struct ColdStore {
     manifests: Mutex<HashMap<Path, CachedManifest>>,
     footers: Mutex<HashMap<Path, ArrowReaderMetadata>>,
     locks: Mutex<HashMap<Path, Arc<tokio::sync::Mutex<()>>>>,
-    segments_read: AtomicU64,
 }
 
 impl std::fmt::Debug for ColdStore {
@@ -50,7 +48,6 @@ impl ColdStore {
             manifests: Mutex::new(HashMap::new()),
             footers: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
-            segments_read: AtomicU64::new(0),
         }
     }
 
@@ -68,11 +65,6 @@ impl ColdStore {
     /// The object store.
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
-    }
-
-    /// Segment files opened for reading rows so far (point lookups show their pruning here).
-    pub fn segments_read(&self) -> u64 {
-        self.segments_read.load(Ordering::Relaxed)
     }
 
     /// Serializes the jobs that rewrite one folder's manifest (flush, compaction, clean-up).
@@ -225,10 +217,6 @@ impl ColdStore {
         self.footers
             .lock()
             .retain(|k, _| k.prefix_match(prefix).is_none());
-    }
-
-    pub(crate) fn note_segment_read(&self) {
-        self.segments_read.fetch_add(1, Ordering::Relaxed);
     }
 }
 

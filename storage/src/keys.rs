@@ -44,6 +44,11 @@ impl PartitionKey {
         &self.0
     }
 
+    /// The partition name (empty for SHARED tables, the user id for USER and STREAM tables).
+    pub fn name(&self) -> &[u8] {
+        &self.0[9..]
+    }
+
     /// The table id.
     pub fn table_id(&self) -> u64 {
         let mut b = [0u8; 8];

@@ -37,3 +37,6 @@ pub mod merge;
 pub mod seq;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod testing;

@@ -298,53 +298,17 @@ impl From<tokio::task::JoinError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::encode_rows;
     use crate::flush::{FolderSpec, Steps, flush};
-    use crate::hot::{Durability, HotOptions, RowOp, WriteMode, WriteRequest};
+    use crate::hot::{RowOp, WriteMode, WriteRequest};
     use crate::keys::{PartitionKey, pk};
-    use arrow::array::{Array, AsArray, Int64Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use crate::testing::{fields, writes};
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
 
     struct NoSteps;
     impl Steps for NoSteps {
         fn cancelled(&self) -> bool {
             false
-        }
-    }
-
-    fn fields() -> Vec<(u32, Field)> {
-        vec![
-            (1, Field::new("id", DataType::Int64, false)),
-            (2, Field::new("v", DataType::Utf8, true)),
-        ]
-    }
-
-    fn write(part: &Arc<PartitionKey>, ids: &[i64], tag: &str, mode: WriteMode) -> WriteRequest {
-        let schema = Arc::new(Schema::new(
-            fields().into_iter().map(|(_, f)| f).collect::<Vec<_>>(),
-        ));
-        let vals: Vec<String> = ids.iter().map(|i| format!("{tag}{i}")).collect();
-        let b = RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(Int64Array::from(ids.to_vec())),
-                Arc::new(StringArray::from(vals)),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let rows = encode_rows(&b, &[1, 2]).unwrap_or_else(|e| panic!("{e}"));
-        WriteRequest {
-            rows: ids
-                .iter()
-                .zip(rows)
-                .map(|(id, row)| RowOp {
-                    partition: part.clone(),
-                    pk: pk::int(*id),
-                    row: Some(row),
-                    mode,
-                })
-                .collect(),
-            ..Default::default()
         }
     }
 
@@ -383,15 +347,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn flushed_and_hot_versions_merge() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let hot = Arc::new(
-            HotStore::open(&HotOptions {
-                path: dir.path().join("hot"),
-                node_id: 1,
-                durability: Durability::Async,
-                block_cache_bytes: 8 << 20,
-            })
-            .unwrap_or_else(|e| panic!("{e}")),
-        );
+        let hot = Arc::new(crate::testing::open_hot(dir.path()));
         let cold =
             Arc::new(ColdStore::local(&dir.path().join("cold")).unwrap_or_else(|e| panic!("{e}")));
         let part = Arc::new(PartitionKey::new(5, b"").unwrap_or_else(|e| panic!("{e}")));
@@ -428,7 +384,7 @@ mod tests {
         };
         let ok = |r: Result<crate::hot::WriteOutcome>| r.unwrap_or_else(|e| panic!("{e}"));
         ok(hot
-            .write(write(&part, &[1, 2, 3, 4], "a", WriteMode::InsertNew))
+            .write(writes(&part, &[1, 2, 3, 4], "a", WriteMode::InsertNew))
             .await);
         let out = flush(&hot, &cold, &spec, &NoSteps)
             .await
@@ -436,13 +392,13 @@ mod tests {
         assert_eq!(out.map(|o| o.rows), Some(4));
         assert_eq!(rows(&read).len(), 4, "cold rows are read");
         // Replace a cold row, delete another, add a hot one; a cold duplicate insert fails.
-        ok(hot.write(write(&part, &[2], "b", WriteMode::Upsert)).await);
+        ok(hot.write(writes(&part, &[2], "b", WriteMode::Upsert)).await);
         ok(hot.write(delete(&part, 3)).await);
         ok(hot
-            .write(write(&part, &[5], "a", WriteMode::InsertNew))
+            .write(writes(&part, &[5], "a", WriteMode::InsertNew))
             .await);
         assert!(matches!(
-            hot.write(write(&part, &[1], "x", WriteMode::InsertNew))
+            hot.write(writes(&part, &[1], "x", WriteMode::InsertNew))
                 .await,
             Err(Error::DuplicateKey { .. })
         ));
@@ -475,6 +431,5 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.map(|m| m.segments.len()), Some(1));
-        let _ = Array::len(&Int64Array::from(vec![1i64]));
     }
 }

@@ -10,6 +10,7 @@ use parking_lot::RwLock;
 use prost::Message;
 use quilldb_storage::cold::{ColdStore, PathTemplate, SHARED_DEFAULT, USER_DEFAULT};
 use quilldb_storage::hot::{HotStore, WriteRequest};
+use quilldb_storage::keys::PartitionKey;
 
 use super::model::{TableDef, TableType};
 use crate::error::{Error, Result};
@@ -84,6 +85,21 @@ impl Storage {
                 self.user.folder(&def.namespace, &def.name, user)
             }
         }
+    }
+
+    /// The folder of one partition of `def` and, for USER and STREAM tables, its user.
+    pub fn partition_folder(
+        &self,
+        def: &TableDef,
+        partition: &PartitionKey,
+    ) -> (Path, Option<String>) {
+        let user = match def.table_type {
+            TableType::Shared => None,
+            TableType::User | TableType::Stream => {
+                Some(String::from_utf8_lossy(partition.name()).into_owned())
+            }
+        };
+        (self.folder(def, user.as_deref()), user)
     }
 
     /// The folder holding every partition of a table (what DROP TABLE removes).

@@ -42,13 +42,12 @@ impl Steps for JobSteps<'_> {
 
 /// The folder of one partition of `def`, with its current columns.
 pub fn folder_spec(
-    jobs_storages: &crate::catalog::Storages,
+    storages: &crate::catalog::Storages,
     def: &TableDef,
     partition: &PartitionKey,
 ) -> Result<(Arc<quilldb_storage::cold::ColdStore>, FolderSpec)> {
-    let storage = jobs_storages.get(&def.storage_id)?;
-    let user = partition_user(def, partition);
-    let folder = storage.folder(def, user.as_deref());
+    let storage = storages.get(&def.storage_id)?;
+    let (folder, user) = storage.partition_folder(def, partition);
     let (pk_column, _) = def.pk()?;
     Ok((
         storage.cold.clone(),
@@ -63,13 +62,6 @@ pub fn folder_spec(
             schema_version: def.schema_version,
         },
     ))
-}
-
-fn partition_user(def: &TableDef, p: &PartitionKey) -> Option<String> {
-    match def.table_type {
-        TableType::Shared => None,
-        _ => Some(String::from_utf8_lossy(&p.as_bytes()[9..]).into_owned()),
-    }
 }
 
 pub(super) async fn execute(

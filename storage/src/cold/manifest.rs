@@ -106,11 +106,6 @@ impl Manifest {
         self.segments.iter().map(|s| s.rows).sum()
     }
 
-    /// Bytes of every segment.
-    pub fn bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.bytes).sum()
-    }
-
     /// The index of the segment whose `_seq` range holds `seq`.
     pub fn segment_of(&self, seq: u64) -> Option<usize> {
         let i = self.segments.partition_point(|s| s.max_seq < seq);

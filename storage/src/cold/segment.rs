@@ -393,7 +393,6 @@ impl ColdStore {
         if groups.is_empty() {
             return Ok(None);
         }
-        self.note_segment_read();
 
         let mut roots: Vec<usize> = by_id.iter().flatten().copied().collect();
         roots.extend([seq_idx, del_idx]);

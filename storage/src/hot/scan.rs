@@ -522,37 +522,9 @@ impl PkColumn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::encode_rows;
-    use crate::hot::{Durability, HotOptions, RowOp, WriteMode, WriteRequest};
+    use crate::hot::{RowOp, WriteMode, WriteRequest};
     use crate::keys::pk;
-    use arrow::array::{Int64Array, StringArray};
-
-    fn open(dir: &std::path::Path) -> HotStore {
-        HotStore::open(&HotOptions {
-            path: dir.join("hot"),
-            node_id: 1,
-            durability: Durability::Sync,
-            block_cache_bytes: 8 << 20,
-        })
-        .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn rows(ids: &[i64]) -> Vec<Vec<u8>> {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("v", DataType::Utf8, true),
-        ]));
-        let names: Vec<String> = ids.iter().map(|i| format!("v{i}")).collect();
-        let b = RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(Int64Array::from(ids.to_vec())),
-                Arc::new(StringArray::from(names)),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        encode_rows(&b, &[1, 2]).unwrap_or_else(|e| panic!("{e}"))
-    }
+    use arrow::array::Int64Array;
 
     fn spec(part: &PartitionKey) -> ScanSpec {
         ScanSpec {
@@ -568,19 +540,7 @@ mod tests {
     }
 
     fn inserts(part: &Arc<PartitionKey>, ids: &[i64], mode: WriteMode) -> WriteRequest {
-        WriteRequest {
-            rows: ids
-                .iter()
-                .zip(rows(ids))
-                .map(|(id, row)| RowOp {
-                    partition: part.clone(),
-                    pk: pk::int(*id),
-                    row: Some(row),
-                    mode,
-                })
-                .collect(),
-            ..Default::default()
-        }
+        crate::testing::writes(part, ids, "v", mode)
     }
 
     fn ids(store: &HotStore, part: &PartitionKey) -> Vec<i64> {
@@ -602,7 +562,7 @@ mod tests {
     #[tokio::test]
     async fn duplicate_keys_write_nothing_and_versions_resolve() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = open(dir.path());
+        let store = crate::testing::open_hot(dir.path());
         let part = Arc::new(PartitionKey::new(7, b"").unwrap_or_else(|e| panic!("{e}")));
         store
             .write(inserts(&part, &[1, 2, 3], WriteMode::InsertNew))
@@ -658,7 +618,7 @@ mod tests {
     #[tokio::test]
     async fn bulk_requests_check_every_key() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = open(dir.path());
+        let store = crate::testing::open_hot(dir.path());
         let part = Arc::new(PartitionKey::new(3, b"").unwrap_or_else(|e| panic!("{e}")));
         let first: Vec<i64> = (0..5000).collect();
         store
@@ -702,14 +662,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let part = Arc::new(PartitionKey::new(1, b"").unwrap_or_else(|e| panic!("{e}")));
         let last = {
-            let store = open(dir.path());
+            let store = crate::testing::open_hot(dir.path());
             store
                 .write(inserts(&part, &[1, 2], WriteMode::InsertNew))
                 .await
                 .unwrap_or_else(|e| panic!("{e}"))
                 .last_seq
         };
-        let store = open(dir.path());
+        let store = crate::testing::open_hot(dir.path());
         assert!(store.seq().next_id() > last);
         assert_eq!(ids(&store, &part), vec![1, 2]);
     }
