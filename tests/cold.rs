@@ -54,6 +54,17 @@ async fn eventually(
     }
 }
 
+/// Waits for the one compaction job of the test to complete.
+async fn compaction_completed(c: &mut Client) {
+    eventually(
+        c,
+        "SELECT status FROM system.jobs WHERE job_type = 'compact'",
+        "no compaction was queued",
+        |b| column(b, "status") == vec!["completed"],
+    )
+    .await;
+}
+
 async fn insert_range(c: &mut Client, from: i64, to: i64) {
     let values: Vec<String> = (from..to).map(|i| format!("({i}, 'b{i}', {i})")).collect();
     c.ok(&format!("INSERT INTO app.t VALUES {}", values.join(", ")))
@@ -553,13 +564,7 @@ async fn many_small_segments_queue_a_compaction() {
         insert_range(&mut c, s * 10, s * 10 + 10).await;
         c.flush("app.t").await;
     }
-    eventually(
-        &mut c,
-        "SELECT status FROM system.jobs WHERE job_type = 'compact'",
-        "no compaction was queued",
-        |b| column(b, "status") == vec!["completed"],
-    )
-    .await;
+    compaction_completed(&mut c).await;
     assert_eq!(
         manifest(&server, "app/t")["segments"]
             .as_array()
@@ -578,13 +583,7 @@ async fn replacing_many_cold_rows_queues_a_compaction() {
     c.ok("UPDATE app.t SET body = 'new' WHERE id < 20").await;
     c.ok("DELETE FROM app.t WHERE id >= 90").await;
     c.flush("app.t").await;
-    eventually(
-        &mut c,
-        "SELECT status FROM system.jobs WHERE job_type = 'compact'",
-        "no compaction was queued",
-        |b| column(b, "status") == vec!["completed"],
-    )
-    .await;
+    compaction_completed(&mut c).await;
     let m = manifest(&server, "app/t");
     assert_eq!(m["segments"].as_array().unwrap().len(), 1, "{m}");
     // 90 live rows and the 10 recent tombstones.
