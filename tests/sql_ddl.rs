@@ -110,17 +110,15 @@ async fn create_table_options_are_validated() {
         assert_eq!(code, Code::InvalidArgument, "{sql}: {msg}");
         assert!(msg.contains(needle), "{sql}: {msg}");
     }
-    // STREAM tables parse and validate, then say they are not served yet.
-    let (code, _) = c
-        .err("CREATE STREAM TABLE app.s (id BIGINT PRIMARY KEY) WITH (TTL_SECONDS = 30)")
-        .await;
-    assert_eq!(code, Code::Unimplemented);
     // Nothing was created by the failures.
     assert_eq!(count(&c.rows("SHOW TABLES IN app").await), 0);
-    // USER tables are served.
+    // USER and STREAM tables are served.
     c.ok("CREATE USER TABLE app.u (id BIGINT PRIMARY KEY)")
         .await;
+    c.ok("CREATE STREAM TABLE app.s (id BIGINT PRIMARY KEY) WITH (TTL_SECONDS = 30)")
+        .await;
     c.ok("DROP TABLE app.u").await;
+    c.ok("DROP TABLE app.s").await;
 
     c.ok(
         "CREATE SHARED TABLE IF NOT EXISTS app.items (id BIGINT PRIMARY KEY DEFAULT SNOWFLAKE_ID(), \

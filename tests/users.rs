@@ -187,3 +187,44 @@ async fn repeated_wrong_passwords_lock_the_account() {
     assert_eq!(locked.code(), Code::Unauthenticated);
     assert!(locked.message().contains("locked"), "{}", locked.message());
 }
+
+#[tokio::test]
+async fn names_never_leave_their_folder() {
+    let server = TestServer::start().await;
+    let mut root = server.client().await;
+    for name in ["\"../evil\"", "\"a/b\"", "\"..\"", "\"a\\\\b\"", "\"Root\""] {
+        let (code, msg) = root
+            .err(&format!("CREATE USER {name} WITH PASSWORD 'long-enough'"))
+            .await;
+        assert_eq!(code, Code::InvalidArgument, "{name}: {msg}");
+    }
+    for sql in [
+        "CREATE NAMESPACE \"../up\"",
+        "CREATE STORAGE \"../s\" TYPE 'filesystem' PATH 'x'",
+        "CREATE STORAGE s1 TYPE 'filesystem' PATH 'x' USER_TABLES_TEMPLATE '{namespace}/../{user_id}'",
+        "CREATE STORAGE s2 TYPE 'filesystem' PATH 'x' SHARED_TABLES_TEMPLATE '../{namespace}/{table}'",
+        "CREATE STORAGE s3 TYPE 'filesystem' PATH 'x' USER_TABLES_TEMPLATE '{namespace}/{table}'",
+    ] {
+        let (code, msg) = root.err(sql).await;
+        assert_eq!(code, Code::InvalidArgument, "{sql}: {msg}");
+    }
+    // A login name is only ever looked up, never used as a path.
+    let err = server
+        .login("../../etc/passwd", "long-enough")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    // A user's cold rows land in their own folder under the table's.
+    root.ok("CREATE NAMESPACE app").await;
+    root.ok("CREATE USER TABLE app.n (id BIGINT PRIMARY KEY)")
+        .await;
+    root.ok("CREATE USER alice WITH PASSWORD 'password-alice'")
+        .await;
+    let mut alice = server.client_as("alice", "password-alice").await.unwrap();
+    alice.ok("INSERT INTO app.n VALUES (1)").await;
+    root.flush("app.n").await;
+    let manifest = server.data_dir().join("storage/app/n/alice/manifest.json");
+    assert!(manifest.exists(), "{manifest:?}");
+    assert_eq!(count(&root.rows("SELECT * FROM app.n").await), 0);
+    assert_eq!(count(&alice.rows("SELECT * FROM app.n").await), 1);
+}

@@ -44,7 +44,10 @@ struct Args {
     /// `sync` (the default and the figure that counts) or `async`.
     #[arg(long, default_value = "sync")]
     durability: String,
-    /// Run one part only: single, batched, parallel, ingest, scan or cold.
+    /// Users in the USER-table part.
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    /// Run one part only: single, batched, parallel, ingest, scan, cold, auth or users.
     #[arg(long)]
     only: Option<String>,
     /// Where to write the JSON results.
@@ -293,6 +296,28 @@ async fn lookups(c: &mut Client, table: &str, count: usize, max_id: usize) -> (f
     (total, percentile(&lat, 0.5), percentile(&lat, 0.99))
 }
 
+/// Median latencies in ms of `queries` run by each client in turn, in `rounds` interleaved
+/// rounds so that the machine's noise falls on every client alike.
+async fn interleaved(clients: &mut [Client], queries: &[String], rounds: usize) -> Vec<f64> {
+    let mut lat: Vec<Vec<Duration>> = vec![Vec::new(); clients.len()];
+    for _ in 0..rounds {
+        for (i, c) in clients.iter_mut().enumerate() {
+            for q in queries {
+                let t0 = Instant::now();
+                let b = c.rows(q).await;
+                lat[i].push(t0.elapsed());
+                assert!(!b.is_empty());
+            }
+        }
+    }
+    lat.iter_mut()
+        .map(|l| {
+            l.sort();
+            percentile(l, 0.5)
+        })
+        .collect()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1000.0
@@ -509,6 +534,145 @@ async fn main() {
         let mut row = Row::latency("Lookups, 100 segments", args.lookups, total, p50, p99);
         row.extra["p50_over_1_segment"] = json!(p50 / p50_1);
         rows.push(row);
+    }
+
+    // 7. Authentication: the same point lookups on a PUBLIC table, anonymous and signed in.
+    if want("auth") {
+        c.ok("CREATE TABLE bench.public (id BIGINT PRIMARY KEY, name TEXT) WITH (ACCESS_LEVEL = 'PUBLIC')")
+            .await;
+        c.ok("INSERT INTO bench.public SELECT value, 'n' || value FROM generate_series(0, 999)")
+            .await;
+        c.ok("CREATE USER bench_user WITH PASSWORD 'bench-password'")
+            .await;
+        let mut clients = vec![
+            server.anonymous().await,
+            server
+                .client_as("bench_user", "bench-password")
+                .await
+                .unwrap(),
+        ];
+        let queries: Vec<String> = (0..100)
+            .map(|i| format!("SELECT * FROM bench.public WHERE id = {}", i * 7))
+            .collect();
+        interleaved(&mut clients, &queries, 2).await; // warm up
+        let rounds = 20;
+        let start = Instant::now();
+        let p50 = interleaved(&mut clients, &queries, rounds).await;
+        let total = start.elapsed().as_secs_f64();
+        let n = queries.len() * rounds;
+        let mut row = Row::latency("Anonymous lookups (public)", n, total / 2.0, p50[0], p50[0]);
+        row.rate = format!("p50 {:.3} ms", p50[0]);
+        rows.push(row);
+        let mut row = Row::latency("Signed-in lookups (public)", n, total / 2.0, p50[1], p50[1]);
+        row.rate = format!(
+            "p50 {:.3} ms ({:+.1}%)",
+            p50[1],
+            (p50[1] / p50[0] - 1.0) * 100.0
+        );
+        row.extra["over_anonymous"] = json!(p50[1] / p50[0]);
+        rows.push(row);
+    }
+
+    // 8. One user's query on a USER table of `users` users, against a USER table holding only
+    //    that user's rows.
+    if want("users") {
+        c.ok("CREATE USER TABLE bench.many (id BIGINT PRIMARY KEY, body TEXT)")
+            .await;
+        c.ok("CREATE USER TABLE bench.solo (id BIGINT PRIMARY KEY, body TEXT)")
+            .await;
+        let start = Instant::now();
+        let workers = 4;
+        let mut tasks = Vec::new();
+        for w in 0..workers {
+            let mut wc = server.client().await;
+            let users = args.users;
+            tasks.push(tokio::spawn(async move {
+                for u in (w..users).step_by(workers) {
+                    wc.ok(&format!("CREATE USER u{u} WITH PASSWORD 'bench-password'"))
+                        .await;
+                    let values: Vec<String> =
+                        (0..10).map(|i| format!("({i}, 'u{u} row {i}')")).collect();
+                    wc.ok(&format!(
+                        "EXECUTE AS USER 'u{u}' (INSERT INTO bench.many VALUES {})",
+                        values.join(", ")
+                    ))
+                    .await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let load = start.elapsed();
+        println!(
+            "users: {} users with 10 rows each in {:.1}s",
+            args.users,
+            load.as_secs_f64()
+        );
+        let me = args.users / 2;
+        let values: Vec<String> = (0..10).map(|i| format!("({i}, 'u{me} row {i}')")).collect();
+        c.ok(&format!(
+            "EXECUTE AS USER 'u{me}' (INSERT INTO bench.solo VALUES {})",
+            values.join(", ")
+        ))
+        .await;
+        let mut one = server
+            .client_as(&format!("u{me}"), "bench-password")
+            .await
+            .unwrap();
+        let mut two = server
+            .client_as(&format!("u{me}"), "bench-password")
+            .await
+            .unwrap();
+        assert_eq!(
+            one.rows("SELECT * FROM bench.many")
+                .await
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>(),
+            10
+        );
+        // Two sessions of the same user: one reads the 10,000-user table, the other the table
+        // holding only this user's rows, query for query in turn.
+        let mut p50s = Vec::new();
+        for (label, q) in [
+            ("scan", "SELECT * FROM bench.{t}"),
+            ("lookup", "SELECT * FROM bench.{t} WHERE id = 7"),
+        ] {
+            let queries = [q.replace("{t}", "many"), q.replace("{t}", "solo")];
+            let mut pair = [one, two];
+            let mut lat = [Vec::new(), Vec::new()];
+            for round in 0..1200 {
+                for (i, c) in pair.iter_mut().enumerate() {
+                    let t0 = Instant::now();
+                    let b = c.rows(&queries[i]).await;
+                    if round >= 200 {
+                        lat[i].push(t0.elapsed());
+                    }
+                    assert!(!b.is_empty());
+                }
+            }
+            [one, two] = pair;
+            let p: Vec<f64> = lat
+                .iter_mut()
+                .map(|l| {
+                    l.sort();
+                    percentile(l, 0.5)
+                })
+                .collect();
+            p50s.push((label, p[0], p[1]));
+        }
+        for (label, many, solo) in p50s {
+            let test = if label == "scan" {
+                "USER table, own rows (10k users)"
+            } else {
+                "USER table, own key (10k users)"
+            };
+            let mut row = Row::latency(test, 1000, 0.0, many, many);
+            row.rate = format!("p50 {many:.3} ms vs {solo:.3} ms alone");
+            row.extra = json!({ "p50_ms": many, "alone_p50_ms": solo, "over_alone": many / solo, "users": args.users });
+            rows.push(row);
+        }
     }
 
     println!(

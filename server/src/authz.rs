@@ -1,22 +1,171 @@
-//! Authorization: what a role may do (spec/security.md). Checked before anything is looked up,
-//! so a refused caller learns nothing about what exists.
+//! Authorization: the permission matrix of spec/security.md, in this one module.
+//!
+//! Every statement passes [`statement`] before anything is looked up, so a refused caller learns
+//! nothing about what exists. The rules that depend on the object (a table's type and access
+//! level, the role of the user being altered or impersonated) are the other functions here,
+//! called once the object is known; a missing object answers PERMISSION_DENIED to a role that
+//! could be refused an existing one ([`missing_table`]).
 
 use crate::catalog::{AccessLevel, TableDef, TableType};
 use crate::error::{Error, Result};
-use crate::session::Role;
+use crate::session::{Caller, Role};
+use crate::sql::parser::{Command, UserChange};
+
+/// What a caller wants of a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// SELECT, SUBSCRIBE, DESCRIBE.
+    Read,
+    /// INSERT, UPDATE, DELETE, ingest.
+    Write,
+}
+
+impl Access {
+    fn verb(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write to",
+        }
+    }
+}
+
+fn denied(role: Role, what: &str) -> Error {
+    Error::PermissionDenied(format!("role {role} may not {what}"))
+}
 
 /// Requires at least `min` for `what`.
 pub fn require(role: Role, min: Role, what: &str) -> Result<()> {
     if role >= min {
         Ok(())
     } else {
+        Err(denied(role, what))
+    }
+}
+
+/// The matrix row of one statement: the role it needs before anything is looked up.
+pub fn statement(caller: &Caller, cmd: &Command) -> Result<()> {
+    let role = caller.role;
+    let (min, what) = match cmd {
+        // Table-dependent (access levels, own rows): checked again on the table.
+        Command::Query(_)
+        | Command::ShowNamespaces
+        | Command::ShowTables(_)
+        | Command::Use(_)
+        | Command::Describe(_)
+        | Command::ShowManifest(_) => (Role::Anonymous, "run queries"),
+        Command::Insert(_) | Command::Update(_) | Command::Delete(_) => (Role::User, "write rows"),
+        Command::Begin | Command::Commit | Command::Rollback => (
+            Role::User,
+            "use transactions: they need a signed-in session",
+        ),
+        Command::CreateTable { .. } => (Role::Service, "create tables"),
+        Command::AlterTable(_) => (Role::Service, "alter tables"),
+        Command::DropTable { .. } => (Role::Dba, "drop tables"),
+        Command::CreateNamespace { .. } => (Role::Dba, "create namespaces"),
+        Command::DropNamespace { .. } => (Role::Dba, "drop namespaces"),
+        Command::CreateStorage { .. } => (Role::Dba, "create storages"),
+        Command::DropStorage { .. } => (Role::Dba, "drop storages"),
+        Command::ShowStorages => (Role::Dba, "list storages"),
+        Command::FlushTable(_) | Command::FlushAll(_) => (Role::Service, "flush tables"),
+        Command::CompactTable(_) => (Role::Service, "compact tables"),
+        Command::KillJob(_) => (Role::Dba, "kill jobs"),
+        Command::CreateUser { role: given, .. } => {
+            let Some(limit) = grantable(role) else {
+                return Err(denied(role, "create users"));
+            };
+            // An unknown role name is the statement's own error, reported after this check.
+            if let Some(wanted) = given.as_deref().and_then(Role::parse)
+                && wanted > limit
+            {
+                return Err(Error::PermissionDenied(format!(
+                    "role {role} may create users up to role {limit}, not {wanted}"
+                )));
+            }
+            return Ok(());
+        }
+        Command::AlterUser { name, change } => {
+            let own = *name == caller.user;
+            match change {
+                UserChange::Password(_) | UserChange::Email(_) if own => {
+                    (Role::User, "change their own password")
+                }
+                _ => (Role::Dba, "alter other users"),
+            }
+        }
+        Command::DropUser { .. } => (Role::Dba, "drop users"),
+        Command::ExecuteAs { .. } => (Role::Service, "execute as another user"),
+        // Not served yet: refused by the statement itself, once the caller may run it at all.
+        Command::Unsupported(what) if what.ends_with("VIEW") => {
+            (Role::Service, "create or drop views")
+        }
+        Command::Unsupported(_) => (Role::User, "run this statement"),
+    };
+    require(role, min, what)
+}
+
+/// Requires the right to read system.* (dba and up).
+pub fn require_system(role: Role) -> Result<()> {
+    require(role, Role::Dba, "read system tables")
+}
+
+/// The highest role `caller` may give to a user, if any.
+pub fn grantable(caller: Role) -> Option<Role> {
+    match caller {
+        Role::Service => Some(Role::User),
+        Role::Dba => Some(Role::Dba),
+        Role::System => Some(Role::System),
+        Role::Anonymous | Role::User => None,
+    }
+}
+
+/// Requires that `caller` may give `role` (to a new user or by ALTER USER SET ROLE); nobody
+/// raises their own role.
+pub fn require_grant(caller: &Caller, target: &str, current: Role, role: Role) -> Result<()> {
+    let limit = grantable(caller.role).unwrap_or(Role::Anonymous);
+    if role > limit || (caller.user == target && role > current) {
+        return Err(Error::PermissionDenied(format!(
+            "role {} may not give role {role}",
+            caller.role
+        )));
+    }
+    Ok(())
+}
+
+/// Requires that `caller` may alter or drop a user of role `target` (dba: up to dba; system:
+/// anyone).
+pub fn require_manage(caller: Role, target: Role, what: &str) -> Result<()> {
+    let ok = match caller {
+        Role::System => true,
+        Role::Dba => target <= Role::Dba,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
         Err(Error::PermissionDenied(format!(
-            "role {role} may not {what}"
+            "role {caller} may not {what} a user of role {target}"
         )))
     }
 }
 
-/// May `role` read `table`?
+/// Requires that `caller` may run statements as a user of role `target` (service: users; dba:
+/// users and services; system: anyone).
+pub fn require_impersonate(caller: Role, target: Role) -> Result<()> {
+    let limit = match caller {
+        Role::Service => Role::User,
+        Role::Dba => Role::Service,
+        Role::System => Role::System,
+        _ => return Err(denied(caller, "execute as another user")),
+    };
+    if target > limit {
+        return Err(Error::PermissionDenied(format!(
+            "role {caller} may not execute as a user of role {target}"
+        )));
+    }
+    Ok(())
+}
+
+/// May `role` read `table`? USER and STREAM tables: every signed-in role, each its own rows.
 pub fn can_read(role: Role, table: &TableDef) -> bool {
     match table.table_type {
         TableType::Shared => match table.access_level {
@@ -28,23 +177,46 @@ pub fn can_read(role: Role, table: &TableDef) -> bool {
     }
 }
 
-/// Requires read access to `table`.
-pub fn require_read(role: Role, table: &TableDef) -> Result<()> {
-    if can_read(role, table) {
-        Ok(())
-    } else {
-        Err(Error::PermissionDenied(format!(
-            "role {role} may not read {}",
-            table.qualified()
-        )))
+/// May `role` write to `table`? SHARED: service and up; USER and STREAM: own rows, signed in.
+pub fn can_write(role: Role, table: &TableDef) -> bool {
+    match table.table_type {
+        TableType::Shared => role >= Role::Service,
+        TableType::User | TableType::Stream => role >= Role::User,
     }
 }
 
-/// Requires write access to `table`.
-pub fn require_write(role: Role, table: &TableDef) -> Result<()> {
-    let min = match table.table_type {
-        TableType::Shared => Role::Service,
-        TableType::User | TableType::Stream => Role::User,
+/// Requires `access` to `table`.
+pub fn require_table(role: Role, table: &TableDef, access: Access) -> Result<()> {
+    let ok = match access {
+        Access::Read => can_read(role, table),
+        Access::Write => can_write(role, table),
     };
-    require(role, min, &format!("write to {}", table.qualified()))
+    if ok {
+        Ok(())
+    } else {
+        Err(denied(
+            role,
+            &format!("{} {}", access.verb(), table.qualified()),
+        ))
+    }
+}
+
+/// The error for a table (or its namespace) that does not exist. A role that may be refused an
+/// existing table hears PERMISSION_DENIED, the same answer as for a table it may not touch, so
+/// it cannot probe what exists; service and up, who may touch every table, hear NOT_FOUND.
+pub fn missing_table(role: Role, access: Access, name: &str, what: &str) -> Error {
+    if role >= Role::Service {
+        Error::NotFound(what.to_string())
+    } else {
+        Error::PermissionDenied(format!(
+            "role {role} may not {} {name}, or it does not exist",
+            access.verb()
+        ))
+    }
+}
+
+/// May `role` see the namespace holding `tables` in listings? Service and up see every
+/// namespace; others see those holding a table they may read.
+pub fn can_list_namespace<'a>(role: Role, mut tables: impl Iterator<Item = &'a TableDef>) -> bool {
+    role >= Role::Service || tables.any(|t| can_read(role, t))
 }

@@ -15,7 +15,7 @@ use quilldb_flight::{
 };
 use tonic::Status;
 
-use crate::authz;
+use crate::authz::{self, Access};
 use crate::db::{Database, QueryPlan};
 use crate::error::{Error, Result};
 use crate::session::Caller;
@@ -99,7 +99,7 @@ impl QuillBackend {
         let TableObject::TableName(name) = &ins.table else {
             return Ok(Vec::new());
         };
-        let def = self.db.table_for(caller, name)?;
+        let def = self.db.table_for(caller, name, Access::Write)?;
         let targets: Vec<_> = if ins.columns.is_empty() {
             def.columns.iter().collect()
         } else {
@@ -145,6 +145,7 @@ impl QuillBackend {
     ) -> Result<(PreparedInfo, PreparedStatement)> {
         crate::sql::check_sql_size(&self.db, sql)?;
         let cmd = parse(sql)?;
+        authz::statement(caller, &cmd)?;
         match &cmd {
             Command::Query(stmt) => {
                 let generation = self.db.catalog.generation();
@@ -454,9 +455,9 @@ impl Backend for QuillBackend {
             .boxed())
     }
 
-    async fn namespaces(&self, _caller: &Caller) -> Result<Vec<String>, Status> {
+    async fn namespaces(&self, caller: &Caller) -> Result<Vec<String>, Status> {
         // DataFusion serves information_schema in every catalog; list it as it would.
-        let mut names = self.db.schema_names();
+        let mut names = self.db.schema_names(caller);
         names.push("information_schema".into());
         Ok(names)
     }

@@ -19,6 +19,7 @@ use quilldb_storage::hot::{HotOptions, HotStore, ScanSpec};
 use quilldb_storage::keys::PartitionKey;
 
 use crate::auth::Authenticator;
+use crate::authz::{self, Access};
 use crate::catalog::{Catalog, Storages, TableDef, TableType};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -371,15 +372,34 @@ impl Database {
     }
 
     /// Every namespace and `system`: the Flight SQL db_schemas.
-    pub fn schema_names(&self) -> Vec<String> {
+    pub fn schema_names(&self, caller: &Caller) -> Vec<String> {
+        let tables = self.catalog.tables(None);
         let mut names: Vec<String> = self
             .catalog
             .namespaces()
             .into_iter()
             .map(|n| n.name)
+            .filter(|ns| {
+                authz::can_list_namespace(
+                    caller.role,
+                    tables.iter().filter(|t| t.namespace == *ns).map(|t| &**t),
+                )
+            })
             .collect();
-        names.push(crate::provider::system::SYSTEM_SCHEMA.to_string());
+        if authz::require_system(caller.role).is_ok() {
+            names.push(crate::provider::system::SYSTEM_SCHEMA.to_string());
+        }
         names
+    }
+
+    /// Requires a namespace the caller may see (`authz::can_list_namespace`); a missing or hidden
+    /// one is answered as `authz::missing_table` says.
+    pub fn require_namespace(&self, caller: &Caller, ns: &str) -> Result<()> {
+        if self.schema_names(caller).iter().any(|n| n == ns) {
+            return Ok(());
+        }
+        let what = format!("namespace {ns} does not exist");
+        Err(authz::missing_table(caller.role, Access::Read, ns, &what))
     }
 
     /// `(namespace, table)` of a possibly unqualified name.
@@ -404,15 +424,35 @@ impl Database {
         }
     }
 
-    /// The definition of a table that must exist.
-    pub fn table_for(&self, caller: &Caller, name: &ObjectName) -> Result<Arc<TableDef>> {
+    /// The definition of a table that must exist and that the caller may access as asked. A
+    /// missing table is answered as `authz::missing_table` says.
+    pub fn table_for(
+        &self,
+        caller: &Caller,
+        name: &ObjectName,
+        access: Access,
+    ) -> Result<Arc<TableDef>> {
         let (ns, t) = self.resolve_table_name(caller, name)?;
         if !self.catalog.has_namespace(&ns) {
-            return Err(Error::NotFound(format!("namespace {ns} does not exist")));
+            let what = format!("namespace {ns} does not exist");
+            return Err(authz::missing_table(
+                caller.role,
+                access,
+                &format!("{ns}.{t}"),
+                &what,
+            ));
         }
-        self.catalog
-            .table(&ns, &t)
-            .ok_or_else(|| Error::NotFound(format!("table {ns}.{t} does not exist")))
+        let Some(def) = self.catalog.table(&ns, &t) else {
+            let what = format!("table {ns}.{t} does not exist");
+            return Err(authz::missing_table(
+                caller.role,
+                access,
+                &format!("{ns}.{t}"),
+                &what,
+            ));
+        };
+        authz::require_table(caller.role, &def, access)?;
+        Ok(def)
     }
 
     /// The hot-store partition the caller's rows of `def` live in.

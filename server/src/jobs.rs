@@ -491,14 +491,17 @@ impl Jobs {
         self.save(job).await
     }
 
-    /// Submits flushes whose table's FLUSH_POLICY is due.
+    /// Submits flushes whose table's FLUSH_POLICY is due, and evictions of STREAM tables with
+    /// a whole expired time bucket.
     async fn policies(self: Arc<Self>) {
         let every = Duration::from_millis(self.config.policy_check_ms.max(10));
+        let mut evictions_checked: HashMap<u64, std::time::Instant> = HashMap::new();
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
+            self.evictions(&mut evictions_checked).await;
             let mut due: HashMap<u64, Arc<TableDef>> = HashMap::new();
             for (partition, w) in self.hot.pending().snapshot() {
                 let Some(id) = partition
@@ -539,6 +542,46 @@ impl Jobs {
                         tracing::warn!(table = %def.qualified(), error = %e, "cannot queue a flush")
                     }
                 }
+            }
+        }
+    }
+
+    /// Submits a `stream_eviction` job for each STREAM table holding a user partition whose
+    /// oldest version lies in an expired bucket; each table is looked at once per bucket width.
+    async fn evictions(&self, checked: &mut HashMap<u64, std::time::Instant>) {
+        let streams: Vec<Arc<TableDef>> = self
+            .catalog
+            .tables(None)
+            .into_iter()
+            .filter(|t| t.table_type == crate::catalog::TableType::Stream)
+            .collect();
+        checked.retain(|id, _| streams.iter().any(|t| t.id == *id));
+        for def in streams {
+            let (Some(bucket), Some(before)) = (def.stream_bucket_ms(), def.evict_before()) else {
+                continue;
+            };
+            if checked
+                .get(&def.id)
+                .is_some_and(|at| at.elapsed() < Duration::from_millis(bucket))
+            {
+                continue;
+            }
+            checked.insert(def.id, std::time::Instant::now());
+            let busy = self.state.lock().jobs.values().any(|j| {
+                j.table_id == def.id && j.kind == JobKind::StreamEviction && !j.status.is_finished()
+            });
+            let expired = match self.hot.partitions_oldest(def.id) {
+                Ok(parts) => parts.iter().any(|(_, oldest)| *oldest < before),
+                Err(e) => {
+                    tracing::warn!(table = %def.qualified(), error = %e, "cannot list partitions");
+                    false
+                }
+            };
+            if busy || !expired {
+                continue;
+            }
+            if let Err(e) = self.submit(JobKind::StreamEviction, &def).await {
+                tracing::warn!(table = %def.qualified(), error = %e, "cannot queue an eviction");
             }
         }
     }

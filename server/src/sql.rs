@@ -82,12 +82,13 @@ pub async fn run_command(
     cmd: Command,
     params: Option<RecordBatch>,
 ) -> Result<Outcome<QueryPlan>> {
+    authz::statement(caller, &cmd)?;
     match cmd {
         Command::CreateNamespace {
             name,
             if_not_exists,
         } => {
-            ddl::create_namespace(db, caller, &name, if_not_exists).await?;
+            ddl::create_namespace(db, &name, if_not_exists).await?;
             Ok(Outcome::Affected(0))
         }
         Command::DropNamespace { name, if_exists } => {
@@ -98,15 +99,13 @@ pub async fn run_command(
             ddl::use_namespace(db, caller, &ns)?;
             Ok(Outcome::Affected(0))
         }
-        Command::ShowNamespaces => Ok(Outcome::Rows(ddl::show_namespaces(db)?)),
+        Command::ShowNamespaces => Ok(Outcome::Rows(ddl::show_namespaces(db, caller)?)),
         Command::ShowTables(ns) => Ok(Outcome::Rows(ddl::show_tables(db, caller, ns.as_deref())?)),
         Command::Describe(name) => Ok(Outcome::Rows(ddl::describe(db, caller, &name).await?)),
         Command::FlushTable(name) => Ok(Outcome::Rows(
             storage::flush_table(db, caller, &name).await?,
         )),
-        Command::FlushAll(ns) => Ok(Outcome::Rows(
-            storage::flush_all(db, caller, ns.as_deref()).await?,
-        )),
+        Command::FlushAll(ns) => Ok(Outcome::Rows(storage::flush_all(db, ns.as_deref()).await?)),
         Command::CompactTable(name) => Ok(Outcome::Rows(
             storage::compact_table(db, caller, &name).await?,
         )),
@@ -114,7 +113,7 @@ pub async fn run_command(
             storage::show_manifest(db, caller, &name).await?,
         )),
         Command::KillJob(id) => {
-            storage::kill_job(db, caller, &id).await?;
+            storage::kill_job(db, &id).await?;
             Ok(Outcome::Affected(0))
         }
         Command::CreateStorage {
@@ -123,11 +122,11 @@ pub async fn run_command(
             kind,
             options,
         } => {
-            storage::create_storage(db, caller, &name, if_not_exists, &kind, &options).await?;
+            storage::create_storage(db, &name, if_not_exists, &kind, &options).await?;
             Ok(Outcome::Affected(0))
         }
         Command::DropStorage { name, if_exists } => {
-            storage::drop_storage(db, caller, &name, if_exists).await?;
+            storage::drop_storage(db, &name, if_exists).await?;
             Ok(Outcome::Affected(0))
         }
         Command::CreateUser {
@@ -165,10 +164,7 @@ pub async fn run_command(
             alter::alter_table(db, caller, &stmt).await?;
             Ok(Outcome::Affected(0))
         }
-        Command::ShowStorages => {
-            authz::require(caller.role, crate::session::Role::Dba, "list storages")?;
-            Ok(Outcome::Rows(storage::storages_batch(db)?))
-        }
+        Command::ShowStorages => Ok(Outcome::Rows(storage::storages_batch(db)?)),
         Command::CreateTable { prefix, stmt } => {
             ddl::create_table(db, caller, prefix, &stmt).await?;
             Ok(Outcome::Affected(0))
@@ -237,11 +233,11 @@ fn begin(db: &Arc<Database>, caller: &Caller) -> Result<()> {
 
 /// Begins a transaction for a signed-in caller (SQL BEGIN and Flight SQL BeginTransaction).
 pub fn open_transaction(db: &Database, caller: &Caller) -> Result<Arc<crate::txn::Transaction>> {
-    if caller.role == crate::session::Role::Anonymous {
-        return Err(Error::PermissionDenied(
-            "transactions need a signed-in session: anonymous calls cannot open one".into(),
-        ));
-    }
+    authz::require(
+        caller.role,
+        crate::session::Role::User,
+        "open transactions: they need a signed-in session",
+    )?;
     db.transactions.begin(&db.hot, &caller.user)
 }
 

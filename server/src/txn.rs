@@ -22,6 +22,8 @@ struct Pending {
     partition: Arc<PartitionKey>,
     /// What COMMIT requires of the committed version.
     mode: WriteMode,
+    /// Versions older than this have expired (STREAM TTL).
+    live_from: u64,
     /// Provisional `_seq`: orders the pending rows and is what the transaction's reads see.
     seq: u64,
     row: Option<Vec<u8>>,
@@ -139,7 +141,7 @@ impl Transaction {
                     let live = hot
                         .current(&op.partition, &op.pk)
                         .map_err(Error::from)?
-                        .is_some_and(|(_, live)| live);
+                        .is_some_and(|(seq, live)| live && seq >= op.live_from);
                     let mode = match op.mode {
                         WriteMode::InsertNew | WriteMode::InsertIgnore if live => {
                             if op.mode == WriteMode::InsertIgnore {
@@ -159,6 +161,7 @@ impl Transaction {
                     Pending {
                         partition: op.partition,
                         mode,
+                        live_from: op.live_from,
                         seq,
                         row: op.row,
                         label,
@@ -198,6 +201,7 @@ impl Transaction {
                         pk,
                         row: p.row,
                         mode: p.mode,
+                        live_from: p.live_from,
                     },
                     p.label,
                 )

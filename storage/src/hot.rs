@@ -18,7 +18,7 @@ pub use pending::{PendingWrites, Unflushed};
 pub use scan::{DELETED_COLUMN, HotView, Overlay, SEQ_COLUMN, ScanSpec};
 pub use writer::{Maintenance, RowOp, WriteMode, WriteOutcome, WriteRequest};
 
-use crate::keys::prefix_end;
+use crate::keys::{PartitionKey, prefix_end};
 use crate::seq::SeqGenerator;
 use crate::{Error, Result};
 
@@ -196,6 +196,18 @@ impl HotStore {
             .await
             .map_err(|_| Error::Closed)?;
         wait.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Evicts a STREAM partition's versions older than `before` through the writer (see
+    /// [`Maintenance::Evict`]); answers how many versions went.
+    pub async fn evict(&self, partition: Arc<PartitionKey>, before: u64) -> Result<u64> {
+        let outcome = self
+            .write(WriteRequest {
+                maintenance: vec![Maintenance::Evict { partition, before }],
+                ..Default::default()
+            })
+            .await?;
+        Ok(outcome.applied)
     }
 
     /// Reads one metadata value.

@@ -319,6 +319,7 @@ mod tests {
                 pk: pk::int(id),
                 row: None,
                 mode: WriteMode::Upsert,
+                live_from: 0,
             }],
             ..Default::default()
         }

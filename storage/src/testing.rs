@@ -59,6 +59,7 @@ pub(crate) fn writes(
                 pk: pk::int(*id),
                 row: Some(row),
                 mode,
+                live_from: 0,
             })
             .collect(),
         ..Default::default()

@@ -299,6 +299,39 @@ pub struct TableDef {
 }
 
 impl TableDef {
+    /// The first `_seq` alive now: a STREAM table's rows older than its TTL have expired and
+    /// are invisible (and insertable again); 0 for other tables.
+    pub fn live_from(&self) -> u64 {
+        self.expiry()
+            .map_or(0, |(cutoff, _)| quilldb_storage::seq::first_id_at(cutoff))
+    }
+
+    /// A STREAM table's time buckets: a quarter of its TTL, between 1 s and 1 h. `_seq` starts
+    /// with its write time, so a bucket is one `_seq` range of each user's partition.
+    pub fn stream_bucket_ms(&self) -> Option<u64> {
+        self.expiry().map(|(_, bucket)| bucket)
+    }
+
+    /// The first `_seq` the eviction keeps: every version in a bucket that ended before the TTL
+    /// cutoff goes; the bucket holding the cutoff stays whole until it has expired too.
+    pub fn evict_before(&self) -> Option<u64> {
+        self.expiry()
+            .map(|(cutoff, bucket)| quilldb_storage::seq::first_id_at(cutoff - cutoff % bucket))
+    }
+
+    /// `(TTL cutoff in Unix ms, bucket width in ms)` of a STREAM table.
+    fn expiry(&self) -> Option<(u64, u64)> {
+        let ttl_ms = match (self.table_type, self.ttl_seconds) {
+            (TableType::Stream, Some(ttl)) => ttl.saturating_mul(1000),
+            _ => return None,
+        };
+        let now = super::now_millis().max(0) as u64;
+        Some((
+            now.saturating_sub(ttl_ms),
+            (ttl_ms / 4).clamp(1000, 3_600_000),
+        ))
+    }
+
     /// `namespace.name`.
     pub fn qualified(&self) -> String {
         format!("{}.{}", self.namespace, self.name)

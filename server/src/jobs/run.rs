@@ -170,7 +170,27 @@ pub(super) async fn execute(
                 compact_due: false,
             }))
         }
-        JobKind::StreamEviction => Ok(None),
+        JobKind::StreamEviction => {
+            let Some(before) = def.evict_before() else {
+                return Err(Error::InvalidArgument(
+                    "only STREAM tables have rows to evict".into(),
+                ));
+            };
+            let mut rows = 0;
+            let mut users = 0;
+            for (p, oldest) in jobs.hot.partitions_oldest(def.id)? {
+                if oldest < before {
+                    rows += jobs.hot.evict(Arc::new(p), before).await?;
+                    users += 1;
+                }
+            }
+            Ok((rows > 0).then(|| Done {
+                rows,
+                bytes: 0,
+                message: format!("{rows} expired row version(s) of {users} user(s) evicted"),
+                compact_due: false,
+            }))
+        }
         JobKind::Cleanup => Ok(None),
     }
 }

@@ -10,7 +10,7 @@ use datafusion::error::DataFusionError;
 
 use super::system::{SYSTEM_SCHEMA, SystemSchema};
 use super::table::HotTable;
-use crate::authz;
+use crate::authz::{self, Access};
 use crate::db::Database;
 use crate::session::Caller;
 
@@ -30,7 +30,7 @@ impl QuillCatalog {
 
 impl CatalogProvider for QuillCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.db.schema_names()
+        self.db.schema_names(&self.caller)
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
@@ -40,7 +40,10 @@ impl CatalogProvider for QuillCatalog {
                 self.caller.clone(),
             )));
         }
-        self.db.catalog.has_namespace(name).then(|| {
+        // A role that could be refused an existing table gets the same refusal for a missing
+        // namespace, so it cannot probe which exist (`authz::missing_table`).
+        let hidden = self.caller.role < crate::session::Role::Service;
+        (hidden || self.db.catalog.has_namespace(name)).then(|| {
             Arc::new(NamespaceSchema {
                 db: self.db.clone(),
                 caller: self.caller.clone(),
@@ -71,11 +74,20 @@ impl SchemaProvider for NamespaceSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let external = |e: crate::error::Error| DataFusionError::External(Box::new(e));
         let Some(def) = self.db.catalog.table(&self.namespace, name) else {
+            if self.caller.role < crate::session::Role::Service {
+                let name = format!("{}.{name}", self.namespace);
+                return Err(external(authz::missing_table(
+                    self.caller.role,
+                    Access::Read,
+                    &name,
+                    "",
+                )));
+            }
             return Ok(None);
         };
-        authz::require_read(self.caller.role, &def)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        authz::require_table(self.caller.role, &def, Access::Read).map_err(external)?;
         let partition = self
             .db
             .partition_of(&def, &self.caller)

@@ -15,7 +15,7 @@ use datafusion::error::DataFusionError;
 
 use crate::authz;
 use crate::db::Database;
-use crate::session::{Caller, Role};
+use crate::session::Caller;
 
 /// The namespace of the system tables.
 pub const SYSTEM_SCHEMA: &str = "system";
@@ -44,7 +44,7 @@ impl SystemSchema {
 
     /// The system tables the caller may read, with their schemas (for GetTables).
     pub fn listing(&self) -> Vec<(String, SchemaRef)> {
-        if self.caller.role < Role::Dba {
+        if authz::require_system(self.caller.role).is_err() {
             return Vec::new();
         }
         TABLES
@@ -230,7 +230,7 @@ impl SystemSchema {
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        if self.caller.role >= Role::Dba {
+        if authz::require_system(self.caller.role).is_ok() {
             TABLES.iter().map(|s| s.to_string()).collect()
         } else {
             Vec::new()
@@ -238,7 +238,7 @@ impl SchemaProvider for SystemSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        authz::require(self.caller.role, Role::Dba, "read system tables")
+        authz::require_system(self.caller.role)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let Some(batch) = self.batch(name)? else {
             return Ok(None);

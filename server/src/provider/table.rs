@@ -258,7 +258,7 @@ impl TableProvider for HotTable {
             pruner,
         };
         Ok(Arc::new(HotScanExec::new(
-            self.def.qualified(),
+            self.def.clone(),
             read,
             fills,
             self.metrics.clone(),
@@ -270,7 +270,7 @@ impl TableProvider for HotTable {
 
 /// Reads one table partition: cold segments, then hot versions.
 pub struct HotScanExec {
-    table: String,
+    def: Arc<TableDef>,
     read: MergedRead,
     fills: Arc<Vec<(usize, u64, ScalarValue)>>,
     metrics: Arc<Metrics>,
@@ -282,13 +282,13 @@ pub struct HotScanExec {
 
 impl fmt::Debug for HotScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HotScanExec({})", self.table)
+        write!(f, "HotScanExec({})", self.def.qualified())
     }
 }
 
 impl HotScanExec {
     fn new(
-        table: String,
+        def: Arc<TableDef>,
         read: MergedRead,
         fills: Vec<(usize, u64, ScalarValue)>,
         metrics: Arc<Metrics>,
@@ -302,7 +302,7 @@ impl HotScanExec {
             Boundedness::Bounded,
         );
         Self {
-            table,
+            def,
             read,
             fills: Arc::new(fills),
             metrics,
@@ -317,7 +317,7 @@ impl HotScanExec {
 impl DisplayAs for HotScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let spec = &self.read.spec;
-        write!(f, "HotScanExec: table={}", self.table)?;
+        write!(f, "HotScanExec: table={}", self.def.qualified())?;
         if let Some(k) = &self.read.keys {
             write!(f, ", key_lookups={}", k.len())?;
         }
@@ -395,7 +395,10 @@ impl ExecutionPlan for HotScanExec {
     ) -> DfResult<SendableRecordBatchStream> {
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
         let tx = builder.tx();
-        let read = self.read.clone();
+        let mut read = self.read.clone();
+        // A STREAM table's TTL is applied when the read starts: a row is invisible the moment
+        // it expires, however long ago the plan was made.
+        read.spec.min_seq = read.spec.min_seq.max(self.def.live_from());
         let fills = self.fills.clone();
         let seq_at = self.read.spec.columns.len();
         let schema = self.schema.clone();

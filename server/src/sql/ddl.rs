@@ -11,25 +11,19 @@ use datafusion::sql::sqlparser::ast::{
     Value,
 };
 
-use crate::authz;
+use crate::authz::{self, Access};
 use crate::catalog::names::{NameKind, validate};
 use crate::catalog::types::SqlType;
 use crate::catalog::{AccessLevel, ColumnDef, DefaultExpr, FlushPolicy, TableDef, TableType};
 use crate::db::Database;
 use crate::error::{Error, Result};
-use crate::session::{Caller, Role};
+use crate::session::Caller;
 use crate::sql::parser::normalize;
 
 pub use crate::catalog::DEFAULT_STORAGE;
 
 /// CREATE NAMESPACE.
-pub async fn create_namespace(
-    db: &Database,
-    caller: &Caller,
-    name: &str,
-    if_not_exists: bool,
-) -> Result<()> {
-    authz::require(caller.role, Role::Dba, "create namespaces")?;
+pub async fn create_namespace(db: &Database, name: &str, if_not_exists: bool) -> Result<()> {
     validate(NameKind::Namespace, name)?;
     db.catalog.create_namespace(name, if_not_exists).await?;
     Ok(())
@@ -42,7 +36,6 @@ pub async fn drop_namespace(
     name: &str,
     if_exists: bool,
 ) -> Result<()> {
-    authz::require(caller.role, Role::Dba, "drop namespaces")?;
     for def in db.catalog.tables(Some(name)) {
         db.jobs.cancel_table(def.id).await;
     }
@@ -63,9 +56,7 @@ pub async fn drop_namespace(
 
 /// USE ns.
 pub fn use_namespace(db: &Database, caller: &Caller, name: &str) -> Result<()> {
-    if !db.catalog.has_namespace(name) {
-        return Err(Error::NotFound(format!("namespace {name} does not exist")));
-    }
+    db.require_namespace(caller, name)?;
     caller.set_namespace(Some(name.to_string()));
     Ok(())
 }
@@ -426,12 +417,8 @@ pub async fn create_table(
     prefix: Option<TableType>,
     stmt: &CreateTable,
 ) -> Result<()> {
-    authz::require(caller.role, Role::Service, "create tables")?;
     let (namespace, _) = db.resolve_table_name(caller, &stmt.name)?;
     let def = table_def(&namespace, prefix, stmt)?;
-    if def.table_type == TableType::Stream {
-        return Err(Error::Unsupported(format!("{} tables", def.table_type)));
-    }
     db.storages.get(&def.storage_id)?;
     db.catalog.create_table(def, stmt.if_not_exists).await?;
     Ok(())
@@ -444,7 +431,6 @@ pub async fn drop_table(
     name: &datafusion::sql::sqlparser::ast::ObjectName,
     if_exists: bool,
 ) -> Result<()> {
-    authz::require(caller.role, Role::Dba, "drop tables")?;
     let (ns, table) = db.resolve_table_name(caller, name)?;
     // Jobs of the table stop first, so none writes into its folder after the clean-up.
     if let Some(def) = db.catalog.table(&ns, &table) {
@@ -489,8 +475,10 @@ fn millis(v: Vec<i64>) -> ArrayRef {
 }
 
 /// SHOW NAMESPACES.
-pub fn show_namespaces(db: &Database) -> Result<RecordBatch> {
-    let ns = db.catalog.namespaces();
+pub fn show_namespaces(db: &Database, caller: &Caller) -> Result<RecordBatch> {
+    let visible = db.schema_names(caller);
+    let mut ns = db.catalog.namespaces();
+    ns.retain(|n| visible.contains(&n.name));
     let schema = Arc::new(Schema::new(vec![
         Field::new("namespace", DataType::Utf8, false),
         Field::new(
@@ -516,10 +504,8 @@ pub fn show_tables(db: &Database, caller: &Caller, ns: Option<&str>) -> Result<R
         Some(n) => Some(n.to_string()),
         None => caller.namespace(),
     };
-    if let Some(n) = &ns
-        && !db.catalog.has_namespace(n)
-    {
-        return Err(Error::NotFound(format!("namespace {n} does not exist")));
+    if let Some(n) = &ns {
+        db.require_namespace(caller, n)?;
     }
     let tables: Vec<_> = db
         .catalog
@@ -554,8 +540,7 @@ pub async fn describe(
     caller: &Caller,
     name: &datafusion::sql::sqlparser::ast::ObjectName,
 ) -> Result<RecordBatch> {
-    let def = db.table_for(caller, name)?;
-    authz::require_read(caller.role, &def)?;
+    let def = db.table_for(caller, name, Access::Read)?;
     let partition =
         quilldb_storage::keys::PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?;
     let manifest = db.manifest(&def, &partition).await?;

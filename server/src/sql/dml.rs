@@ -19,7 +19,7 @@ use quilldb_storage::codec::encode_rows;
 use quilldb_storage::hot::{RowOp, SEQ_COLUMN, WriteMode};
 use quilldb_storage::keys::PartitionKey;
 
-use crate::authz;
+use crate::authz::Access;
 use crate::catalog::types::SqlType;
 use crate::catalog::{DefaultExpr, TableDef};
 use crate::db::Database;
@@ -312,6 +312,7 @@ pub(crate) fn ops_for(
     let (pk_index, pk) = def.pk()?;
     let pk_col = batch.column(pk_index);
     let keys = encode_pk_array(pk_col)?;
+    let live_from = def.live_from();
     let rows = if delete {
         Vec::new()
     } else {
@@ -324,6 +325,7 @@ pub(crate) fn ops_for(
             pk: key,
             row: if delete { None } else { rows.next() },
             mode: modes(i),
+            live_from,
         });
         out.keys.push((
             def.qualified(),
@@ -448,8 +450,7 @@ async fn insert(
             "INSERT INTO a table function is not supported".into(),
         ));
     };
-    let def = db.table_for(caller, name)?;
-    authz::require_write(caller.role, &def)?;
+    let def = db.table_for(caller, name, Access::Write)?;
     if ins.returning.is_some() {
         return Err(Error::Unsupported("INSERT ... RETURNING".into()));
     }
@@ -764,8 +765,7 @@ async fn update(
         return Err(Error::Unsupported("UPDATE with joins or FROM".into()));
     }
     let (name, alias) = table_factor(&u.table.relation)?;
-    let def = db.table_for(caller, name)?;
-    authz::require_write(caller.role, &def)?;
+    let def = db.table_for(caller, name, Access::Write)?;
     let (_, pk) = def.pk()?;
     let mut assignments = HashMap::new();
     for a in &u.assignments {
@@ -819,8 +819,7 @@ async fn delete(
         return Err(Error::Unsupported("DELETE from several tables".into()));
     }
     let (name, alias) = table_factor(&from[0].relation)?;
-    let def = db.table_for(caller, name)?;
-    authz::require_write(caller.role, &def)?;
+    let def = db.table_for(caller, name, Access::Write)?;
     let (pk_index, pk) = def.pk()?;
     let mut sql = format!(
         "SELECT \"{}\", \"{SEQ_COLUMN}\" FROM {}",

@@ -8,11 +8,11 @@ use quilldb_flight::{BatchStream, IngestTarget};
 use quilldb_storage::hot::WriteMode;
 use quilldb_storage::keys::PartitionKey;
 
-use crate::authz;
+use crate::authz::{self, Access};
 use crate::catalog::TableDef;
 use crate::db::Database;
 use crate::error::{Error, Result};
-use crate::session::Caller;
+use crate::session::{Caller, Role};
 use crate::sql::dml::{Planned, cast_column, default_column, ops_for, validate_rows};
 
 /// Appends every batch of `data` to the target table, all rows or none; answers the row count.
@@ -31,24 +31,23 @@ pub async fn ingest(
             ))
         })?,
     };
-    let def = match db.catalog.table(&ns, &target.table) {
-        Some(def) => def,
-        None => {
-            // Authorization comes before existence: a caller who may not write learns nothing.
-            if caller.role == crate::session::Role::Anonymous {
-                return Err(Error::PermissionDenied(format!(
-                    "role {} may not ingest into tables",
-                    caller.role
-                )));
-            }
-            return Err(Error::NotFound(format!(
-                "table {ns}.{} does not exist: ingest appends to existing tables only; create \
-                 it with CREATE TABLE first",
-                target.table
-            )));
-        }
+    // Authorization comes before existence: a caller who may not write learns nothing.
+    authz::require(caller.role, Role::User, "ingest rows")?;
+    let Some(def) = db.catalog.table(&ns, &target.table) else {
+        let what = format!(
+            "table {ns}.{} does not exist: ingest appends to existing tables only; create it \
+             with CREATE TABLE first",
+            target.table
+        );
+        let name = format!("{ns}.{}", target.table);
+        return Err(authz::missing_table(
+            caller.role,
+            Access::Write,
+            &name,
+            &what,
+        ));
     };
-    authz::require_write(caller.role, &def)?;
+    authz::require_table(caller.role, &def, Access::Write)?;
     let partition = Arc::new(PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?);
     let started = std::time::Instant::now();
     let mut planned = Planned::default();

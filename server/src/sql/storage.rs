@@ -9,12 +9,12 @@ use arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast::ObjectName;
 use quilldb_storage::keys::PartitionKey;
 
-use crate::authz;
+use crate::authz::Access;
 use crate::catalog::{StorageDef, TableType, now_millis};
 use crate::db::Database;
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobKind};
-use crate::session::{Caller, Role};
+use crate::session::Caller;
 
 fn ts(name: &str, nullable: bool) -> Field {
     Field::new(
@@ -46,8 +46,7 @@ pub async fn flush_table(
     caller: &Caller,
     name: &ObjectName,
 ) -> Result<RecordBatch> {
-    authz::require(caller.role, Role::Service, "flush tables")?;
-    let def = db.table_for(caller, name)?;
+    let def = db.table_for(caller, name, Access::Read)?;
     if def.table_type == TableType::Stream {
         return Err(Error::InvalidArgument(format!(
             "{} is a STREAM table: stream tables are never flushed",
@@ -59,12 +58,7 @@ pub async fn flush_table(
 }
 
 /// STORAGE FLUSH ALL [IN ns]: one flush job per table with unflushed rows.
-pub async fn flush_all(
-    db: &Arc<Database>,
-    caller: &Caller,
-    ns: Option<&str>,
-) -> Result<RecordBatch> {
-    authz::require(caller.role, Role::Service, "flush tables")?;
+pub async fn flush_all(db: &Arc<Database>, ns: Option<&str>) -> Result<RecordBatch> {
     if let Some(ns) = ns
         && !db.catalog.has_namespace(ns)
     {
@@ -86,8 +80,7 @@ pub async fn compact_table(
     caller: &Caller,
     name: &ObjectName,
 ) -> Result<RecordBatch> {
-    authz::require(caller.role, Role::Service, "compact tables")?;
-    let def = db.table_for(caller, name)?;
+    let def = db.table_for(caller, name, Access::Read)?;
     if def.table_type == TableType::Stream {
         return Err(Error::InvalidArgument(format!(
             "{} is a STREAM table: it has no cold segments to compact",
@@ -99,8 +92,7 @@ pub async fn compact_table(
 }
 
 /// KILL JOB.
-pub async fn kill_job(db: &Arc<Database>, caller: &Caller, id: &str) -> Result<()> {
-    authz::require(caller.role, Role::Dba, "kill jobs")?;
+pub async fn kill_job(db: &Arc<Database>, id: &str) -> Result<()> {
     db.jobs.kill(id).await?;
     Ok(())
 }
@@ -111,8 +103,7 @@ pub async fn show_manifest(
     caller: &Caller,
     name: &ObjectName,
 ) -> Result<RecordBatch> {
-    let def = db.table_for(caller, name)?;
-    authz::require_read(caller.role, &def)?;
+    let def = db.table_for(caller, name, Access::Read)?;
     let partition = PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?;
     let m = db.manifest(&def, &partition).await?;
     let segs = m.as_ref().map(|m| m.segments.clone()).unwrap_or_default();
@@ -152,13 +143,11 @@ pub async fn show_manifest(
 /// CREATE STORAGE.
 pub async fn create_storage(
     db: &Arc<Database>,
-    caller: &Caller,
     name: &str,
     if_not_exists: bool,
     kind: &str,
     options: &[(String, String)],
 ) -> Result<()> {
-    authz::require(caller.role, Role::Dba, "create storages")?;
     crate::catalog::names::validate(crate::catalog::names::NameKind::Storage, name)?;
     let mut def = StorageDef {
         id: name.to_string(),
@@ -204,13 +193,7 @@ pub async fn create_storage(
 }
 
 /// DROP STORAGE: refused while a table uses it.
-pub async fn drop_storage(
-    db: &Arc<Database>,
-    caller: &Caller,
-    name: &str,
-    if_exists: bool,
-) -> Result<()> {
-    authz::require(caller.role, Role::Dba, "drop storages")?;
+pub async fn drop_storage(db: &Arc<Database>, name: &str, if_exists: bool) -> Result<()> {
     let _ddl = db.catalog.ddl_lock().await;
     let in_use = db
         .catalog

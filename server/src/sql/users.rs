@@ -1,5 +1,5 @@
-//! CREATE / ALTER / DROP USER with the rules of spec/security.md: nobody grants a role above
-//! their own nor raises their own; the caller's role is checked before any user is looked up.
+//! CREATE / ALTER / DROP USER and EXECUTE AS USER. Who may do what is `authz`'s: its statement
+//! check runs before any user is looked up, its target checks here once the user is known.
 
 use std::sync::Arc;
 
@@ -10,15 +10,12 @@ use arrow::record_batch::RecordBatch;
 use super::parser::UserChange;
 use crate::auth::records::{check_password, hash_password};
 use crate::auth::{ROOT, UserDef};
+use crate::authz;
 use crate::catalog::names::{NameKind, validate};
 use crate::catalog::now_millis;
 use crate::db::Database;
 use crate::error::{Error, Result};
 use crate::session::{Caller, Role};
-
-fn denied(caller: &Caller, what: &str) -> Error {
-    Error::PermissionDenied(format!("role {} may not {what}", caller.role))
-}
 
 fn parse_role(r: &str) -> Result<Role> {
     Role::parse(r).ok_or_else(|| {
@@ -26,25 +23,6 @@ fn parse_role(r: &str) -> Result<Role> {
             "unknown role {r:?}: expected user, service, dba or system"
         ))
     })
-}
-
-/// The highest role `caller` may give to a user, if any.
-fn grantable(caller: Role) -> Option<Role> {
-    match caller {
-        Role::Service => Some(Role::User),
-        Role::Dba => Some(Role::Dba),
-        Role::System => Some(Role::System),
-        Role::Anonymous | Role::User => None,
-    }
-}
-
-/// Whether `caller` may manage (alter or drop) a user of role `target`.
-fn may_manage(caller: Role, target: Role) -> bool {
-    match caller {
-        Role::System => true,
-        Role::Dba => target <= Role::Dba,
-        _ => false,
-    }
 }
 
 async fn hashed(password: String) -> Result<String> {
@@ -64,16 +42,8 @@ pub async fn create_user(
     role: Option<&str>,
     email: Option<String>,
 ) -> Result<()> {
-    let Some(limit) = grantable(caller.role) else {
-        return Err(denied(caller, "create users"));
-    };
     let role = role.map(parse_role).transpose()?.unwrap_or(Role::User);
-    if role > limit {
-        return Err(Error::PermissionDenied(format!(
-            "role {} may create users up to role {limit}, not {role}",
-            caller.role
-        )));
-    }
+    authz::require_grant(caller, name, Role::Anonymous, role)?;
     validate(NameKind::User, name)?;
     if name == ROOT || db.auth.user(name).is_some() {
         return if if_not_exists {
@@ -115,15 +85,7 @@ pub async fn alter_user(
     name: &str,
     change: UserChange,
 ) -> Result<()> {
-    let own = caller.user == name && caller.role >= Role::User;
-    // Rights first: without them nothing is looked up.
-    match &change {
-        UserChange::Password(_) | UserChange::Email(_) if own => {}
-        _ if grantable(caller.role).is_none() || caller.role < Role::Dba => {
-            return Err(denied(caller, "alter other users"));
-        }
-        _ => {}
-    }
+    let own = caller.user == name;
     if name == ROOT {
         return Err(Error::InvalidArgument(
             "root is configured, not altered: its password comes from QUILLDB_ROOT_PASSWORD \
@@ -134,11 +96,8 @@ pub async fn alter_user(
     let Some(mut user) = db.auth.user(name) else {
         return Err(Error::NotFound(format!("user {name} does not exist")));
     };
-    if !own && !may_manage(caller.role, user.role) {
-        return Err(Error::PermissionDenied(format!(
-            "role {} may not alter a user of role {}",
-            caller.role, user.role
-        )));
+    if !own {
+        authz::require_manage(caller.role, user.role, "alter")?;
     }
     match change {
         UserChange::Password(p) => {
@@ -148,12 +107,7 @@ pub async fn alter_user(
         UserChange::Email(e) => user.email = Some(e),
         UserChange::Role(r) => {
             let role = parse_role(&r)?;
-            if role > caller.role || (caller.user == name && role > user.role) {
-                return Err(Error::PermissionDenied(format!(
-                    "role {} may not give role {role}",
-                    caller.role
-                )));
-            }
+            authz::require_grant(caller, name, user.role, role)?;
             user.role = role;
             user.credentials += 1;
         }
@@ -175,9 +129,6 @@ pub async fn drop_user(
     name: &str,
     if_exists: bool,
 ) -> Result<()> {
-    if caller.role < Role::Dba {
-        return Err(denied(caller, "drop users"));
-    }
     if name == ROOT {
         return Err(Error::InvalidArgument("root cannot be dropped".into()));
     }
@@ -188,12 +139,7 @@ pub async fn drop_user(
             Err(Error::NotFound(format!("user {name} does not exist")))
         };
     };
-    if !may_manage(caller.role, user.role) {
-        return Err(Error::PermissionDenied(format!(
-            "role {} may not drop a user of role {}",
-            caller.role, user.role
-        )));
-    }
+    authz::require_manage(caller.role, user.role, "drop")?;
     let now = now_millis();
     user.deleted_at = Some(now);
     user.updated_at = now;
@@ -262,12 +208,6 @@ pub fn users_batch(db: &Database) -> Result<RecordBatch> {
 /// EXECUTE AS USER: one statement as another user (service: users; dba: users and services;
 /// system: anyone). The caller's rights are checked before the user is looked up.
 pub fn impersonate(db: &Database, caller: &Caller, name: &str) -> Result<Caller> {
-    let limit = match caller.role {
-        Role::Service => Role::User,
-        Role::Dba => Role::Service,
-        Role::System => Role::System,
-        _ => return Err(denied(caller, "execute as another user")),
-    };
     let target = if name == ROOT {
         Some((ROOT.to_string(), Role::System))
     } else {
@@ -276,12 +216,7 @@ pub fn impersonate(db: &Database, caller: &Caller, name: &str) -> Result<Caller>
     let Some((user, role)) = target else {
         return Err(Error::NotFound(format!("user {name} does not exist")));
     };
-    if role > limit {
-        return Err(Error::PermissionDenied(format!(
-            "role {} may not execute as a user of role {role}",
-            caller.role
-        )));
-    }
+    authz::require_impersonate(caller.role, role)?;
     let session = Arc::new(crate::session::Session::new(user, role));
     session.set_namespace(caller.namespace());
     tracing::info!(user = name, by = %caller.user, "execute as");

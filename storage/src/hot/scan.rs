@@ -80,7 +80,7 @@ impl ScanSpec {
 }
 
 /// Splits a stored row version into (is live, pk bytes, row bytes).
-fn split_value(v: &[u8]) -> Result<(bool, &[u8], &[u8])> {
+pub(crate) fn split_value(v: &[u8]) -> Result<(bool, &[u8], &[u8])> {
     let kind = *v
         .first()
         .ok_or_else(|| Error::corrupt("row version", "empty"))?;
@@ -92,7 +92,7 @@ fn split_value(v: &[u8]) -> Result<(bool, &[u8], &[u8])> {
     Ok((kind == KIND_PUT, pk, &v[pos + pk_len..]))
 }
 
-fn seq_of_key(key: &[u8]) -> Result<u64> {
+pub(crate) fn seq_of_key(key: &[u8]) -> Result<u64> {
     let tail: [u8; 8] = key
         .get(key.len().saturating_sub(8)..)
         .and_then(|s| s.try_into().ok())
@@ -191,6 +191,16 @@ impl HotStore {
     /// The partitions of a table that hold hot versions, found by jumping from one partition
     /// prefix to the next.
     pub fn partitions(&self, table_id: u64) -> Result<Vec<PartitionKey>> {
+        Ok(self
+            .partitions_oldest(table_id)?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect())
+    }
+
+    /// Like [`Self::partitions`], each with the `_seq` of its oldest hot version (its first key):
+    /// a STREAM table's partitions with something to evict are those whose oldest version expired.
+    pub fn partitions_oldest(&self, table_id: u64) -> Result<Vec<(PartitionKey, u64)>> {
         let rows_cf = cf(&self.db, CF_ROWS)?;
         let table = PartitionKey::table_prefix(table_id);
         let mut ro = rocksdb::ReadOptions::default();
@@ -210,14 +220,15 @@ impl HotStore {
                 .get(9..9 + len)
                 .ok_or_else(|| Error::corrupt("row key", "truncated partition"))?;
             let part = PartitionKey::new(table_id, name)?;
+            let oldest = seq_of_key(k)?;
             match prefix_end(part.as_bytes()) {
                 Some(next) => it.seek(&next),
                 None => {
-                    out.push(part);
+                    out.push((part, oldest));
                     break;
                 }
             }
-            out.push(part);
+            out.push((part, oldest));
         }
         it.status()
             .map_err(|e| Error::rocks("list partitions", e))?;
@@ -586,6 +597,7 @@ mod tests {
                     pk: pk::int(2),
                     row: None,
                     mode: WriteMode::Upsert,
+                    live_from: 0,
                 }],
                 ..Default::default()
             })

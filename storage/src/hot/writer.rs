@@ -50,6 +50,9 @@ pub struct RowOp {
     pub row: Option<Vec<u8>>,
     /// The precondition.
     pub mode: WriteMode,
+    /// Versions with a smaller `_seq` have expired (a STREAM table's TTL) and count as absent:
+    /// the key can be inserted again. 0 for tables without a TTL.
+    pub live_from: u64,
 }
 
 /// An atomic unit: all of it is applied or none.
@@ -84,6 +87,14 @@ pub enum Maintenance {
         partition: Arc<PartitionKey>,
         /// The flush horizon.
         upto: u64,
+    },
+    /// Removes a STREAM partition's versions older than `before` (whole expired time buckets)
+    /// with the index entries that still point at them; the count comes back as `applied`.
+    Evict {
+        /// The partition.
+        partition: Arc<PartitionKey>,
+        /// The first `_seq` that stays.
+        before: u64,
     },
     /// Forgets deleted-version marks of versions a compaction removed from its files.
     ForgetDeleted {
@@ -275,11 +286,11 @@ impl Writer {
             {
                 return Err(Error::Conflict);
             }
-            let live = matches!(c, Some((_, true)));
+            let live = matches!(c, Some((s, true)) if s >= op.live_from);
             match op.mode {
                 WriteMode::InsertNew if live => return Err(Error::DuplicateKey { op: i }),
                 WriteMode::InsertIgnore if live => skip[i] = true,
-                WriteMode::IfSeq(expected) if c != Some((expected, true)) => {
+                WriteMode::IfSeq(expected) if !live || c != Some((expected, true)) => {
                     return Err(Error::Conflict);
                 }
                 _ => {}
@@ -380,6 +391,9 @@ impl Writer {
                     };
                     batch.delete_range_cf(cf(&self.db, CF_ROWS)?, start, end);
                 }
+                Maintenance::Evict { partition, before } => {
+                    outcome.applied += self.evict(&mut batch, partition, *before)?;
+                }
                 Maintenance::ForgetDeleted { partition, seqs } => {
                     let dv = cf(&self.db, CF_DV)?;
                     for s in seqs {
@@ -393,11 +407,45 @@ impl Writer {
             match op {
                 Maintenance::BeginFlush(p) => self.pending.begin_flush(p.as_bytes()),
                 Maintenance::Trim { partition, .. } => self.pending.flushed(partition.as_bytes()),
-                Maintenance::ForgetDeleted { .. } => {}
+                Maintenance::Evict { .. } | Maintenance::ForgetDeleted { .. } => {}
             }
         }
         self.horizons.extend(horizons);
         Ok(outcome)
+    }
+
+    /// Adds the eviction of a partition's versions below `before` to `batch`: one range delete
+    /// of the rows, and a delete of each index entry that still points at an evicted version
+    /// (a key written again since keeps its entry). Runs in the writer, so no write interleaves.
+    fn evict(&self, batch: &mut WriteBatch, partition: &PartitionKey, before: u64) -> Result<u64> {
+        let rows_cf = cf(&self.db, CF_ROWS)?;
+        let pk_cf = cf(&self.db, CF_PK)?;
+        let start = partition.row_key(0);
+        let end = partition.row_key(before);
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_iterate_upper_bound(end.clone());
+        let mut it = self.db.raw_iterator_cf_opt(rows_cf, ro);
+        it.seek(&start);
+        let mut evicted = 0;
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let seq = super::scan::seq_of_key(k)?;
+            let pk_key = partition.pk_key(super::scan::split_value(v)?.1);
+            let points_here = self
+                .db
+                .get_pinned_cf(pk_cf, &pk_key)
+                .map_err(|e| Error::rocks("read key index", e))?
+                .map(|e| decode_index(&e))
+                .transpose()?
+                .is_some_and(|(s, _)| s == seq);
+            if points_here {
+                batch.delete_cf(pk_cf, &pk_key);
+            }
+            evicted += 1;
+            it.next();
+        }
+        it.status().map_err(|e| Error::rocks("evict", e))?;
+        batch.delete_range_cf(rows_cf, start, end);
+        Ok(evicted)
     }
 
     fn current(&self, overlay: &HashMap<Vec<u8>, Current>, key: &[u8]) -> Result<Current> {
@@ -466,11 +514,11 @@ impl Writer {
                     c
                 }
             };
-            let live = matches!(current, Some((_, true)));
+            let live = matches!(current, Some((s, true)) if s >= op.live_from);
             match op.mode {
                 WriteMode::InsertNew if live => return Err(Error::DuplicateKey { op: i }),
                 WriteMode::InsertIgnore if live => continue,
-                WriteMode::IfSeq(expected) if current != Some((expected, true)) => {
+                WriteMode::IfSeq(expected) if !live || current != Some((expected, true)) => {
                     return Err(Error::Conflict);
                 }
                 _ => {}

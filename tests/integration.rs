@@ -1,0 +1,17 @@
+//! QuillDB's integration tests, one module per area, linked into one test binary. Every test
+//! starts the real `quilldb` binary on port 0 in a temporary directory and talks Flight SQL to it.
+
+mod cold;
+mod cold_matrix;
+mod crash;
+mod durability;
+mod flight;
+mod limits;
+mod matrix;
+mod server;
+mod sql_ddl;
+mod sql_dml;
+mod streams;
+mod transactions;
+mod user_tables;
+mod users;
