@@ -642,6 +642,7 @@ async fn main() {
             let queries = [q.replace("{t}", "many"), q.replace("{t}", "solo")];
             let mut pair = [one, two];
             let mut lat = [Vec::new(), Vec::new()];
+            let started = Instant::now();
             for round in 0..1200 {
                 for (i, c) in pair.iter_mut().enumerate() {
                     let t0 = Instant::now();
@@ -660,16 +661,16 @@ async fn main() {
                     percentile(l, 0.5)
                 })
                 .collect();
-            p50s.push((label, p[0], p[1]));
+            p50s.push((label, p[0], p[1], started.elapsed().as_secs_f64()));
         }
-        for (label, many, solo) in p50s {
+        for (label, many, solo, seconds) in p50s {
             let test = if label == "scan" {
-                "USER table, own rows (10k users)"
+                "USER table scan, many users"
             } else {
-                "USER table, own key (10k users)"
+                "USER table key, many users"
             };
-            let mut row = Row::latency(test, 1000, 0.0, many, many);
-            row.rate = format!("p50 {many:.3} ms vs {solo:.3} ms alone");
+            let mut row = Row::latency(test, 1000, seconds, many, many);
+            row.rate = format!("p50 {many:.3} / {solo:.3} ms alone");
             row.extra = json!({ "p50_ms": many, "alone_p50_ms": solo, "over_alone": many / solo, "users": args.users });
             rows.push(row);
         }
