@@ -228,3 +228,70 @@ async fn names_never_leave_their_folder() {
     assert_eq!(count(&root.rows("SELECT * FROM app.n").await), 0);
     assert_eq!(count(&alice.rows("SELECT * FROM app.n").await), 1);
 }
+
+#[tokio::test]
+async fn basic_credentials_work_on_any_call_and_answer_a_bearer_token() {
+    use arrow_flight::FlightDescriptor;
+    use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
+    use base64::Engine;
+    use prost::Message;
+
+    let server = TestServer::start().await;
+    let mut root = server.client().await;
+    root.ok("CREATE USER alice WITH PASSWORD 'password-alice'")
+        .await;
+    let mut raw = server.raw_client().await;
+    let cmd = CommandStatementQuery {
+        query: "SELECT CURRENT_USER() AS u".into(),
+        transaction_id: None,
+    };
+    let mut req = tonic::Request::new(FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec()));
+    let creds = base64::engine::general_purpose::STANDARD.encode("alice:password-alice");
+    req.metadata_mut()
+        .insert("authorization", format!("Basic {creds}").parse().unwrap());
+    let resp = raw.get_flight_info(req).await.unwrap();
+    let bearer = resp
+        .metadata()
+        .get("authorization")
+        .expect("a Bearer header")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let token = bearer.strip_prefix("Bearer ").expect("Bearer");
+    let mut alice = server.client_with_token(token).await;
+    assert_eq!(
+        column(&alice.rows("SELECT CURRENT_USER() AS u").await, "u"),
+        vec!["alice"]
+    );
+    // Wrong Basic credentials on a plain call are UNAUTHENTICATED, never anonymous.
+    let mut req = tonic::Request::new(FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec()));
+    let creds = base64::engine::general_purpose::STANDARD.encode("alice:wrong-password");
+    req.metadata_mut()
+        .insert("authorization", format!("Basic {creds}").parse().unwrap());
+    assert_eq!(
+        raw.get_flight_info(req).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+}
+
+#[tokio::test]
+async fn tokens_expire_and_a_role_change_ends_them() {
+    let server = TestServer::start_with(&[("QUILLDB_AUTH__TOKEN_TTL_SECONDS", "1")]).await;
+    let mut root = server.client().await;
+    root.ok("CREATE USER carol WITH PASSWORD 'password-carol'")
+        .await;
+    let mut carol = server.client_as("carol", "password-carol").await.unwrap();
+    assert_eq!(count(&carol.rows("SELECT 1").await), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(carol.err("SELECT 1").await.0, Code::Unauthenticated);
+    // A fresh login works until the role changes.
+    let mut carol = server.client_as("carol", "password-carol").await.unwrap();
+    let mut root = server.client().await;
+    root.ok("ALTER USER carol SET ROLE service").await;
+    assert_eq!(carol.err("SELECT 1").await.0, Code::Unauthenticated);
+    let mut carol = server.client_as("carol", "password-carol").await.unwrap();
+    assert_eq!(
+        column(&carol.rows("SELECT CURRENT_ROLE() AS r").await, "r"),
+        vec!["service"]
+    );
+}
