@@ -35,44 +35,15 @@ async fn a_query_over_its_memory_budget_fails_cleanly() {
     );
 }
 
-/// Runs an ingest of `rows` rows with `v` of `width` bytes each into app.t.
+/// Ingests `rows` rows with `v` of `width` bytes each into app.t.
 async fn ingest(
     c: &mut quilldb_tests::Client,
     rows: i64,
     width: usize,
 ) -> Result<i64, tonic::Status> {
-    use std::sync::Arc;
-
-    use arrow::array::{Int64Array, RecordBatch, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
-    use arrow_flight::sql::{CommandStatementIngest, TableDefinitionOptions};
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("v", DataType::Utf8, true),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from_iter_values(1000..1000 + rows)),
-            Arc::new(StringArray::from_iter_values(
-                (0..rows).map(|_| "x".repeat(width)),
-            )),
-        ],
-    )
-    .expect("batch");
-    let cmd = CommandStatementIngest {
-        table_definition_options: Some(TableDefinitionOptions {
-            if_not_exist: 2,
-            if_exists: 2,
-        }),
-        table: "t".into(),
-        schema: Some("app".into()),
-        ..Default::default()
-    };
-    c.inner
-        .execute_ingest(cmd, futures::stream::iter(vec![Ok(batch)]))
-        .await
-        .map_err(quilldb_tests::to_status)
+    let ids: Vec<i64> = (1000..1000 + rows).collect();
+    let batch = quilldb_tests::id_v_batch(&ids, |_| "x".repeat(width));
+    c.ingest("app", "t", vec![batch], None).await
 }
 
 #[tokio::test]

@@ -3,12 +3,7 @@
 //! file through the ADBC driver.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-
-use arrow::array::{Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
-use arrow_flight::sql::{CommandStatementIngest, TableDefinitionOptions};
-use quilldb_tests::{Client, TestServer, to_status};
+use quilldb_tests::{Client, TestServer, id_v_batch, to_status};
 use tonic::Code;
 
 const MATRIX: &str = include_str!("data/matrix.tsv");
@@ -78,32 +73,8 @@ async fn run(c: &mut Client, call: &str, text: &str, rank: usize) -> Result<(), 
         }
         "ingest" => {
             let (ns, table) = text.split_once('.').expect("ns.table");
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("id", DataType::Int64, false),
-                Field::new("v", DataType::Utf8, true),
-            ]));
-            let batch = RecordBatch::try_new(
-                schema,
-                vec![
-                    Arc::new(Int64Array::from(vec![1000 + rank as i64])),
-                    Arc::new(StringArray::from(vec!["ingested"])),
-                ],
-            )
-            .expect("batch");
-            let cmd = CommandStatementIngest {
-                table_definition_options: Some(TableDefinitionOptions {
-                    if_not_exist: 2,
-                    if_exists: 2,
-                }),
-                table: table.into(),
-                schema: Some(ns.into()),
-                ..Default::default()
-            };
-            c.inner
-                .execute_ingest(cmd, futures::stream::iter(vec![Ok(batch)]))
-                .await
-                .map(|_| ())
-                .map_err(to_status)
+            let batch = id_v_batch(&[1000 + rank as i64], |_| "ingested".into());
+            c.ingest(ns, table, vec![batch], None).await.map(|_| ())
         }
         other => panic!("unknown call {other}"),
     }

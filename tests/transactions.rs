@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Int64Array, StringArray};
+use arrow::array::Int64Array;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use arrow_flight::sql::{CommandStatementIngest, EndTransaction, TableDefinitionOptions};
@@ -142,33 +142,10 @@ async fn flight_sql_transactions_route_statements_by_id() {
         .expect_err("unknown transaction");
     assert_eq!(err.code(), Code::NotFound);
     // Ingest inside the transaction is part of it.
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("v", DataType::Utf8, true),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from(vec![10, 11])),
-            Arc::new(StringArray::from(vec!["x", "y"])),
-        ],
-    )
-    .expect("batch");
-    let cmd = CommandStatementIngest {
-        table_definition_options: Some(TableDefinitionOptions {
-            if_not_exist: 2,
-            if_exists: 2,
-        }),
-        table: "t".into(),
-        schema: Some("app".into()),
-        transaction_id: Some(txn.clone()),
-        ..Default::default()
-    };
+    let batch = quilldb_tests::id_v_batch(&[10, 11], |i| if i == 10 { "x" } else { "y" }.into());
     let n = a
-        .inner
-        .execute_ingest(cmd, futures::stream::iter(vec![Ok(batch)]))
+        .ingest("app", "t", vec![batch], Some(txn.clone()))
         .await
-        .map_err(to_status)
         .expect("ingest");
     assert_eq!(n, 2);
     assert_eq!(

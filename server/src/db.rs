@@ -433,23 +433,13 @@ impl Database {
         access: Access,
     ) -> Result<Arc<TableDef>> {
         let (ns, t) = self.resolve_table_name(caller, name)?;
+        let missing =
+            |what: String| authz::missing_table(caller.role, access, &format!("{ns}.{t}"), &what);
         if !self.catalog.has_namespace(&ns) {
-            let what = format!("namespace {ns} does not exist");
-            return Err(authz::missing_table(
-                caller.role,
-                access,
-                &format!("{ns}.{t}"),
-                &what,
-            ));
+            return Err(missing(format!("namespace {ns} does not exist")));
         }
         let Some(def) = self.catalog.table(&ns, &t) else {
-            let what = format!("table {ns}.{t} does not exist");
-            return Err(authz::missing_table(
-                caller.role,
-                access,
-                &format!("{ns}.{t}"),
-                &what,
-            ));
+            return Err(missing(format!("table {ns}.{t} does not exist")));
         };
         authz::require_table(caller.role, &def, access)?;
         Ok(def)

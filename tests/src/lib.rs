@@ -365,6 +365,31 @@ impl Client {
         Ok(out)
     }
 
+    /// Appends `(id, v)` rows to `ns.table` through CommandStatementIngest (append mode), in
+    /// the transaction `txn` if given.
+    pub async fn ingest(
+        &mut self,
+        ns: &str,
+        table: &str,
+        batches: Vec<RecordBatch>,
+        txn: Option<bytes::Bytes>,
+    ) -> Result<i64, tonic::Status> {
+        let cmd = arrow_flight::sql::CommandStatementIngest {
+            table_definition_options: Some(arrow_flight::sql::TableDefinitionOptions {
+                if_not_exist: 2,
+                if_exists: 2,
+            }),
+            table: table.into(),
+            schema: Some(ns.into()),
+            transaction_id: txn,
+            ..Default::default()
+        };
+        self.inner
+            .execute_ingest(cmd, futures::stream::iter(batches.into_iter().map(Ok)))
+            .await
+            .map_err(to_status)
+    }
+
     /// Runs a statement and answers its `rows_affected`.
     pub async fn exec(&mut self, sql: &str) -> Result<i64, tonic::Status> {
         let batches = self.query(sql).await?;
@@ -409,6 +434,26 @@ pub fn to_status(e: arrow_flight::error::FlightError) -> tonic::Status {
         arrow_flight::error::FlightError::Tonic(s) => *s,
         other => tonic::Status::unknown(other.to_string()),
     }
+}
+
+/// A batch of `id BIGINT NOT NULL, v TEXT` rows.
+pub fn id_v_batch(ids: &[i64], v: impl Fn(i64) -> String) -> RecordBatch {
+    use std::sync::Arc;
+
+    use arrow::array::StringArray;
+    use arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("v", DataType::Utf8, true),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(ids.to_vec())),
+            Arc::new(StringArray::from_iter_values(ids.iter().map(|i| v(*i)))),
+        ],
+    )
+    .expect("batch")
 }
 
 /// Pretty text of batches, for assertions.
