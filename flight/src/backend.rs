@@ -170,6 +170,13 @@ pub trait Backend: Send + Sync + 'static {
     /// The tables the caller may see.
     async fn tables(&self, caller: &Self::Caller) -> Result<Vec<TableEntry>, Status>;
 
+    /// Opens a live query (`SUBSCRIBE TO ...` over DoExchange).
+    async fn subscribe(
+        &self,
+        caller: &Self::Caller,
+        request: crate::live::SubscribeRequest,
+    ) -> Result<crate::live::Subscription, Status>;
+
     /// Name and version for GetSqlInfo.
     fn server_info(&self) -> ServerInfo;
 

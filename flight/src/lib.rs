@@ -23,6 +23,8 @@ pub mod control;
 pub mod encode;
 /// The gRPC Flight service: Flight SQL dispatch plus GetSchema and ListActions.
 pub mod endpoint;
+/// Live queries over DoExchange: framing and the `SubscriptionEvent` message.
+pub mod live;
 /// The `FlightSqlService` implementation.
 pub mod service;
 /// Session-option messages.
@@ -36,6 +38,7 @@ pub use backend::{
 };
 pub use control::QueryLimits;
 pub use endpoint::QuillFlightService;
+pub use live::{EventKind, LiveMessage, SubscribeRequest, Subscription, SubscriptionEvent};
 pub use service::{QuillFlightSql, ServiceOptions};
 
 /// The one Flight SQL catalog.

@@ -659,6 +659,21 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         })
     }
 
+    /// Live queries: `SUBSCRIBE TO ...` over DoExchange (see [`crate::live`]). The client ends
+    /// the subscription by closing its side or cancelling the call.
+    async fn do_exchange_fallback(
+        &self,
+        request: Request<Streaming<arrow_flight::FlightData>>,
+    ) -> Result<Response<<Self as FlightService>::DoExchangeStream>, Status> {
+        let caller = self.caller(&request);
+        let mut inbound = request.into_inner();
+        let wanted = crate::live::read_request(&mut inbound).await?;
+        let subscription = self.backend.subscribe(&caller, wanted).await?;
+        let closed = async move { while let Ok(Some(_)) = inbound.message().await {} };
+        let frames = crate::live::frames(subscription).take_until(closed);
+        Ok(Response::new(frames.boxed()))
+    }
+
     async fn do_action_fallback(
         &self,
         request: Request<Action>,

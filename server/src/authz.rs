@@ -69,6 +69,8 @@ pub fn statement(caller: &Caller, cmd: &Command) -> Result<()> {
         Command::FlushTable(_) | Command::FlushAll(_) => (Role::Service, "flush tables"),
         Command::CompactTable(_) => (Role::Service, "compact tables"),
         Command::KillJob(_) => (Role::Dba, "kill jobs"),
+        // Own live queries; dba and up any (checked on the live query).
+        Command::KillLiveQuery(_) => (Role::User, "kill live queries"),
         Command::CreateUser { role: given, .. } => {
             let Some(limit) = grantable(role) else {
                 return Err(denied(role, "create users"));
@@ -106,6 +108,15 @@ pub fn statement(caller: &Caller, cmd: &Command) -> Result<()> {
 /// Requires the right to read system.* (dba and up).
 pub fn require_system(role: Role) -> Result<()> {
     require(role, Role::Dba, "read system tables")
+}
+
+/// Requires the right to read system table `table`; answers whether the caller sees only its
+/// own rows (users and services in system.live_queries).
+pub fn require_system_table(role: Role, table: &str) -> Result<bool> {
+    if table == "live_queries" && role >= Role::User {
+        return Ok(role < Role::Dba);
+    }
+    require_system(role).map(|()| false)
 }
 
 /// The highest role `caller` may give to a user, if any.

@@ -351,6 +351,16 @@ impl Backend for QuillBackend {
         self.observe("prepared", started, r)
     }
 
+    async fn subscribe(
+        &self,
+        caller: &Caller,
+        request: quilldb_flight::SubscribeRequest,
+    ) -> Result<quilldb_flight::Subscription, Status> {
+        let started = Instant::now();
+        let r = crate::live::subscribe(&self.db, caller, request).await;
+        self.observe("subscribe", started, r)
+    }
+
     async fn ingest(
         &self,
         caller: &Caller,

@@ -28,6 +28,33 @@ pub struct Config {
     pub query: QueryConfig,
     /// `[jobs]`
     pub jobs: JobsConfig,
+    /// `[live]`
+    pub live: LiveConfig,
+}
+
+/// `[live]`: live queries (subscriptions over DoExchange).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LiveConfig {
+    /// Seconds of silence after which a subscription gets a HEARTBEAT.
+    pub heartbeat_seconds: u64,
+    /// Change rows one subscription may have waiting; beyond, it is closed with `lagged`.
+    pub buffer_rows: usize,
+    /// Open subscriptions per user.
+    pub max_per_user: usize,
+    /// Open subscriptions per server.
+    pub max_subscriptions: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_seconds: 15,
+            buffer_rows: 10_000,
+            max_per_user: 100,
+            max_subscriptions: 100_000,
+        }
+    }
 }
 
 /// `[server]`

@@ -121,6 +121,8 @@ pub struct Database {
     pub limits: Limits,
     /// Open transactions.
     pub transactions: Transactions,
+    /// Live queries.
+    pub live: Arc<crate::live::LiveHub>,
     base_state: SessionState,
     started: Instant,
     /// Runs query execution, so CPU-heavy queries never starve the gRPC runtime.
@@ -177,7 +179,13 @@ impl Database {
                 .register_udf(Arc::new(udf))
                 .map_err(|e| Error::Internal(format!("registering functions: {e}")))?;
         }
+        let live = Arc::new(crate::live::LiveHub::new(
+            config.live.clone(),
+            metrics.clone(),
+        ));
+        hot.set_change_sink(live.clone());
         Ok(Arc::new(Self {
+            live,
             auth: Arc::new(Authenticator::load(hot.clone(), &config.auth)?),
             limits: Limits {
                 max_sql_bytes: config.limits.max_sql_bytes,
@@ -386,7 +394,7 @@ impl Database {
                 )
             })
             .collect();
-        if authz::require_system(caller.role).is_ok() {
+        if authz::require_system_table(caller.role, "live_queries").is_ok() {
             names.push(crate::provider::system::SYSTEM_SCHEMA.to_string());
         }
         names

@@ -35,6 +35,8 @@ pub mod http;
 pub mod jobs;
 /// Start and stop.
 pub mod lifecycle;
+/// Live queries over DoExchange.
+pub mod live;
 /// Prometheus metrics.
 pub mod metrics;
 /// DataFusion providers.

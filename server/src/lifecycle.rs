@@ -142,6 +142,8 @@ pub async fn serve(config: Config) -> Result<()> {
     signals.recv().await;
     tracing::info!("shutting down: no new calls; waiting for running ones");
     ready.store(false, Ordering::Release);
+    // Subscriptions end first (CLOSED shutdown), so they do not hold the grace period.
+    db.live.end_all();
     let jobs = db.jobs.clone();
     tokio::spawn(async move {
         signals.recv().await;

@@ -56,6 +56,12 @@ pub struct Metrics {
     /// Cold segments skipped by statistics.
     pub segments_pruned: IntCounter,
     tables: IntGaugeVec,
+    /// Open live-query subscriptions.
+    pub live_subscriptions: IntGauge,
+    /// Change rows sent to subscribers.
+    pub live_rows: IntCounter,
+    /// From a change's commit to its batch leaving for the subscriber.
+    pub live_latency: Histogram,
     table_figures: parking_lot::Mutex<Option<TableFigures>>,
     store: parking_lot::Mutex<Option<std::sync::Weak<quilldb_storage::hot::HotStore>>>,
 }
@@ -145,6 +151,22 @@ impl Metrics {
             ),
             &["table", "figure"],
         )?;
+        let live_subscriptions =
+            IntGauge::new("live_subscriptions", "Open live-query subscriptions")?;
+        let live_rows = IntCounter::new(
+            "live_notifications_total",
+            "Change rows sent to live-query subscribers",
+        )?;
+        let live_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "live_commit_to_send_seconds",
+                "From a change's durable commit to its batch leaving for the subscriber",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(live_subscriptions.clone()))?;
+        registry.register(Box::new(live_rows.clone()))?;
+        registry.register(Box::new(live_latency.clone()))?;
         for m in [&jobs, &job_rows, &job_bytes] {
             registry.register(Box::new(m.clone()))?;
         }
@@ -183,6 +205,9 @@ impl Metrics {
             segments_read,
             segments_pruned,
             tables,
+            live_subscriptions,
+            live_rows,
+            live_latency,
             table_figures: parking_lot::Mutex::new(None),
             store: parking_lot::Mutex::new(None),
         })

@@ -112,6 +112,10 @@ pub async fn run_command(
         Command::ShowManifest(name) => Ok(Outcome::Rows(
             storage::show_manifest(db, caller, &name).await?,
         )),
+        Command::KillLiveQuery(id) => {
+            db.live.kill(caller, &id)?;
+            Ok(Outcome::Affected(0))
+        }
         Command::KillJob(id) => {
             storage::kill_job(db, &id).await?;
             Ok(Outcome::Affected(0))

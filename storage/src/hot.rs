@@ -1,5 +1,6 @@
 //! The hot store: RocksDB with three column families (see [`crate::keys`]).
 
+mod changes;
 mod pending;
 mod scan;
 mod writer;
@@ -14,6 +15,7 @@ use parking_lot::Mutex;
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options};
 use tokio::sync::{mpsc, oneshot};
 
+pub use changes::{Change, ChangeSink, Prior};
 pub use pending::{PendingWrites, Unflushed};
 pub use scan::{DELETED_COLUMN, HotView, Overlay, SEQ_COLUMN, ScanSpec};
 pub use writer::{Maintenance, RowOp, WriteMode, WriteOutcome, WriteRequest};
@@ -72,6 +74,7 @@ pub struct HotStore {
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
     pending: Arc<PendingWrites>,
+    sink: Arc<changes::SinkSlot>,
 }
 
 impl std::fmt::Debug for HotStore {
@@ -129,6 +132,7 @@ impl HotStore {
         let stop = Arc::new(AtomicBool::new(false));
         let horizons = load_horizons(&db)?;
         let pending = Arc::new(PendingWrites::default());
+        let sink = Arc::new(changes::SinkSlot::default());
 
         let (tx, rx) = mpsc::channel(4096);
         let mut threads = Vec::new();
@@ -138,6 +142,7 @@ impl HotStore {
             opts.durability,
             horizons,
             pending.clone(),
+            sink.clone(),
         );
         threads.push(
             std::thread::Builder::new()
@@ -175,7 +180,13 @@ impl HotStore {
             threads: Mutex::new(threads),
             stop,
             pending,
+            sink,
         })
+    }
+
+    /// Installs the listener of committed changes (live queries).
+    pub fn set_change_sink(&self, sink: Arc<dyn ChangeSink>) {
+        self.sink.set(sink);
     }
 
     /// Rows written per partition since its last flush (what flush policies look at).

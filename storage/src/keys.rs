@@ -103,6 +103,48 @@ pub mod pk {
         v.to_vec()
     }
 
+    /// The key column of `keys` (as [`encode_array`] made them), of type `dt`.
+    pub fn decode_array(
+        keys: &[&[u8]],
+        dt: &arrow::datatypes::DataType,
+    ) -> crate::Result<arrow::array::ArrayRef> {
+        use std::sync::Arc;
+
+        use arrow::array::{BinaryArray, Int16Array, Int32Array, Int64Array, StringArray};
+        use arrow::datatypes::DataType;
+        let ints = || {
+            keys.iter()
+                .map(|k| decode_int(k).ok_or_else(|| crate::Error::corrupt("key", "not 8 bytes")))
+                .collect::<crate::Result<Vec<i64>>>()
+        };
+        let narrow = |v: i64| crate::Error::corrupt("key", format!("{v} out of range"));
+        Ok(match dt {
+            DataType::Int16 => Arc::new(Int16Array::from(
+                ints()?
+                    .into_iter()
+                    .map(|v| i16::try_from(v).map_err(|_| narrow(v)))
+                    .collect::<crate::Result<Vec<_>>>()?,
+            )),
+            DataType::Int32 => Arc::new(Int32Array::from(
+                ints()?
+                    .into_iter()
+                    .map(|v| i32::try_from(v).map_err(|_| narrow(v)))
+                    .collect::<crate::Result<Vec<_>>>()?,
+            )),
+            DataType::Int64 => Arc::new(Int64Array::from(ints()?)),
+            DataType::Utf8 => Arc::new(StringArray::from(
+                keys.iter()
+                    .map(|k| {
+                        std::str::from_utf8(k)
+                            .map_err(|_| crate::Error::corrupt("key", "not UTF-8"))
+                    })
+                    .collect::<crate::Result<Vec<_>>>()?,
+            )),
+            DataType::Binary => Arc::new(BinaryArray::from(keys.to_vec())),
+            other => return Err(crate::Error::UnsupportedType(other.to_string())),
+        })
+    }
+
     /// Key bytes of every row of a key column (which holds no NULLs).
     pub fn encode_array(a: &arrow::array::ArrayRef) -> crate::Result<Vec<Vec<u8>>> {
         use arrow::array::{Array, AsArray};

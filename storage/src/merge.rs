@@ -67,6 +67,8 @@ pub struct ReadStats {
     pub segments_read: u64,
     /// Rows produced.
     pub rows: u64,
+    /// The snapshot's `_seq` high-water mark (see `HotView::committed_seq`).
+    pub snapshot_seq: u64,
 }
 
 impl MergedRead {
@@ -92,7 +94,9 @@ impl MergedRead {
                     table_id = c.table_id;
                 }
                 let own = before.as_deref().filter(|m| m.table_id == table_id);
-                self.read_in(v, own, handle, &mut sink).map(Some)
+                let mut stats = self.read_in(v, own, handle, &mut sink)?;
+                stats.snapshot_seq = v.committed_seq()?;
+                Ok::<_, crate::Error>(Some(stats))
             })?;
             if let Some(stats) = done {
                 return Ok(stats);

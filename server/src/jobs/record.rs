@@ -150,12 +150,17 @@ pub struct Job {
 
 /// A fresh short id: the kind's prefix and six base-36 characters.
 pub fn new_id(kind: JobKind) -> String {
+    short_id(kind.prefix())
+}
+
+/// `prefix`, a dash and six random base-36 characters (jobs, live queries).
+pub fn short_id(prefix: &str) -> String {
     const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::rng();
     let tail: String = (0..6)
         .map(|_| char::from(DIGITS[rng.random_range(0..DIGITS.len())]))
         .collect();
-    format!("{}-{tail}", kind.prefix())
+    format!("{prefix}-{tail}")
 }
 
 #[derive(Clone, PartialEq, Message)]

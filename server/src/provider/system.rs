@@ -27,6 +27,8 @@ const TABLES: &[&str] = &[
     "stats",
     "jobs",
     "storages",
+    "users",
+    "live_queries",
 ];
 
 /// The system schema for one caller.
@@ -44,11 +46,9 @@ impl SystemSchema {
 
     /// The system tables the caller may read, with their schemas (for GetTables).
     pub fn listing(&self) -> Vec<(String, SchemaRef)> {
-        if authz::require_system(self.caller.role).is_err() {
-            return Vec::new();
-        }
         TABLES
             .iter()
+            .filter(|name| authz::require_system_table(self.caller.role, name).is_ok())
             .filter_map(|name| {
                 let batch = self.batch(name).ok().flatten()?;
                 Some((name.to_string(), batch.schema()))
@@ -216,6 +216,20 @@ impl SystemSchema {
                     .map(Some)
                     .map_err(|e| DataFusionError::External(Box::new(e)));
             }
+            "live_queries" => {
+                let own = authz::require_system_table(self.caller.role, name)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                let entries: Vec<_> = self
+                    .db
+                    .live
+                    .list()
+                    .into_iter()
+                    .filter(|e| !own || e.user == self.caller.user)
+                    .collect();
+                return crate::live::live_queries_batch(&entries)
+                    .map(Some)
+                    .map_err(|e| DataFusionError::External(Box::new(e)));
+            }
             "storages" => {
                 return crate::sql::storage::storages_batch(&self.db)
                     .map(Some)
@@ -230,15 +244,15 @@ impl SystemSchema {
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        if authz::require_system(self.caller.role).is_ok() {
-            TABLES.iter().map(|s| s.to_string()).collect()
-        } else {
-            Vec::new()
-        }
+        TABLES
+            .iter()
+            .filter(|name| authz::require_system_table(self.caller.role, name).is_ok())
+            .map(|s| s.to_string())
+            .collect()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        authz::require_system(self.caller.role)
+        authz::require_system_table(self.caller.role, name)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let Some(batch) = self.batch(name)? else {
             return Ok(None);

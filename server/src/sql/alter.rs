@@ -49,6 +49,15 @@ pub async fn alter_table(db: &Arc<Database>, caller: &Caller, stmt: &AlterTable)
         })
         .await?;
     tracing::info!(table = %def.qualified(), schema_version = def.schema_version, "table altered");
+    db.live.end_table(
+        def.id,
+        "schema_changed",
+        &format!(
+            "{} was altered (schema version {}): subscribe again",
+            def.qualified(),
+            def.schema_version
+        ),
+    );
     Ok(())
 }
 

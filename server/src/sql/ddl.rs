@@ -38,6 +38,11 @@ pub async fn drop_namespace(
 ) -> Result<()> {
     for def in db.catalog.tables(Some(name)) {
         db.jobs.cancel_table(def.id).await;
+        db.live.end_table(
+            def.id,
+            "table_dropped",
+            &format!("namespace {name} was dropped"),
+        );
     }
     let dropped = db.catalog.drop_namespace(name, if_exists).await?;
     for def in &dropped {
@@ -435,6 +440,11 @@ pub async fn drop_table(
     // Jobs of the table stop first, so none writes into its folder after the clean-up.
     if let Some(def) = db.catalog.table(&ns, &table) {
         db.jobs.cancel_table(def.id).await;
+        db.live.end_table(
+            def.id,
+            "table_dropped",
+            &format!("{} was dropped", def.qualified()),
+        );
     }
     if let Some(def) = db.catalog.drop_table(&ns, &table, if_exists).await? {
         remove_cold_files(db, &def).await;

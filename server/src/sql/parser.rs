@@ -75,6 +75,8 @@ pub enum Command {
     ShowManifest(ObjectName),
     /// KILL JOB 'id'
     KillJob(String),
+    /// KILL LIVE QUERY 'id'
+    KillLiveQuery(String),
     /// CREATE STORAGE
     CreateStorage {
         /// Name.
@@ -420,6 +422,19 @@ fn parse_one(p: &mut Parser) -> Result<Command> {
             p.next_token();
             p.next_token();
             Ok(Command::KillJob(string_or_ident(p)?))
+        }
+        ("KILL", "LIVE") => {
+            p.next_token();
+            p.next_token();
+            match p.next_token().token {
+                Token::Word(w) if w.value.eq_ignore_ascii_case("QUERY") => {}
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "expected KILL LIVE QUERY 'id', found {other}"
+                    )));
+                }
+            }
+            Ok(Command::KillLiveQuery(string_or_ident(p)?))
         }
         ("CREATE", "STORAGE") => {
             p.next_token();

@@ -114,7 +114,9 @@ pub async fn alter_user(
     }
     user.updated_at = now_millis();
     let credentials = user.credentials;
+    let role = user.role;
     db.auth.save(user).await?;
+    db.live.end_unreadable(name, role, &db.catalog);
     if own {
         db.auth.keep_session(caller.session(), credentials).await?;
     }
@@ -145,6 +147,7 @@ pub async fn drop_user(
     user.updated_at = now;
     user.credentials += 1;
     db.auth.save(user).await?;
+    db.live.end_user(name, "the user was dropped");
     tracing::info!(user = name, by = %caller.user, "user dropped");
     Ok(())
 }

@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 use super::writer::decode_index;
-use super::{CF_DV, CF_PK, CF_ROWS, HotStore, KIND_PUT, cf};
+use super::{CF_DV, CF_META, CF_PK, CF_ROWS, HotStore, KIND_PUT, SEQ_HWM_KEY, cf};
 use crate::codec::{RowDecoder, get_varint};
 use crate::keys::{PartitionKey, prefix_end};
 use crate::{Error, Result};
@@ -250,6 +250,25 @@ impl std::fmt::Debug for HotView<'_> {
 }
 
 impl HotView<'_> {
+    /// The `_seq` high-water mark this snapshot holds: every version with a `_seq` at or below
+    /// it was committed before the snapshot, every later one after it (the writer stores the
+    /// mark in each commit's batch). What a live query's snapshot was taken at.
+    pub fn committed_seq(&self) -> Result<u64> {
+        let meta = cf(self.db, CF_META)?;
+        match self
+            .db
+            .get_pinned_cf_opt(meta, SEQ_HWM_KEY, &self.read_opts())
+            .map_err(|e| Error::rocks("read seq high-water mark", e))?
+        {
+            Some(v) => Ok(u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| Error::corrupt("seq_hwm", "not 8 bytes"))?,
+            )),
+            None => Ok(0),
+        }
+    }
+
     fn read_opts(&self) -> rocksdb::ReadOptions {
         let mut ro = rocksdb::ReadOptions::default();
         ro.set_snapshot(&self.snap);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rocksdb::{DB, WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot};
 
+use super::changes::{Change, Prior, SinkSlot};
 use super::{
     CF_DV, CF_META, CF_PK, CF_ROWS, Durability, KIND_PUT, KIND_TOMBSTONE, PendingWrites,
     SEQ_HWM_KEY, cf, horizon_key,
@@ -130,7 +131,13 @@ pub(crate) struct Writer {
     /// below it marks the old version deleted (the `dv` family), as it may sit in a segment.
     horizons: HashMap<Vec<u8>, u64>,
     pending: Arc<PendingWrites>,
+    /// The listener of committed changes (live queries).
+    sink: Arc<SinkSlot>,
 }
+
+/// New row bodies (`None`: deleted) of keys of listened tables, planned earlier in the same
+/// group: the prior row of a later change of the same key, which is not committed yet.
+type Bodies = HashMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// The mutations of one validated request, applied to the group batch only when it is valid.
 #[derive(Default)]
@@ -139,6 +146,8 @@ struct Planned {
     deletes: Vec<(&'static str, Vec<u8>)>,
     overlay: HashMap<Vec<u8>, Current>,
     outcome: WriteOutcome,
+    changes: Vec<Change>,
+    bodies: Bodies,
 }
 
 impl Writer {
@@ -148,6 +157,7 @@ impl Writer {
         durability: Durability,
         horizons: HashMap<Vec<u8>, u64>,
         pending: Arc<PendingWrites>,
+        sink: Arc<SinkSlot>,
     ) -> Self {
         Self {
             db,
@@ -155,6 +165,33 @@ impl Writer {
             durability,
             horizons,
             pending,
+            sink,
+        }
+    }
+
+    /// What `key` held before a change, for a listened table: its live version's row, from
+    /// this group's earlier changes or the rows family (`Cold` once flushed and trimmed).
+    fn prior(
+        &self,
+        partition: &PartitionKey,
+        key: &[u8],
+        current: Current,
+        live_from: u64,
+        earlier: [&Bodies; 2],
+    ) -> Result<Prior> {
+        let Some((old, true)) = current.filter(|(s, _)| *s >= live_from) else {
+            return Ok(Prior::Absent);
+        };
+        if let Some(body) = earlier.iter().find_map(|b| b.get(key)) {
+            return Ok(body.clone().map_or(Prior::Absent, Prior::Row));
+        }
+        let found = self
+            .db
+            .get_pinned_cf(cf(&self.db, CF_ROWS)?, partition.row_key(old))
+            .map_err(|e| Error::rocks("read the prior version", e))?;
+        match found {
+            Some(v) => Ok(Prior::Row(super::scan::split_value(&v)?.2.to_vec())),
+            None => Ok(Prior::Cold),
         }
     }
 
@@ -205,16 +242,20 @@ impl Writer {
     fn commit_group(&self, group: Vec<Job>) {
         let mut batch = WriteBatch::default();
         let mut overlay: HashMap<Vec<u8>, Current> = HashMap::default();
+        let mut bodies = Bodies::default();
+        let mut changes = Vec::new();
         let mut accepted = Vec::with_capacity(group.len());
         let mut counted = Vec::with_capacity(group.len());
         for job in group {
-            match self.plan(&job.req, &overlay) {
-                Ok(planned) => {
+            match self.plan(&job.req, &overlay, &bodies) {
+                Ok(mut planned) => {
                     if let Err(e) = self.apply(&mut batch, &job.req, &planned) {
                         let _ = job.done.send(Err(e));
                         continue;
                     }
                     overlay.extend(planned.overlay);
+                    bodies.extend(planned.bodies);
+                    changes.append(&mut planned.changes);
                     accepted.push((job.done, planned.outcome));
                     counted.push((job.req, ()));
                 }
@@ -231,6 +272,7 @@ impl Writer {
             for (req, _) in &counted {
                 self.pending.note(&req.rows);
             }
+            self.sink.publish(changes);
         }
         drop(counted);
         for (done, outcome) in accepted {
@@ -303,11 +345,29 @@ impl Writer {
         let mut outcome = WriteOutcome::default();
         let mut key = Vec::new();
         let mut value = Vec::new();
+        let mut changes = Vec::new();
+        let none = Bodies::default();
         for (i, op) in req.rows.iter().enumerate() {
             if skip[i] {
                 continue;
             }
             let seq = self.seq.next_id();
+            if self.sink.for_table(op.partition.table_id()).is_some() {
+                let prior = self.prior(
+                    &op.partition,
+                    &keys[i],
+                    current[i],
+                    op.live_from,
+                    [&none, &none],
+                )?;
+                changes.push(Change {
+                    partition: op.partition.clone(),
+                    pk: op.pk.clone(),
+                    seq,
+                    row: op.row.clone(),
+                    prior,
+                });
+            }
             let prefix = op.partition.as_bytes();
             if let Some((old, was_live)) = current[i] {
                 batch.delete_cf(rows_cf, op.partition.row_key(old));
@@ -346,6 +406,7 @@ impl Writer {
         }
         self.commit(batch)?;
         self.pending.note(&req.rows);
+        self.sink.publish(changes);
         Ok(outcome)
     }
 
@@ -484,7 +545,12 @@ impl Writer {
         Ok(out)
     }
 
-    fn plan(&self, req: &WriteRequest, group: &HashMap<Vec<u8>, Current>) -> Result<Planned> {
+    fn plan(
+        &self,
+        req: &WriteRequest,
+        group: &HashMap<Vec<u8>, Current>,
+        group_bodies: &Bodies,
+    ) -> Result<Planned> {
         let mut p = Planned::default();
         let keys: Vec<Vec<u8>> = req
             .rows
@@ -527,6 +593,23 @@ impl Writer {
                 continue;
             }
             let seq = self.seq.next_id();
+            if self.sink.for_table(op.partition.table_id()).is_some() {
+                let prior = self.prior(
+                    &op.partition,
+                    &key,
+                    current,
+                    op.live_from,
+                    [&p.bodies, group_bodies],
+                )?;
+                p.changes.push(Change {
+                    partition: op.partition.clone(),
+                    pk: op.pk.clone(),
+                    seq,
+                    row: op.row.clone(),
+                    prior,
+                });
+                p.bodies.insert(key.clone(), op.row.clone());
+            }
             if let Some((old, was_live)) = current {
                 p.deletes.push((CF_ROWS, op.partition.row_key(old)));
                 if was_live && self.maybe_cold(&op.partition, old) {

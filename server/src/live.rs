@@ -1,0 +1,667 @@
+//! Live queries: subscriptions over DoExchange (spec/flight.md).
+//!
+//! ```text
+//!  writer thread ── commit (durable) ──► LiveHub::publish ── index by table, then partition ──►
+//!     per-subscription queue (bounded in rows: over it, CLOSED lagged)  ──►  subscription task
+//!     (decode, filter on old and new rows, project, frame)  ──►  DoExchange stream
+//! ```
+//!
+//! No gap, no duplicate: a subscription is registered in the index before its snapshot is read;
+//! the snapshot's RocksDB view records the `_seq` high-water mark it holds, and queued changes
+//! at or below it are dropped, those above it sent.
+
+/// Turning committed changes into CHANGE batches.
+pub mod changes;
+/// Parsing SUBSCRIBE.
+pub mod query;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, Int8Array, Int64Array, StringArray};
+use arrow::compute::filter_record_batch;
+use arrow::record_batch::RecordBatch;
+use futures::StreamExt;
+use parking_lot::{Mutex, RwLock};
+use quilldb_flight::{EventKind, LiveMessage, SubscribeRequest, Subscription};
+use quilldb_storage::hot::{Change, ChangeSink};
+use quilldb_storage::keys::PartitionKey;
+use quilldb_storage::merge::MergedRead;
+use tokio::sync::{Notify, mpsc};
+
+use crate::catalog::{TableType, now_millis};
+use crate::config::LiveConfig;
+use crate::db::Database;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::session::{Caller, Role};
+use query::LiveQuery;
+
+/// Why a subscription ends.
+#[derive(Debug, Clone)]
+struct Ending {
+    code: &'static str,
+    message: String,
+}
+
+/// One open subscription as the hub and system.live_queries see it.
+#[derive(Debug)]
+pub struct LiveEntry {
+    /// The live id.
+    pub id: String,
+    /// Who subscribed.
+    pub user: String,
+    /// Their role when they subscribed.
+    pub role: Role,
+    /// The table.
+    pub table_id: u64,
+    /// `namespace.table`.
+    pub table: String,
+    /// The SUBSCRIBE text.
+    pub query: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// The partition it follows; `None` for all users.
+    partition: Option<Vec<u8>>,
+    queue: Mutex<VecDeque<(Arc<Change>, Instant)>>,
+    queued: AtomicUsize,
+    notify: Notify,
+    ending: Mutex<Option<Ending>>,
+    /// The greatest `_seq` sent.
+    pub last_seq: AtomicI64,
+    /// Change rows sent.
+    pub rows_sent: AtomicU64,
+}
+
+impl LiveEntry {
+    fn end(&self, code: &'static str, message: impl Into<String>) {
+        let mut e = self.ending.lock();
+        if e.is_none() {
+            *e = Some(Ending {
+                code,
+                message: message.into(),
+            });
+        }
+        drop(e);
+        self.notify.notify_one();
+    }
+}
+
+#[derive(Default)]
+struct TableSubs {
+    by_partition: HashMap<Vec<u8>, Vec<Arc<LiveEntry>>>,
+    every_partition: Vec<Arc<LiveEntry>>,
+}
+
+/// The registry and router of live queries.
+pub struct LiveHub {
+    index: RwLock<HashMap<u64, TableSubs>>,
+    entries: Mutex<HashMap<String, Arc<LiveEntry>>>,
+    config: LiveConfig,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for LiveHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveHub")
+    }
+}
+
+impl ChangeSink for LiveHub {
+    fn wants(&self, table_id: u64) -> bool {
+        self.index.read().contains_key(&table_id)
+    }
+
+    fn publish(&self, changes: Vec<Change>) {
+        let now = Instant::now();
+        let limit = self.config.buffer_rows;
+        let index = self.index.read();
+        let mut touched: Vec<Arc<LiveEntry>> = Vec::new();
+        for change in changes {
+            let Some(t) = index.get(&change.partition.table_id()) else {
+                continue;
+            };
+            let change = Arc::new(change);
+            let followers = t
+                .by_partition
+                .get(change.partition.name())
+                .into_iter()
+                .flatten()
+                .chain(&t.every_partition);
+            for entry in followers {
+                if entry.ending.lock().is_some() {
+                    continue;
+                }
+                if entry.queued.fetch_add(1, Ordering::AcqRel) >= limit {
+                    entry.end(
+                        "lagged",
+                        format!(
+                            "the subscriber fell {limit} changes behind (live.buffer_rows): \
+                             resubscribe with OPTIONS (from = last_seq)"
+                        ),
+                    );
+                    continue;
+                }
+                entry.queue.lock().push_back((change.clone(), now));
+                if !touched.iter().any(|e| Arc::ptr_eq(e, entry)) {
+                    touched.push(entry.clone());
+                }
+            }
+        }
+        for e in touched {
+            e.notify.notify_one();
+        }
+    }
+}
+
+impl LiveHub {
+    /// An empty hub.
+    pub fn new(config: LiveConfig, metrics: Arc<Metrics>) -> Self {
+        Self {
+            index: RwLock::new(HashMap::new()),
+            entries: Mutex::new(HashMap::new()),
+            config,
+            metrics,
+        }
+    }
+
+    /// The open subscriptions.
+    pub fn list(&self) -> Vec<Arc<LiveEntry>> {
+        let mut out: Vec<_> = self.entries.lock().values().cloned().collect();
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    fn register(&self, caller: &Caller, q: &LiveQuery) -> Result<Arc<LiveEntry>> {
+        let mut entries = self.entries.lock();
+        if entries.len() >= self.config.max_subscriptions {
+            return Err(Error::ResourceExhausted(format!(
+                "the server has {} open subscriptions (live.max_subscriptions)",
+                entries.len()
+            )));
+        }
+        let mine = entries.values().filter(|e| e.user == caller.user).count();
+        if mine >= self.config.max_per_user {
+            return Err(Error::ResourceExhausted(format!(
+                "{} has {mine} open subscriptions (live.max_per_user)",
+                caller.user
+            )));
+        }
+        let partition = match (q.def.table_type, q.options.all_users) {
+            (TableType::Shared, _) => Some(Vec::new()),
+            (_, true) => None,
+            (_, false) => Some(caller.user.as_bytes().to_vec()),
+        };
+        let entry = Arc::new(LiveEntry {
+            id: crate::jobs::record::short_id("LQ"),
+            user: caller.user.clone(),
+            role: caller.role,
+            table_id: q.def.id,
+            table: q.def.qualified(),
+            query: q.text.clone(),
+            created_at: now_millis(),
+            partition: partition.clone(),
+            queue: Mutex::new(VecDeque::new()),
+            queued: AtomicUsize::new(0),
+            notify: Notify::new(),
+            ending: Mutex::new(None),
+            last_seq: AtomicI64::new(0),
+            rows_sent: AtomicU64::new(0),
+        });
+        entries.insert(entry.id.clone(), entry.clone());
+        let mut index = self.index.write();
+        let t = index.entry(q.def.id).or_default();
+        match partition {
+            Some(p) => t.by_partition.entry(p).or_default().push(entry.clone()),
+            None => t.every_partition.push(entry.clone()),
+        }
+        self.metrics.live_subscriptions.inc();
+        Ok(entry)
+    }
+
+    fn unregister(&self, entry: &Arc<LiveEntry>) {
+        if self.entries.lock().remove(&entry.id).is_none() {
+            return;
+        }
+        let mut index = self.index.write();
+        if let Some(t) = index.get_mut(&entry.table_id) {
+            let drop_from = |v: &mut Vec<Arc<LiveEntry>>| v.retain(|e| !Arc::ptr_eq(e, entry));
+            match &entry.partition {
+                Some(p) => {
+                    if let Some(v) = t.by_partition.get_mut(p) {
+                        drop_from(v);
+                        if v.is_empty() {
+                            t.by_partition.remove(p);
+                        }
+                    }
+                }
+                None => drop_from(&mut t.every_partition),
+            }
+            if t.by_partition.is_empty() && t.every_partition.is_empty() {
+                index.remove(&entry.table_id);
+            }
+        }
+        self.metrics.live_subscriptions.dec();
+    }
+
+    /// Ends the subscriptions matching `which` with `code`.
+    fn end_where(&self, which: impl Fn(&LiveEntry) -> bool, code: &'static str, message: &str) {
+        for e in self.entries.lock().values().filter(|e| which(e)) {
+            e.end(code, message);
+        }
+    }
+
+    /// Ends the subscriptions of a table: `table_dropped` or `schema_changed`.
+    pub fn end_table(&self, table_id: u64, code: &'static str, message: &str) {
+        self.end_where(|e| e.table_id == table_id, code, message);
+    }
+
+    /// Ends every subscription of `user` (`unauthorized`).
+    pub fn end_user(&self, user: &str, message: &str) {
+        self.end_where(|e| e.user == user, "unauthorized", message);
+    }
+
+    /// Ends the subscriptions of `user` that `role` may no longer read (`unauthorized`).
+    pub fn end_unreadable(&self, user: &str, role: Role, catalog: &crate::catalog::Catalog) {
+        self.end_where(
+            |e| {
+                e.user == user
+                    && catalog.table_by_id(e.table_id).is_none_or(|def| {
+                        !crate::authz::can_read(role, &def)
+                            || (e.partition.is_none() && role < Role::Service)
+                    })
+            },
+            "unauthorized",
+            &format!("{user} may no longer read this table"),
+        );
+    }
+
+    /// Ends every subscription (`shutdown`).
+    pub fn end_all(&self) {
+        self.end_where(|_| true, "shutdown", "the server is shutting down");
+    }
+
+    /// KILL LIVE QUERY: users and services their own, dba and system any.
+    pub fn kill(&self, caller: &Caller, id: &str) -> Result<()> {
+        let entry = self.entries.lock().get(id).cloned();
+        match entry {
+            Some(e) if e.user == caller.user || caller.role >= Role::Dba => {
+                e.end("killed", format!("killed by {}", caller.user));
+                Ok(())
+            }
+            _ => Err(Error::NotFound(format!(
+                "no live query {id} of yours is open"
+            ))),
+        }
+    }
+}
+
+/// Opens a subscription: parses and authorizes it, registers it, then streams its snapshot and
+/// changes from a task of its own.
+pub async fn subscribe(
+    db: &Arc<Database>,
+    caller: &Caller,
+    request: SubscribeRequest,
+) -> Result<Subscription> {
+    let q = query::parse(db, caller, &request.sql, request.params.as_ref()).await?;
+    if q.options.from.is_some() {
+        return Err(Error::Unsupported(
+            "OPTIONS (from = ...): resuming a subscription".into(),
+        ));
+    }
+    let schema = q.schema();
+    let entry = db.live.register(caller, &q)?;
+    let (tx, rx) = mpsc::channel::<LiveMessage>(16);
+    let id = entry.id.clone();
+    let task = Task {
+        db: db.clone(),
+        q: Arc::new(q),
+        entry: entry.clone(),
+        tx,
+    };
+    tokio::spawn(async move {
+        let entry = task.entry.clone();
+        let db = task.db.clone();
+        task.run().await;
+        db.live.unregister(&entry);
+    });
+    let messages = tokio_stream::wrappers::ReceiverStream::new(rx).boxed();
+    Ok(Subscription {
+        id,
+        schema,
+        messages,
+    })
+}
+
+/// The work of one subscription.
+struct Task {
+    db: Arc<Database>,
+    q: Arc<LiveQuery>,
+    entry: Arc<LiveEntry>,
+    tx: mpsc::Sender<LiveMessage>,
+}
+
+impl Task {
+    async fn run(self) {
+        let last = |e: &LiveEntry| e.last_seq.load(Ordering::Acquire);
+        if self
+            .tx
+            .send(LiveMessage::event(EventKind::Ack, 0))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let horizons = match self.snapshot().await {
+            Ok(h) => h,
+            Err(e) => {
+                let msg = LiveMessage::end(
+                    EventKind::Error,
+                    last(&self.entry),
+                    "internal",
+                    e.to_string(),
+                );
+                let _ = self.tx.send(msg).await;
+                return;
+            }
+        };
+        let snapshot_seq = horizons.values().copied().max().unwrap_or(0);
+        self.entry
+            .last_seq
+            .fetch_max(snapshot_seq as i64, Ordering::AcqRel);
+        let done = LiveMessage::event(EventKind::InitialDone, last(&self.entry));
+        if self.tx.send(done).await.is_err() {
+            return;
+        }
+        let heartbeat = Duration::from_secs(self.db.live.config.heartbeat_seconds.max(1));
+        let mut changes = changes::ChangeBatcher::new(self.q.clone());
+        loop {
+            let ending = self.entry.ending.lock().clone();
+            if let Some(end) = ending {
+                let msg =
+                    LiveMessage::end(EventKind::Closed, last(&self.entry), end.code, end.message);
+                let _ = self.tx.send(msg).await;
+                return;
+            }
+            let pending: Vec<(Arc<Change>, Instant)> = self.entry.queue.lock().drain(..).collect();
+            if pending.is_empty() {
+                tokio::select! {
+                    _ = self.entry.notify.notified() => continue,
+                    _ = tokio::time::sleep(heartbeat) => {
+                        let beat = LiveMessage::event(EventKind::Heartbeat, last(&self.entry));
+                        if self.tx.send(beat).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    _ = self.tx.closed() => return,
+                }
+            }
+            self.entry.queued.fetch_sub(pending.len(), Ordering::AcqRel);
+            let oldest = pending.first().map(|(_, at)| *at);
+            let fresh: Vec<Arc<Change>> = pending
+                .into_iter()
+                .map(|(c, _)| c)
+                .filter(|c| horizons.get(c.partition.name()).is_none_or(|h| c.seq > *h))
+                .collect();
+            let batches = match changes.batches(&fresh) {
+                Ok(b) => b,
+                Err(e) => {
+                    let msg = LiveMessage::end(
+                        EventKind::Error,
+                        last(&self.entry),
+                        "internal",
+                        e.to_string(),
+                    );
+                    let _ = self.tx.send(msg).await;
+                    return;
+                }
+            };
+            for batch in batches {
+                if !self.send_rows(EventKind::Change, batch).await {
+                    return;
+                }
+            }
+            if let Some(at) = oldest {
+                self.db
+                    .metrics
+                    .live_latency
+                    .observe(at.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    /// Sends one batch of rows; `false` once the client is gone.
+    async fn send_rows(&self, kind: EventKind, batch: RecordBatch) -> bool {
+        let seq_at = self.q.columns.len();
+        let max = batch
+            .column(seq_at)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .and_then(|a| arrow::compute::max(a))
+            .unwrap_or(0);
+        let last = self
+            .entry
+            .last_seq
+            .fetch_max(max, Ordering::AcqRel)
+            .max(max);
+        let rows = batch.num_rows() as u64;
+        let msg = LiveMessage {
+            batch: Some(batch),
+            ..LiveMessage::event(kind, last)
+        };
+        if self.tx.send(msg).await.is_err() {
+            return false;
+        }
+        if kind == EventKind::Change {
+            self.entry.rows_sent.fetch_add(rows, Ordering::Relaxed);
+            self.db.metrics.live_rows.inc_by(rows);
+        }
+        true
+    }
+
+    /// The partitions the snapshot reads.
+    async fn partitions(&self) -> Result<Vec<PartitionKey>> {
+        let def = &self.q.def;
+        match &self.entry.partition {
+            Some(p) => Ok(vec![PartitionKey::new(def.id, p)?]),
+            None => {
+                let mut parts = self.db.hot.partitions(def.id)?;
+                if def.table_type == TableType::User {
+                    let storage = self.db.storages.get(&def.storage_id)?;
+                    for user in storage.cold.subfolders(&storage.table_root(def)).await? {
+                        let p = PartitionKey::new(def.id, user.as_bytes())?;
+                        if !parts.contains(&p) {
+                            parts.push(p);
+                        }
+                    }
+                }
+                Ok(parts)
+            }
+        }
+    }
+
+    /// Sends the INITIAL batches; answers, per partition read, the `_seq` its view holds.
+    async fn snapshot(&self) -> Result<HashMap<Vec<u8>, u64>> {
+        let mut horizons = HashMap::new();
+        for partition in self.partitions().await? {
+            let (seq, batches) = self.read_partition(&partition).await?;
+            horizons.insert(partition.name().to_vec(), seq);
+            for b in batches {
+                if !self.send_rows(EventKind::Initial, b).await {
+                    return Ok(horizons);
+                }
+            }
+        }
+        Ok(horizons)
+    }
+
+    /// Reads one partition's matching rows (the newest `last_rows` of them, if asked).
+    async fn read_partition(&self, partition: &PartitionKey) -> Result<(u64, Vec<RecordBatch>)> {
+        let def = self.q.def.clone();
+        let cold = match def.table_type {
+            TableType::Stream => None,
+            _ => Some(self.db.cold_source(&def, partition)?),
+        };
+        let mut spec = self.db.full_scan_spec(&def, partition)?;
+        spec.min_seq = def.live_from();
+        let read = MergedRead {
+            hot: self.db.hot.clone(),
+            cold,
+            spec,
+            keys: None,
+            pk_column_id: def.pk().map(|(_, c)| c.id).unwrap_or_default(),
+            pruner: None,
+        };
+        let q = self.q.clone();
+        let user = String::from_utf8_lossy(partition.name()).into_owned();
+        let handle = tokio::runtime::Handle::current();
+        let outcome = tokio::task::spawn_blocking(move || -> Result<(u64, Vec<RecordBatch>)> {
+            let mut kept: VecDeque<RecordBatch> = VecDeque::new();
+            let mut kept_rows = 0usize;
+            let mut failed = None;
+            let stats = read.run(&handle, |b| {
+                match matching(&q, &b) {
+                    Ok(m) if m.num_rows() > 0 => {
+                        kept_rows += m.num_rows();
+                        kept.push_back(m);
+                        if let Some(n) = q.options.last_rows {
+                            while kept_rows - kept.front().map_or(0, |f| f.num_rows()) >= n
+                                && kept.len() > 1
+                            {
+                                kept_rows -= kept.pop_front().map_or(0, |f| f.num_rows());
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        return false;
+                    }
+                }
+                true
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            let mut rows: Vec<RecordBatch> = kept.into_iter().collect();
+            if let Some(n) = q.options.last_rows {
+                let schema = rows
+                    .first()
+                    .map_or_else(|| def.query_schema(), |b| b.schema());
+                let all = arrow::compute::concat_batches(&schema, &rows)?;
+                let skip = all.num_rows().saturating_sub(n);
+                rows = vec![all.slice(skip, all.num_rows() - skip)];
+            }
+            let out = rows
+                .iter()
+                .map(|b| project(&q, b, 0, &user))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((stats.snapshot_seq, split(out, q.options.batch_size)))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("snapshot task: {e}")))??;
+        Ok(outcome)
+    }
+}
+
+/// system.live_queries: one row per open subscription.
+pub fn live_queries_batch(entries: &[Arc<LiveEntry>]) -> Result<RecordBatch> {
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let utf8 = |v: Vec<String>| Arc::new(StringArray::from(v)) as ArrayRef;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("live_id", DataType::Utf8, false),
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("query", DataType::Utf8, false),
+        Field::new(
+            "created_at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("last_seq", DataType::Int64, false),
+        Field::new("rows_sent", DataType::Int64, false),
+        Field::new("status", DataType::Utf8, false),
+    ]));
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            utf8(entries.iter().map(|e| e.id.clone()).collect()),
+            utf8(entries.iter().map(|e| e.user.clone()).collect()),
+            utf8(entries.iter().map(|e| e.table.clone()).collect()),
+            utf8(entries.iter().map(|e| e.query.clone()).collect()),
+            Arc::new(
+                arrow::array::TimestampMillisecondArray::from(
+                    entries.iter().map(|e| e.created_at).collect::<Vec<_>>(),
+                )
+                .with_timezone("UTC"),
+            ),
+            Arc::new(Int64Array::from(
+                entries
+                    .iter()
+                    .map(|e| e.last_seq.load(Ordering::Relaxed))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                entries
+                    .iter()
+                    .map(|e| e.rows_sent.load(Ordering::Relaxed) as i64)
+                    .collect::<Vec<_>>(),
+            )),
+            utf8(
+                entries
+                    .iter()
+                    .map(|e| match e.ending.lock().as_ref() {
+                        Some(end) => format!("closing ({})", end.code),
+                        None => "active".into(),
+                    })
+                    .collect(),
+            ),
+        ],
+    )?)
+}
+
+/// The rows of `b` (the table's columns, then `_seq`) that pass the filter.
+fn matching(q: &LiveQuery, b: &RecordBatch) -> Result<RecordBatch> {
+    match &q.filter {
+        None => Ok(b.clone()),
+        Some(f) => {
+            let mask = f.evaluate(b)?.into_array(b.num_rows())?;
+            let mask = mask
+                .as_any()
+                .downcast_ref::<arrow::array::BooleanArray>()
+                .ok_or_else(|| Error::InvalidArgument("the filter is not a condition".into()))?;
+            Ok(filter_record_batch(b, mask)?)
+        }
+    }
+}
+
+/// The subscription's columns of a snapshot batch `b` (table columns then `_seq`), with `_op`
+/// and `_user_id`.
+fn project(q: &LiveQuery, b: &RecordBatch, op: i8, user: &str) -> Result<RecordBatch> {
+    let n = b.num_rows();
+    let seq_at = q.def.columns.len();
+    let mut cols: Vec<ArrayRef> = q.columns.iter().map(|i| b.column(*i).clone()).collect();
+    cols.push(b.column(seq_at).clone());
+    cols.push(Arc::new(Int8Array::from(vec![op; n])));
+    if q.options.all_users {
+        cols.push(Arc::new(StringArray::from(vec![user; n])));
+    }
+    Ok(RecordBatch::try_new(q.schema(), cols)?)
+}
+
+/// Cuts batches into pieces of at most `size` rows.
+fn split(batches: Vec<RecordBatch>, size: usize) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    for b in batches {
+        let mut at = 0;
+        while at < b.num_rows() {
+            let len = size.min(b.num_rows() - at);
+            out.push(b.slice(at, len));
+            at += len;
+        }
+    }
+    out
+}

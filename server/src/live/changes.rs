@@ -1,0 +1,182 @@
+//! Committed changes to CHANGE batches: the new and the prior rows are decoded in one batch each,
+//! the filter runs on both, and each change becomes an insert (`_op` 1: now in the filter, was
+//! not), an update (2: in it before and after), a delete (3: was in it, is not any more or was
+//! deleted, carrying the row as it was) or nothing.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int8Array, Int64Array, StringArray, new_null_array,
+};
+use arrow::compute::interleave;
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use quilldb_storage::codec::RowDecoder;
+use quilldb_storage::hot::{Change, Prior};
+use quilldb_storage::keys::pk;
+
+use super::query::LiveQuery;
+use crate::error::{Error, Result};
+
+/// `_op` values.
+pub const OP_INSERT: i8 = 1;
+/// An update.
+pub const OP_UPDATE: i8 = 2;
+/// A delete.
+pub const OP_DELETE: i8 = 3;
+
+/// Where an output row comes from.
+#[derive(Clone, Copy)]
+enum Source {
+    New(usize),
+    Prior(usize),
+    /// A deleted row whose prior version is only in cold storage: its key, other columns null.
+    Key(usize),
+}
+
+/// Builds the CHANGE batches of one subscription.
+pub struct ChangeBatcher {
+    q: Arc<LiveQuery>,
+    columns: Vec<(u32, DataType)>,
+}
+
+impl ChangeBatcher {
+    /// A batcher for `q`.
+    pub fn new(q: Arc<LiveQuery>) -> Self {
+        let columns = q
+            .def
+            .columns
+            .iter()
+            .map(|c| (c.id, c.field(&q.def).data_type().clone()))
+            .collect();
+        Self { q, columns }
+    }
+
+    fn decode(&self, rows: &[&[u8]], seqs: Vec<i64>) -> Result<RecordBatch> {
+        let mut d = RowDecoder::new(&self.columns, rows.len())?;
+        for r in rows {
+            d.push(r)?;
+        }
+        let mut cols = d.finish()?;
+        cols.push(Arc::new(Int64Array::from(seqs)));
+        Ok(RecordBatch::try_new(self.q.rows_schema(), cols)?)
+    }
+
+    fn mask(&self, b: &RecordBatch) -> Result<Vec<bool>> {
+        let Some(f) = &self.q.filter else {
+            return Ok(vec![true; b.num_rows()]);
+        };
+        let m = f.evaluate(b)?.into_array(b.num_rows())?;
+        let m = m
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| Error::InvalidArgument("the filter is not a condition".into()))?;
+        Ok((0..m.len()).map(|i| m.is_valid(i) && m.value(i)).collect())
+    }
+
+    /// The CHANGE batches (at most `batch_size` rows each) for `changes`, in their order.
+    pub fn batches(&mut self, changes: &[Arc<Change>]) -> Result<Vec<RecordBatch>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (mut news, mut new_seqs, mut priors, mut prior_seqs) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut slots = Vec::with_capacity(changes.len());
+        for c in changes {
+            let new = c.row.as_deref().map(|r| {
+                news.push(r);
+                new_seqs.push(c.seq as i64);
+                news.len() - 1
+            });
+            let prior = match &c.prior {
+                Prior::Row(r) => {
+                    priors.push(r.as_slice());
+                    prior_seqs.push(c.seq as i64);
+                    Some(Some(priors.len() - 1))
+                }
+                Prior::Absent => Some(None),
+                Prior::Cold => None,
+            };
+            slots.push((new, prior));
+        }
+        let new_batch = self.decode(&news, new_seqs)?;
+        let prior_batch = self.decode(&priors, prior_seqs)?;
+        let new_in = self.mask(&new_batch)?;
+        let prior_in = self.mask(&prior_batch)?;
+
+        let mut sources = Vec::new();
+        let mut ops = Vec::new();
+        let mut seqs = Vec::new();
+        let mut users = Vec::new();
+        let mut keys: Vec<&[u8]> = Vec::new();
+        let mut key_seqs = Vec::new();
+        for (c, (new, prior)) in changes.iter().zip(slots) {
+            // Was the key in the subscriber's set before? `None`: unknown (prior is cold).
+            let was_in = prior.map(|p| p.is_some_and(|k| prior_in[k]));
+            let is_in = new.is_some_and(|k| new_in[k]);
+            let (op, source) = match (was_in, is_in, new, prior.flatten()) {
+                (Some(false), true, Some(k), _) => (OP_INSERT, Source::New(k)),
+                (_, true, Some(k), _) => (OP_UPDATE, Source::New(k)),
+                (Some(true), false, _, Some(k)) => (OP_DELETE, Source::Prior(k)),
+                (None, false, _, _) => {
+                    keys.push(&c.pk);
+                    key_seqs.push(c.seq as i64);
+                    (OP_DELETE, Source::Key(keys.len() - 1))
+                }
+                _ => continue,
+            };
+            sources.push(source);
+            ops.push(op);
+            seqs.push(c.seq as i64);
+            if self.q.options.all_users {
+                users.push(String::from_utf8_lossy(c.partition.name()).into_owned());
+            }
+        }
+        if sources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key_batch = self.key_batch(&keys, key_seqs)?;
+        let picks: Vec<(usize, usize)> = sources
+            .iter()
+            .map(|s| match s {
+                Source::New(i) => (0, *i),
+                Source::Prior(i) => (1, *i),
+                Source::Key(i) => (2, *i),
+            })
+            .collect();
+        let batches = [&new_batch, &prior_batch, &key_batch];
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.q.columns.len() + 3);
+        for i in &self.q.columns {
+            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(*i).as_ref()).collect();
+            cols.push(interleave(&arrays, &picks)?);
+        }
+        cols.push(Arc::new(Int64Array::from(seqs)));
+        cols.push(Arc::new(Int8Array::from(ops)));
+        if self.q.options.all_users {
+            cols.push(Arc::new(StringArray::from(users)));
+        }
+        let out = RecordBatch::try_new(self.q.schema(), cols)?;
+        Ok(super::split(vec![out], self.q.options.batch_size))
+    }
+
+    /// Deleted keys whose prior rows are cold: the key column, other columns null.
+    fn key_batch(&self, keys: &[&[u8]], seqs: Vec<i64>) -> Result<RecordBatch> {
+        let schema = self.q.rows_schema();
+        let (pk_at, _) = self.q.def.pk()?;
+        let mut cols = Vec::with_capacity(schema.fields().len());
+        for (i, f) in schema
+            .fields()
+            .iter()
+            .enumerate()
+            .take(self.q.def.columns.len())
+        {
+            if i == pk_at {
+                cols.push(pk::decode_array(keys, f.data_type())?);
+            } else {
+                cols.push(new_null_array(f.data_type(), keys.len()));
+            }
+        }
+        cols.push(Arc::new(Int64Array::from(seqs)) as ArrayRef);
+        Ok(RecordBatch::try_new(schema, cols)?)
+    }
+}
