@@ -7,6 +7,7 @@ mod crash;
 mod durability;
 mod flight;
 mod limits;
+mod live;
 mod matrix;
 mod server;
 mod sql_ddl;

@@ -118,6 +118,9 @@ pub struct SubscribeRequest {
     pub params: Option<RecordBatch>,
 }
 
+/// How long the server waits for the parameter batch of a subscription with placeholders.
+const PARAMS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Reads the command, and the parameter batch if the text has placeholders.
 pub async fn read_request(inbound: &mut Streaming<FlightData>) -> Result<SubscribeRequest, Status> {
     let first = inbound
@@ -148,7 +151,15 @@ pub async fn read_request(inbound: &mut Streaming<FlightData>) -> Result<Subscri
         messages.push(first);
     }
     while messages.len() < 2 {
-        match inbound.message().await? {
+        let next = tokio::time::timeout(PARAMS_WAIT, inbound.message())
+            .await
+            .map_err(|_| {
+                Status::invalid_argument(
+                    "the subscription has $n placeholders and no parameter batch came within \
+                     10 s: send their values as a one-row batch after the command",
+                )
+            })?;
+        match next? {
             Some(m) if m.data_header.is_empty() && m.data_body.is_empty() => continue,
             Some(m) => messages.push(m),
             None => {

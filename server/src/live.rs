@@ -652,10 +652,16 @@ fn project(q: &LiveQuery, b: &RecordBatch, op: i8, user: &str) -> Result<RecordB
     Ok(RecordBatch::try_new(q.schema(), cols)?)
 }
 
-/// Cuts batches into pieces of at most `size` rows.
+/// Bytes of Arrow data one message carries at most: below gRPC's default 4 MiB limit of
+/// stock clients.
+const MESSAGE_BYTES: usize = 3 << 20;
+
+/// Cuts batches into pieces of at most `size` rows and about [`MESSAGE_BYTES`].
 fn split(batches: Vec<RecordBatch>, size: usize) -> Vec<RecordBatch> {
     let mut out = Vec::new();
     for b in batches {
+        let per_row = b.get_array_memory_size() / b.num_rows().max(1);
+        let size = size.min((MESSAGE_BYTES / per_row.max(1)).max(1));
         let mut at = 0;
         while at < b.num_rows() {
             let len = size.min(b.num_rows() - at);

@@ -507,3 +507,126 @@ pub fn http_get(base: &str, path: &str) -> (u16, String) {
     let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, body)
 }
+
+/// One message of a subscription: its event and its rows, if any.
+pub type LiveEvent = (quilldb_flight::SubscriptionEvent, Option<RecordBatch>);
+
+/// An open subscription, read message by message. Messages without rows carry an empty
+/// `data_header` (as Flight's metadata-only messages do), so they are told apart here rather
+/// than by arrow-flight's decoder.
+pub struct Live {
+    stream: futures::stream::BoxStream<'static, Result<arrow_flight::FlightData, tonic::Status>>,
+    schema: Option<arrow::datatypes::SchemaRef>,
+    /// Keeps the client's side open; dropping it ends the subscription.
+    _requests: tokio::sync::mpsc::Sender<arrow_flight::FlightData>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Live")
+    }
+}
+
+impl Live {
+    async fn raw(&mut self, limit: Duration) -> Option<arrow_flight::FlightData> {
+        use futures::StreamExt;
+        let item = tokio::time::timeout(limit, self.stream.next()).await.ok()??;
+        Some(item.expect("a valid message"))
+    }
+
+    /// The next message, waiting at most `limit`.
+    pub async fn next_within(&mut self, limit: Duration) -> Option<LiveEvent> {
+        use prost::Message;
+        if self.schema.is_none() {
+            self.schema().await;
+        }
+        let data = self.raw(limit).await?;
+        let event = quilldb_flight::SubscriptionEvent::decode(data.app_metadata.clone())
+            .expect("a SubscriptionEvent");
+        if data.data_header.is_empty() {
+            return Some((event, None));
+        }
+        let schema = self.schema.clone().expect("schema");
+        let batch = arrow_flight::utils::flight_data_to_arrow_batch(
+            &data,
+            schema,
+            &std::collections::HashMap::new(),
+        )
+        .expect("a record batch");
+        Some((event, Some(batch)))
+    }
+
+    /// The next message (10 s at most).
+    pub async fn next(&mut self) -> LiveEvent {
+        self.next_within(Duration::from_secs(10))
+            .await
+            .expect("a message within 10 s")
+    }
+
+    /// The schema sent first.
+    pub async fn schema(&mut self) -> arrow::datatypes::SchemaRef {
+        if let Some(s) = &self.schema {
+            return s.clone();
+        }
+        let data = self.raw(Duration::from_secs(10)).await.expect("a schema");
+        let schema = std::sync::Arc::new(
+            arrow::datatypes::Schema::try_from(&data).expect("the schema message first"),
+        );
+        self.schema = Some(schema.clone());
+        schema
+    }
+}
+
+impl TestServer {
+    /// Opens `SUBSCRIBE ...` over DoExchange with `token` (anonymous if `None`), sending
+    /// `params` as the parameter batch.
+    pub async fn subscribe(
+        &self,
+        token: Option<&str>,
+        sql: &str,
+        params: Option<RecordBatch>,
+    ) -> Result<Live, tonic::Status> {
+        use futures::StreamExt;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut first = arrow_flight::FlightData {
+            flight_descriptor: Some(arrow_flight::FlightDescriptor::new_cmd(sql.to_string())),
+            ..Default::default()
+        };
+        let mut rest = Vec::new();
+        if let Some(p) = params {
+            let encoded: Vec<arrow_flight::FlightData> =
+                arrow_flight::utils::batches_to_flight_data(&p.schema(), vec![p])
+                    .expect("encode the parameters");
+            let mut it = encoded.into_iter();
+            if let Some(schema) = it.next() {
+                first.data_header = schema.data_header;
+                first.data_body = schema.data_body;
+            }
+            rest.extend(it);
+        }
+        tx.send(first).await.expect("queue");
+        for m in rest {
+            tx.send(m).await.expect("queue");
+        }
+        let mut req = tonic::Request::new(tokio_stream_from(rx));
+        if let Some(t) = token {
+            req.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {t}").parse().expect("header"),
+            );
+        }
+        let mut raw = self.raw_client().await;
+        let resp = raw.do_exchange(req).await?;
+        Ok(Live {
+            stream: resp.into_inner().boxed(),
+            schema: None,
+            _requests: tx,
+        })
+    }
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
