@@ -1,0 +1,119 @@
+"""Live queries read by a plain pyarrow.flight client, with no QuillDB code: DoExchange with the
+SUBSCRIBE text as the descriptor's command, the SubscriptionEvent of flight/proto decoded by hand
+from each message's app_metadata."""
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from wire import run
+
+KINDS = ["ACK", "INITIAL", "INITIAL_DONE", "CHANGE", "CLOSED", "ERROR", "HEARTBEAT"]
+
+
+def varint(buf, pos):
+    shift = value = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, pos
+
+
+def event(metadata):
+    """SubscriptionEvent {kind=1, subscription_id=2, last_seq=3, code=4, message=5}."""
+    buf = bytes(metadata or b"")
+    out = {"kind": "ACK", "subscription_id": "", "last_seq": 0, "code": "", "message": ""}
+    pos = 0
+    while pos < len(buf):
+        key, pos = varint(buf, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = varint(buf, pos)
+            if field == 1:
+                out["kind"] = KINDS[value]
+            elif field == 3:
+                out["last_seq"] = value
+        elif wire == 2:
+            n, pos = varint(buf, pos)
+            text = buf[pos:pos + n].decode()
+            pos += n
+            out[{2: "subscription_id", 4: "code", 5: "message"}[field]] = text
+        else:
+            raise AssertionError(f"unexpected wire type {wire}")
+    return out
+
+
+def subscribe(server, sql):
+    client = flight.FlightClient(server.flight_url)
+    token = client.authenticate_basic_token(b"root", b"")
+    options = flight.FlightCallOptions(headers=[token])
+    descriptor = flight.FlightDescriptor.for_command(sql.encode())
+    writer, reader = client.do_exchange(descriptor, options=options)
+    return client, writer, reader
+
+
+def next_message(reader):
+    chunk = reader.read_chunk()
+    return event(chunk.app_metadata), chunk.data
+
+
+def test_plain_pyarrow_reads_snapshot_and_changes(server, conn, ns):
+    run(conn, f"CREATE TABLE {ns}.t (id BIGINT PRIMARY KEY, v BIGINT, note TEXT)")
+    run(conn, f"INSERT INTO {ns}.t VALUES (1, 1, 'a'), (2, 5, 'b'), (3, 9, 'c')")
+    client, writer, reader = subscribe(server, f"SUBSCRIBE TO SELECT id, v FROM {ns}.t WHERE v > 2")
+    assert reader.schema.names == ["id", "v", "_seq", "_op"]
+    assert reader.schema.field("_op").type == pa.int8()
+    ack, data = next_message(reader)
+    assert ack["kind"] == "ACK" and data is None and ack["subscription_id"].startswith("LQ-")
+    rows = []
+    while True:
+        ev, data = next_message(reader)
+        if ev["kind"] == "INITIAL_DONE":
+            assert data is None and ev["last_seq"] > 0
+            break
+        assert ev["kind"] == "INITIAL"
+        rows += data.to_pylist()
+    assert [(r["id"], r["_op"]) for r in rows] == [(2, 0), (3, 0)]
+    seqs = [r["_seq"] for r in rows]
+    assert seqs == sorted(seqs)
+
+    run(conn, f"INSERT INTO {ns}.t VALUES (4, 7, 'd')")
+    run(conn, f"UPDATE {ns}.t SET v = 0 WHERE id = 2")
+    run(conn, f"DELETE FROM {ns}.t WHERE id = 3")
+    changes = []
+    last = 0
+    while len(changes) < 3:
+        ev, data = next_message(reader)
+        assert ev["kind"] == "CHANGE", ev
+        changes += data.to_pylist()
+        assert ev["last_seq"] >= last
+        last = ev["last_seq"]
+    assert [(r["id"], r["_op"]) for r in changes] == [(4, 1), (2, 3), (3, 3)]
+    assert changes[2]["v"] == 9, "a delete carries the row as it was"
+    assert last == changes[-1]["_seq"]
+
+    # KILL LIVE QUERY ends it with CLOSED killed.
+    run(conn, f"KILL LIVE QUERY '{ack['subscription_id']}'")
+    ev, data = next_message(reader)
+    assert (ev["kind"], ev["code"]) == ("CLOSED", "killed")
+    writer.close()
+    client.close()
+
+
+def test_subscription_errors_are_grpc_errors(server, conn, ns):
+    run(conn, f"CREATE TABLE {ns}.t (id BIGINT PRIMARY KEY)")
+    client = flight.FlightClient(server.flight_url)
+    token = client.authenticate_basic_token(b"root", b"")
+    options = flight.FlightCallOptions(headers=[token])
+    for sql in [f"SUBSCRIBE TO SELECT count(*) FROM {ns}.t", f"SUBSCRIBE TO {ns}.t ORDER BY id"]:
+        writer, reader = client.do_exchange(flight.FlightDescriptor.for_command(sql.encode()),
+                                            options=options)
+        # INVALID_ARGUMENT, which pyarrow raises as ArrowInvalid, saying what is not allowed.
+        try:
+            reader.read_chunk()
+            raise AssertionError(f"{sql}: no error")
+        except pa.ArrowInvalid as e:
+            assert "subscription" in str(e), str(e)
+    client.close()
