@@ -8,6 +8,7 @@ mod durability;
 mod flight;
 mod limits;
 mod live;
+mod live_model;
 mod matrix;
 mod server;
 mod sql_ddl;

@@ -171,6 +171,16 @@ async fn projections_options_and_parameters() {
         .await;
     assert_eq!(change(&mut live).await, vec![(100, 1)]);
 
+    // Resuming from before the deletion retention: ERROR resume_too_old.
+    let mut old = server
+        .subscribe(Some(&t), "SUBSCRIBE TO app.t OPTIONS (from = 1)", None)
+        .await
+        .unwrap();
+    old.schema().await;
+    assert_eq!(kind(&old.next().await), EventKind::Ack);
+    let (k, code, _) = end(&mut old).await;
+    assert_eq!((k, code.as_str()), (EventKind::Error, "resume_too_old"));
+
     // Restrictions are INVALID_ARGUMENT and say what is wrong.
     for (sql, words) in [
         ("SUBSCRIBE TO SELECT count(*) FROM app.t", "plain columns"),

@@ -181,6 +181,7 @@ impl Database {
         }
         let live = Arc::new(crate::live::LiveHub::new(
             config.live.clone(),
+            config.storage.deletion_retention_seconds,
             metrics.clone(),
         ));
         hot.set_change_sink(live.clone());

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use arrow::array::{ArrayRef, Int8Array, Int64Array, StringArray};
+use arrow::array::{Array, ArrayRef, Int8Array, Int64Array, StringArray};
 use arrow::compute::filter_record_batch;
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
@@ -97,6 +97,9 @@ struct TableSubs {
 
 /// The registry and router of live queries.
 pub struct LiveHub {
+    /// How long deletes are kept (`storage.deletion_retention_seconds`): how far back a
+    /// subscription can resume.
+    retention_seconds: u64,
     index: RwLock<HashMap<u64, TableSubs>>,
     entries: Mutex<HashMap<String, Arc<LiveEntry>>>,
     config: LiveConfig,
@@ -158,8 +161,9 @@ impl ChangeSink for LiveHub {
 
 impl LiveHub {
     /// An empty hub.
-    pub fn new(config: LiveConfig, metrics: Arc<Metrics>) -> Self {
+    pub fn new(config: LiveConfig, retention_seconds: u64, metrics: Arc<Metrics>) -> Self {
         Self {
+            retention_seconds,
             index: RwLock::new(HashMap::new()),
             entries: Mutex::new(HashMap::new()),
             config,
@@ -306,11 +310,6 @@ pub async fn subscribe(
     request: SubscribeRequest,
 ) -> Result<Subscription> {
     let q = query::parse(db, caller, &request.sql, request.params.as_ref()).await?;
-    if q.options.from.is_some() {
-        return Err(Error::Unsupported(
-            "OPTIONS (from = ...): resuming a subscription".into(),
-        ));
-    }
     let schema = q.schema();
     let entry = db.live.register(caller, &q)?;
     let (tx, rx) = mpsc::channel::<LiveMessage>(16);
@@ -346,15 +345,36 @@ struct Task {
 impl Task {
     async fn run(self) {
         let last = |e: &LiveEntry| e.last_seq.load(Ordering::Acquire);
-        if self
-            .tx
-            .send(LiveMessage::event(EventKind::Ack, 0))
-            .await
-            .is_err()
-        {
+        // A resumed subscription starts where the client was.
+        if let Some(from) = self.q.options.from {
+            self.entry.last_seq.store(from as i64, Ordering::Release);
+        }
+        let ack = LiveMessage::event(EventKind::Ack, last(&self.entry));
+        if self.tx.send(ack).await.is_err() {
             return;
         }
-        let horizons = match self.snapshot().await {
+        let started = match self.q.options.from {
+            None => self.snapshot().await.map(|h| (h, Vec::new())),
+            Some(from) => {
+                let floor = quilldb_storage::seq::first_id_at(
+                    (now_millis().max(0) as u64)
+                        .saturating_sub(self.db.live.retention_seconds.saturating_mul(1000)),
+                );
+                if from < floor {
+                    let msg = LiveMessage::end(
+                        EventKind::Error,
+                        from as i64,
+                        "resume_too_old",
+                        "deletes that old are no longer kept (storage.deletion_retention_seconds): \
+                         subscribe again without from",
+                    );
+                    let _ = self.tx.send(msg).await;
+                    return;
+                }
+                self.catch_up(from).await
+            }
+        };
+        let (horizons, catch_up) = match started {
             Ok(h) => h,
             Err(e) => {
                 let msg = LiveMessage::end(
@@ -367,13 +387,20 @@ impl Task {
                 return;
             }
         };
-        let snapshot_seq = horizons.values().copied().max().unwrap_or(0);
-        self.entry
-            .last_seq
-            .fetch_max(snapshot_seq as i64, Ordering::AcqRel);
+        if self.q.options.from.is_none() {
+            let snapshot_seq = horizons.values().copied().max().unwrap_or(0);
+            self.entry
+                .last_seq
+                .fetch_max(snapshot_seq as i64, Ordering::AcqRel);
+        }
         let done = LiveMessage::event(EventKind::InitialDone, last(&self.entry));
         if self.tx.send(done).await.is_err() {
             return;
+        }
+        for batch in catch_up {
+            if !self.send_rows(EventKind::Change, batch).await {
+                return;
+            }
         }
         let heartbeat = Duration::from_secs(self.db.live.config.heartbeat_seconds.max(1));
         let mut changes = changes::ChangeBatcher::new(self.q.clone());
@@ -440,7 +467,7 @@ impl Task {
             .column(seq_at)
             .as_any()
             .downcast_ref::<Int64Array>()
-            .and_then(|a| arrow::compute::max(a))
+            .and_then(arrow::compute::max)
             .unwrap_or(0);
         let last = self
             .entry
@@ -498,23 +525,84 @@ impl Task {
         Ok(horizons)
     }
 
-    /// Reads one partition's matching rows (the newest `last_rows` of them, if asked).
-    async fn read_partition(&self, partition: &PartitionKey) -> Result<(u64, Vec<RecordBatch>)> {
-        let def = self.q.def.clone();
+    /// Resuming after `from`: per partition, every row whose current version is newer (an
+    /// update if it matches the filter, else a delete carrying it) and every delete after
+    /// `from` (its key), in `_seq` order. Answers the partitions' horizons and the batches.
+    async fn catch_up(&self, from: u64) -> Result<(HashMap<Vec<u8>, u64>, Vec<RecordBatch>)> {
+        let mut horizons = HashMap::new();
+        let mut out = Vec::new();
+        for partition in self.partitions().await? {
+            let mut read = self.merged_read(&partition)?;
+            read.spec.min_seq = read.spec.min_seq.max(from.saturating_add(1));
+            let q = self.q.clone();
+            let user = String::from_utf8_lossy(partition.name()).into_owned();
+            let handle = tokio::runtime::Handle::current();
+            let (seq, batches) = tokio::task::spawn_blocking(move || -> Result<_> {
+                let mut rows = Vec::new();
+                let stats = read.run(&handle, |b| {
+                    rows.push(b);
+                    true
+                })?;
+                let (pk_at, _) = q.def.pk()?;
+                let deletes = read.deletes(&handle, from, stats.snapshot_seq, pk_at)?;
+                let schema = q.rows_schema();
+                let mut parts = Vec::new();
+                let mut ops: Vec<i8> = Vec::new();
+                for b in &rows {
+                    let b = RecordBatch::try_new(schema.clone(), b.columns().to_vec())?;
+                    let inside = matching_mask(&q, &b)?;
+                    ops.extend(inside.iter().map(|m| {
+                        if *m {
+                            changes::OP_UPDATE
+                        } else {
+                            changes::OP_DELETE
+                        }
+                    }));
+                    parts.push(b);
+                }
+                for b in &deletes {
+                    parts.push(RecordBatch::try_new(schema.clone(), b.columns().to_vec())?);
+                    ops.extend(std::iter::repeat_n(changes::OP_DELETE, b.num_rows()));
+                }
+                let all = arrow::compute::concat_batches(&schema, &parts)?;
+                let seqs = all.column(q.def.columns.len()).clone();
+                let order = arrow::compute::sort_to_indices(&seqs, None, None)?;
+                let sorted = arrow::compute::take_record_batch(&all, &order)?;
+                let ops: Vec<i8> = order.values().iter().map(|i| ops[*i as usize]).collect();
+                let out = output(&q, &sorted, ops, &user)?;
+                Ok((stats.snapshot_seq, split(vec![out], q.options.batch_size)))
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("resume task: {e}")))??;
+            horizons.insert(partition.name().to_vec(), seq);
+            out.extend(batches.into_iter().filter(|b| b.num_rows() > 0));
+        }
+        Ok((horizons, out))
+    }
+
+    /// A merged read of one partition: every column and `_seq`, live rows only.
+    fn merged_read(&self, partition: &PartitionKey) -> Result<MergedRead> {
+        let def = &self.q.def;
         let cold = match def.table_type {
             TableType::Stream => None,
-            _ => Some(self.db.cold_source(&def, partition)?),
+            _ => Some(self.db.cold_source(def, partition)?),
         };
-        let mut spec = self.db.full_scan_spec(&def, partition)?;
+        let mut spec = self.db.full_scan_spec(def, partition)?;
         spec.min_seq = def.live_from();
-        let read = MergedRead {
+        Ok(MergedRead {
             hot: self.db.hot.clone(),
             cold,
             spec,
             keys: None,
             pk_column_id: def.pk().map(|(_, c)| c.id).unwrap_or_default(),
             pruner: None,
-        };
+        })
+    }
+
+    /// Reads one partition's matching rows (the newest `last_rows` of them, if asked).
+    async fn read_partition(&self, partition: &PartitionKey) -> Result<(u64, Vec<RecordBatch>)> {
+        let def = self.q.def.clone();
+        let read = self.merged_read(partition)?;
         let q = self.q.clone();
         let user = String::from_utf8_lossy(partition.name()).into_owned();
         let handle = tokio::runtime::Handle::current();
@@ -623,29 +711,40 @@ pub fn live_queries_batch(entries: &[Arc<LiveEntry>]) -> Result<RecordBatch> {
     )?)
 }
 
-/// The rows of `b` (the table's columns, then `_seq`) that pass the filter.
+/// Whether each row of `b` (the table's columns, then `_seq`) passes the filter.
+fn matching_mask(q: &LiveQuery, b: &RecordBatch) -> Result<Vec<bool>> {
+    let Some(f) = &q.filter else {
+        return Ok(vec![true; b.num_rows()]);
+    };
+    let mask = f.evaluate(b)?.into_array(b.num_rows())?;
+    let mask = mask
+        .as_any()
+        .downcast_ref::<arrow::array::BooleanArray>()
+        .ok_or_else(|| Error::InvalidArgument("the filter is not a condition".into()))?;
+    Ok((0..mask.len())
+        .map(|i| mask.is_valid(i) && mask.value(i))
+        .collect())
+}
+
+/// The rows of `b` that pass the filter.
 fn matching(q: &LiveQuery, b: &RecordBatch) -> Result<RecordBatch> {
-    match &q.filter {
-        None => Ok(b.clone()),
-        Some(f) => {
-            let mask = f.evaluate(b)?.into_array(b.num_rows())?;
-            let mask = mask
-                .as_any()
-                .downcast_ref::<arrow::array::BooleanArray>()
-                .ok_or_else(|| Error::InvalidArgument("the filter is not a condition".into()))?;
-            Ok(filter_record_batch(b, mask)?)
-        }
-    }
+    let mask = arrow::array::BooleanArray::from(matching_mask(q, b)?);
+    Ok(filter_record_batch(b, &mask)?)
 }
 
 /// The subscription's columns of a snapshot batch `b` (table columns then `_seq`), with `_op`
 /// and `_user_id`.
 fn project(q: &LiveQuery, b: &RecordBatch, op: i8, user: &str) -> Result<RecordBatch> {
+    output(q, b, vec![op; b.num_rows()], user)
+}
+
+/// The subscription's columns of `b` (table columns then `_seq`), then `ops` and `_user_id`.
+fn output(q: &LiveQuery, b: &RecordBatch, ops: Vec<i8>, user: &str) -> Result<RecordBatch> {
     let n = b.num_rows();
     let seq_at = q.def.columns.len();
     let mut cols: Vec<ArrayRef> = q.columns.iter().map(|i| b.column(*i).clone()).collect();
     cols.push(b.column(seq_at).clone());
-    cols.push(Arc::new(Int8Array::from(vec![op; n])));
+    cols.push(Arc::new(Int8Array::from(ops)));
     if q.options.all_users {
         cols.push(Arc::new(StringArray::from(vec![user; n])));
     }

@@ -104,6 +104,76 @@ impl MergedRead {
         }
     }
 
+    /// The deletes of the partition with `after < _seq <= upto`, flushed ones then hot ones:
+    /// batches of the spec's columns (the key filled, the others as stored, usually null) then
+    /// `_seq`. What a resumed subscription sends as deletes.
+    pub fn deletes(
+        &self,
+        handle: &Handle,
+        after: u64,
+        upto: u64,
+        pk_column: usize,
+    ) -> Result<Vec<RecordBatch>> {
+        let spec = &self.spec;
+        loop {
+            let before: CachedManifest = match &self.cold {
+                Some(c) => handle.block_on(c.store.manifest(&c.folder))?,
+                None => None,
+            };
+            let done = self.hot.view(|v| {
+                if let Some(c) = &self.cold {
+                    let now = c.store.cached(&c.folder);
+                    if !now.is_some_and(|n| same_manifest(&n, &before)) {
+                        return Ok(None);
+                    }
+                }
+                let own = before
+                    .as_deref()
+                    .filter(|m| self.cold.as_ref().is_some_and(|c| m.table_id == c.table_id));
+                let mut out = Vec::new();
+                let horizon = own.map_or(0, Manifest::max_seq);
+                if let (Some(c), Some(m)) = (&self.cold, own) {
+                    let deleted = v.deleted(&spec.partition)?;
+                    let read = SegmentRead {
+                        columns: &spec.columns,
+                        with_seq: true,
+                        min_seq: after.saturating_add(1),
+                        max_seq: upto,
+                        seqs: None,
+                        deleted: &deleted,
+                        row_groups: None,
+                        overlay: None,
+                        batch_size: spec.batch_size,
+                        tombstones_from: Some(after.saturating_add(1)),
+                    };
+                    for seg in m
+                        .segments
+                        .iter()
+                        .filter(|s| s.max_seq > after && s.min_seq <= upto)
+                    {
+                        let Some(mut stream) =
+                            handle.block_on(c.store.open_segment(&c.folder, seg, &read))?
+                        else {
+                            continue;
+                        };
+                        while let Some(b) = handle.block_on(stream.next(&read))? {
+                            out.push(only_deleted(&b)?);
+                        }
+                    }
+                }
+                v.versions(spec, pk_column, after.max(horizon), upto, |b| {
+                    out.push(only_deleted(&b)?);
+                    Ok(())
+                })?;
+                out.retain(|b| b.num_rows() > 0);
+                Ok::<_, crate::Error>(Some(out))
+            })?;
+            if let Some(out) = done {
+                return Ok(out);
+            }
+        }
+    }
+
     fn read_in(
         &self,
         v: &HotView<'_>,
@@ -242,6 +312,21 @@ impl MergedRead {
             tombstones_from: None,
         }
     }
+}
+
+/// The rows of a batch ending in `_seq, _deleted` that are deletes, without `_deleted`.
+fn only_deleted(b: &RecordBatch) -> Result<RecordBatch> {
+    let last = b.num_columns() - 1;
+    let mask = b
+        .column(last)
+        .as_any()
+        .downcast_ref::<arrow::array::BooleanArray>()
+        .ok_or_else(|| Error::corrupt("versions", "_deleted is not boolean"))?
+        .clone();
+    let kept = arrow::compute::filter_record_batch(b, &mask)
+        .map_err(|e| Error::corrupt("versions", e.to_string()))?;
+    kept.project(&(0..last).collect::<Vec<_>>())
+        .map_err(|e| Error::corrupt("versions", e.to_string()))
 }
 
 /// Reads one segment into the consumer. The async reads run under `block_on`; the consumer

@@ -530,7 +530,9 @@ impl std::fmt::Debug for Live {
 impl Live {
     async fn raw(&mut self, limit: Duration) -> Option<arrow_flight::FlightData> {
         use futures::StreamExt;
-        let item = tokio::time::timeout(limit, self.stream.next()).await.ok()??;
+        let item = tokio::time::timeout(limit, self.stream.next())
+            .await
+            .ok()??;
         Some(item.expect("a valid message"))
     }
 
