@@ -47,7 +47,7 @@ struct Args {
     /// Users in the USER-table part.
     #[arg(long, default_value_t = 10_000)]
     users: usize,
-    /// Run one part only: single, batched, parallel, ingest, scan, cold, auth or users.
+    /// Run one part only: single, batched, parallel, ingest, scan, cold, auth, users or live.
     #[arg(long)]
     only: Option<String>,
     /// Where to write the JSON results.
@@ -318,6 +318,69 @@ async fn interleaved(clients: &mut [Client], queries: &[String], rounds: usize) 
         .collect()
 }
 
+/// Reads CHANGE rows of `live` until `want` rows came; each row's `id` names the moment its
+/// write was sent (`sent`), and its latency is pushed to the answer.
+async fn receive(
+    mut live: quilldb_tests::Live,
+    want: usize,
+    sent: Arc<parking_lot::Mutex<std::collections::HashMap<i64, Instant>>>,
+) -> Vec<Duration> {
+    let mut lat = Vec::with_capacity(want.min(100_000));
+    let mut got = 0;
+    while got < want {
+        let Some((event, batch)) = live.next_within(Duration::from_secs(60)).await else {
+            panic!("a subscriber waited 60 s: {got} of {want} rows");
+        };
+        assert!(event.kind != 4 && event.kind != 5, "ended: {event:?}");
+        let Some(b) = batch.filter(|_| event.kind == 3) else {
+            continue;
+        };
+        let now = Instant::now();
+        let ids = b.column_by_name("id").unwrap();
+        let ids = ids.as_any().downcast_ref::<Int64Array>().unwrap();
+        if let Some(at) = ids
+            .iter()
+            .flatten()
+            .last()
+            .and_then(|id| sent.lock().get(&id).copied())
+        {
+            lat.push(now.duration_since(at));
+        }
+        got += b.num_rows();
+    }
+    lat
+}
+
+/// Opens `n` subscriptions to `sql` (as `token`), `per_channel` to a connection; waits until
+/// each has sent its snapshot.
+async fn subscribers(
+    server: &TestServer,
+    tokens: &[String],
+    n: usize,
+    sql: &str,
+) -> Vec<quilldb_tests::Live> {
+    let mut out = Vec::with_capacity(n);
+    let mut channel = server.channel().await;
+    for i in 0..n {
+        if i % 100 == 0 {
+            channel = server.channel().await;
+        }
+        let token = &tokens[i % tokens.len()];
+        let mut live = server
+            .subscribe_on(channel.clone(), Some(token), sql, None)
+            .await
+            .unwrap();
+        loop {
+            let (event, _) = live.next().await;
+            if event.kind == 2 {
+                break;
+            }
+        }
+        out.push(live);
+    }
+    out
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1000.0
@@ -331,6 +394,10 @@ async fn main() {
         TestServer::start_with(&[
             ("QUILLDB_STORAGE__DURABILITY", args.durability.as_str()),
             ("QUILLDB_STORAGE__AUTO_COMPACT_SEGMENTS", "0"),
+            // The live part opens 1,000 subscriptions as root and reads 100,000 rows per
+            // subscriber as fast as this client decodes them.
+            ("QUILLDB_LIVE__MAX_PER_USER", "100000"),
+            ("QUILLDB_LIVE__BUFFER_ROWS", "1000000"),
         ])
         .await;
     let mut c = server.client().await;
@@ -674,6 +741,144 @@ async fn main() {
             row.extra = json!({ "p50_ms": many, "alone_p50_ms": solo, "over_alone": many / solo, "users": args.users });
             rows.push(row);
         }
+    }
+
+    // 9. Live queries: commit-to-receipt latency with 1, 100 and 1,000 subscribers of one
+    //    table and 10,000 spread over users, then fan-out throughput.
+    if want("live") {
+        c.ok("CREATE TABLE bench.feed (id BIGINT PRIMARY KEY, body TEXT)")
+            .await;
+        c.ok("CREATE USER TABLE bench.inbox (id BIGINT PRIMARY KEY, body TEXT)")
+            .await;
+        let root_token = c.inner.token().cloned().unwrap();
+        let sent = Arc::new(parking_lot::Mutex::new(std::collections::HashMap::new()));
+        let mut next_id = 0i64;
+        let events = 200;
+        for n in [1usize, 100, 1000] {
+            let subs = subscribers(
+                &server,
+                std::slice::from_ref(&root_token),
+                n,
+                "SUBSCRIBE TO bench.feed",
+            )
+            .await;
+            let tasks: Vec<_> = subs
+                .into_iter()
+                .map(|l| tokio::spawn(receive(l, events, sent.clone())))
+                .collect();
+            let start = Instant::now();
+            for _ in 0..events {
+                let id = next_id;
+                next_id += 1;
+                sent.lock().insert(id, Instant::now());
+                c.ok(&format!(
+                    "INSERT INTO bench.feed VALUES ({id}, 'event {id}')"
+                ))
+                .await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let mut lat = Vec::new();
+            for t in tasks {
+                lat.extend(t.await.unwrap());
+            }
+            let total = start.elapsed().as_secs_f64();
+            lat.sort();
+            let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+            let test: &'static str = match n {
+                1 => "Live latency, 1 subscriber",
+                100 => "Live latency, 100 subscribers",
+                _ => "Live latency, 1000 subscribers",
+            };
+            let mut row = Row::latency(test, events, total, p50, p99);
+            row.extra["subscribers"] = json!(n);
+            rows.push(row);
+        }
+        // 10,000 subscriptions spread over 1,000 users (10 each) of a USER table; one user writes.
+        let mut tokens = Vec::new();
+        for u in 0..1000 {
+            c.ok(&format!("CREATE USER lu{u} WITH PASSWORD 'bench-password'"))
+                .await;
+            let client = server
+                .client_as(&format!("lu{u}"), "bench-password")
+                .await
+                .unwrap();
+            tokens.push(client.inner.token().cloned().unwrap());
+        }
+        let subs = subscribers(&server, &tokens, 10_000, "SUBSCRIBE TO bench.inbox").await;
+        let mut writer = server.client_with_token(&tokens[7]).await;
+        // The other 9,990 stay open, idle, while user 7's ten receive.
+        let mut tasks = Vec::new();
+        let mut idle = Vec::new();
+        for (i, l) in subs.into_iter().enumerate() {
+            if i % tokens.len() == 7 {
+                tasks.push(tokio::spawn(receive(l, events, sent.clone())));
+            } else {
+                idle.push(l);
+            }
+        }
+        let start = Instant::now();
+        for _ in 0..events {
+            let id = next_id;
+            next_id += 1;
+            sent.lock().insert(id, Instant::now());
+            writer
+                .ok(&format!("INSERT INTO bench.inbox VALUES ({id}, 'x')"))
+                .await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await.unwrap());
+        }
+        lat.sort();
+        let mut row = Row::latency(
+            "Live latency, 10k subs / 1k users",
+            events,
+            start.elapsed().as_secs_f64(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+        );
+        row.extra["subscriptions"] = json!(10_000);
+        rows.push(row);
+        drop(idle);
+
+        // Fan-out: 100 subscribers, 100,000 rows written in 1,000-row statements.
+        let n = 100;
+        let total_rows = 100_000;
+        c.ok("CREATE TABLE bench.fan (id BIGINT PRIMARY KEY, body TEXT)")
+            .await;
+        let subs = subscribers(
+            &server,
+            std::slice::from_ref(&root_token),
+            n,
+            "SUBSCRIBE TO bench.fan",
+        )
+        .await;
+        let tasks: Vec<_> = subs
+            .into_iter()
+            .map(|l| tokio::spawn(receive(l, total_rows, sent.clone())))
+            .collect();
+        let start = Instant::now();
+        for chunk in 0..total_rows / 1000 {
+            let values: Vec<String> = (0..1000)
+                .map(|i| format!("({}, 'fan-out row')", chunk * 1000 + i))
+                .collect();
+            c.ok(&format!(
+                "INSERT INTO bench.fan VALUES {}",
+                values.join(", ")
+            ))
+            .await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let t = start.elapsed();
+        rows.push(Row::throughput(
+            "Live fan-out (100 subscribers)",
+            n * total_rows,
+            t,
+            json!({ "subscribers": n, "rows_written": total_rows }),
+        ));
     }
 
     println!(

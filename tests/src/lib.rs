@@ -588,6 +588,18 @@ impl TestServer {
         sql: &str,
         params: Option<RecordBatch>,
     ) -> Result<Live, tonic::Status> {
+        self.subscribe_on(self.channel().await, token, sql, params)
+            .await
+    }
+
+    /// [`Self::subscribe`] on an existing connection (many subscriptions can share one).
+    pub async fn subscribe_on(
+        &self,
+        channel: Channel,
+        token: Option<&str>,
+        sql: &str,
+        params: Option<RecordBatch>,
+    ) -> Result<Live, tonic::Status> {
         use futures::StreamExt;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let mut first = arrow_flight::FlightData {
@@ -617,7 +629,7 @@ impl TestServer {
                 format!("Bearer {t}").parse().expect("header"),
             );
         }
-        let mut raw = self.raw_client().await;
+        let mut raw = arrow_flight::flight_service_client::FlightServiceClient::new(channel);
         let resp = raw.do_exchange(req).await?;
         Ok(Live {
             stream: resp.into_inner().boxed(),
