@@ -379,3 +379,44 @@ async fn every_close_reason() {
     assert_eq!(end(&mut live).await.1, "shutdown");
     let _server = stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn subscription_limits_and_metrics() {
+    let server = TestServer::start_with(&[("QUILLDB_LIVE__MAX_PER_USER", "2")]).await;
+    let root = setup(&server).await;
+    let t = token(&root);
+    let mut a = server
+        .subscribe(Some(&t), "SUBSCRIBE TO app.t", None)
+        .await
+        .unwrap();
+    snapshot(&mut a).await;
+    let mut b = server
+        .subscribe(Some(&t), "SUBSCRIBE TO app.t WHERE v > 1", None)
+        .await
+        .unwrap();
+    snapshot(&mut b).await;
+    let err = server
+        .subscribe(Some(&t), "SUBSCRIBE TO app.t", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    let (_, metrics) = quilldb_tests::http_get(&server.http_url, "/metrics");
+    assert!(metrics.contains("quill_live_subscriptions 2"), "{metrics}");
+    assert!(
+        metrics.contains("quill_live_commit_to_send_seconds"),
+        "{metrics}"
+    );
+    // A subscription the client drops frees its slot.
+    drop(a);
+    let started = std::time::Instant::now();
+    loop {
+        match server.subscribe(Some(&t), "SUBSCRIBE TO app.t", None).await {
+            Ok(_) => break,
+            Err(e) if started.elapsed() < Duration::from_secs(5) => {
+                assert_eq!(e.code(), Code::ResourceExhausted);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the dropped subscription kept its slot: {e}"),
+        }
+    }
+}
