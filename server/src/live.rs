@@ -376,16 +376,7 @@ impl Task {
         };
         let (horizons, catch_up) = match started {
             Ok(h) => h,
-            Err(e) => {
-                let msg = LiveMessage::end(
-                    EventKind::Error,
-                    last(&self.entry),
-                    "internal",
-                    e.to_string(),
-                );
-                let _ = self.tx.send(msg).await;
-                return;
-            }
+            Err(e) => return self.fail(e).await,
         };
         if self.q.options.from.is_none() {
             let snapshot_seq = horizons.values().copied().max().unwrap_or(0);
@@ -435,16 +426,7 @@ impl Task {
                 .collect();
             let batches = match changes.batches(&fresh) {
                 Ok(b) => b,
-                Err(e) => {
-                    let msg = LiveMessage::end(
-                        EventKind::Error,
-                        last(&self.entry),
-                        "internal",
-                        e.to_string(),
-                    );
-                    let _ = self.tx.send(msg).await;
-                    return;
-                }
+                Err(e) => return self.fail(e).await,
             };
             for batch in batches {
                 if !self.send_rows(EventKind::Change, batch).await {
@@ -458,6 +440,14 @@ impl Task {
                     .observe(at.elapsed().as_secs_f64());
             }
         }
+    }
+
+    /// Ends the subscription with ERROR `internal`.
+    async fn fail(&self, e: Error) {
+        tracing::warn!(live_id = %self.entry.id, error = %e, "live query failed");
+        let last = self.entry.last_seq.load(Ordering::Acquire);
+        let msg = LiveMessage::end(EventKind::Error, last, "internal", e.to_string());
+        let _ = self.tx.send(msg).await;
     }
 
     /// Sends one batch of rows; `false` once the client is gone.
