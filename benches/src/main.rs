@@ -381,6 +381,41 @@ async fn subscribers(
     out
 }
 
+/// The cumulative buckets `(le, count)` of the server's commit-to-send histogram.
+fn send_buckets(server: &TestServer) -> Vec<(f64, u64)> {
+    let (_, text) = quilldb_tests::http_get(&server.http_url, "/metrics");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("quill_live_commit_to_send_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, rest) = l.split_once("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The upper bucket bound (ms) below which a fraction `p` of the server's commit-to-send times
+/// fell between two snapshots of the histogram.
+fn bucket_quantile(before: &[(f64, u64)], after: &[(f64, u64)], p: f64) -> f64 {
+    let counts: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let was = before.iter().find(|(b, _)| b == le).map_or(0, |(_, n)| *n);
+            (*le, n - was)
+        })
+        .collect();
+    let total = counts.last().map_or(0, |(_, n)| *n);
+    let want = (total as f64 * p).ceil() as u64;
+    counts
+        .iter()
+        .find(|(_, n)| *n >= want)
+        .map_or(f64::INFINITY, |(le, _)| le * 1000.0)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1000.0
@@ -766,6 +801,7 @@ async fn main() {
                 .into_iter()
                 .map(|l| tokio::spawn(receive(l, events, sent.clone())))
                 .collect();
+            let buckets = send_buckets(&server);
             let start = Instant::now();
             for _ in 0..events {
                 let id = next_id;
@@ -791,6 +827,18 @@ async fn main() {
             };
             let mut row = Row::latency(test, events, total, p50, p99);
             row.extra["subscribers"] = json!(n);
+            // The server's own part: from the durable commit to the batch leaving for each
+            // subscriber (bucket bounds), without the write before it or the client after it.
+            let after = send_buckets(&server);
+            row.extra["server_commit_to_send_p50_ms_at_most"] =
+                json!(bucket_quantile(&buckets, &after, 0.5));
+            row.extra["server_commit_to_send_p99_ms_at_most"] =
+                json!(bucket_quantile(&buckets, &after, 0.99));
+            println!(
+                "{test}: server commit-to-send p50 <= {} ms, p99 <= {} ms",
+                bucket_quantile(&buckets, &after, 0.5),
+                bucket_quantile(&buckets, &after, 0.99)
+            );
             rows.push(row);
         }
         // 10,000 subscriptions spread over 1,000 users (10 each) of a USER table; one user writes.

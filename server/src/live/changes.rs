@@ -135,7 +135,11 @@ impl ChangeBatcher {
         if sources.is_empty() {
             return Ok(Vec::new());
         }
-        let key_batch = self.key_batch(&keys, key_seqs)?;
+        let key_batch = if keys.is_empty() {
+            RecordBatch::new_empty(self.q.rows_schema())
+        } else {
+            self.key_batch(&keys, key_seqs)?
+        };
         let picks: Vec<(usize, usize)> = sources
             .iter()
             .map(|s| match s {

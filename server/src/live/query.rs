@@ -52,6 +52,8 @@ pub struct LiveQuery {
     pub options: LiveOptions,
     /// The text, for system.live_queries.
     pub text: String,
+    rows: SchemaRef,
+    out: SchemaRef,
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -62,31 +64,32 @@ impl LiveQuery {
     /// The table's columns then `_seq`, all nullable: the rows changes are decoded into (a
     /// delete whose prior row is cold carries only its key).
     pub fn rows_schema(&self) -> SchemaRef {
-        let full = self.def.query_schema();
-        Arc::new(Schema::new(
-            full.fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect::<Vec<_>>(),
-        ))
+        self.rows.clone()
     }
 
     /// The schema of every batch: the selected columns (nullable), `_seq`, `_op`, then
     /// `_user_id` for `all_users`.
     pub fn schema(&self) -> SchemaRef {
-        let full = self.rows_schema();
-        let mut fields: Vec<Field> = self
-            .columns
-            .iter()
-            .map(|i| full.field(*i).clone())
-            .collect();
-        fields.push(Field::new("_seq", DataType::Int64, false));
-        fields.push(Field::new("_op", DataType::Int8, false));
-        if self.options.all_users {
-            fields.push(Field::new("_user_id", DataType::Utf8, false));
-        }
-        Arc::new(Schema::new(fields))
+        self.out.clone()
     }
+}
+
+/// The two schemas of a subscription, made once (they are read for every change).
+fn schemas(def: &TableDef, columns: &[usize], all_users: bool) -> (SchemaRef, SchemaRef) {
+    let rows = Arc::new(Schema::new(
+        def.query_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
+    let mut fields: Vec<Field> = columns.iter().map(|i| rows.field(*i).clone()).collect();
+    fields.push(Field::new("_seq", DataType::Int64, false));
+    fields.push(Field::new("_op", DataType::Int8, false));
+    if all_users {
+        fields.push(Field::new("_user_id", DataType::Utf8, false));
+    }
+    (rows, Arc::new(Schema::new(fields)))
 }
 
 /// Splits off a trailing `OPTIONS (k = v, ...)` and parses it.
@@ -293,12 +296,15 @@ pub async fn parse(
         None => None,
         Some(cond) => Some(filter_expr(db, caller, &def, &cond.to_string(), params)?),
     };
+    let (rows, out) = schemas(&def, &columns, options.all_users);
     Ok(LiveQuery {
         def,
         columns,
         filter,
         options,
         text: sql.to_string(),
+        rows,
+        out,
     })
 }
 
