@@ -335,7 +335,31 @@ async fn every_close_reason() {
     root.ok("DROP TABLE app.t").await;
     assert_eq!(end(&mut live).await.1, "table_dropped");
 
-    // Losing the right to read: unauthorized.
+    // Losing the right to read: unauthorized. A role change that keeps it changes nothing; an
+    // all_users subscription ends when its service becomes a user.
+    root.ok("CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY)")
+        .await;
+    root.ok("CREATE USER svc WITH PASSWORD 'password-svc' ROLE service")
+        .await;
+    let svc = server.client_as("svc", "password-svc").await.unwrap();
+    let mut everyone = server
+        .subscribe(
+            Some(&token(&svc)),
+            "SUBSCRIBE TO app.notes OPTIONS (all_users = true)",
+            None,
+        )
+        .await
+        .unwrap();
+    snapshot(&mut everyone).await;
+    root.ok("ALTER USER svc SET ROLE dba").await;
+    assert!(
+        everyone
+            .next_within(Duration::from_millis(300))
+            .await
+            .is_none_or(|e| kind(&e) == EventKind::Heartbeat)
+    );
+    root.ok("ALTER USER svc SET ROLE user").await;
+    assert_eq!(end(&mut everyone).await.1, "unauthorized");
     root.ok("DROP USER alice").await;
     assert_eq!(end(&mut a).await.1, "unauthorized");
 
