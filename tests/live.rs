@@ -444,3 +444,48 @@ async fn subscription_limits_and_metrics() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_all_users_snapshot_is_in_seq_order_across_users() {
+    let server = TestServer::start().await;
+    let mut root = server.client().await;
+    root.ok("CREATE NAMESPACE app").await;
+    root.ok("CREATE USER TABLE app.n (id BIGINT PRIMARY KEY, body TEXT)")
+        .await;
+    let mut users = Vec::new();
+    for u in ["ann", "ben"] {
+        root.ok(&format!("CREATE USER {u} WITH PASSWORD 'password-{u}'"))
+            .await;
+        users.push(server.client_as(u, &format!("password-{u}")).await.unwrap());
+    }
+    for id in 1..=6 {
+        users[(id % 2) as usize]
+            .ok(&format!("INSERT INTO app.n VALUES ({id}, 'x')"))
+            .await;
+    }
+    // ann's rows are flushed: the snapshot reads cold and hot partitions alike.
+    root.flush("app.n").await;
+    let t = token(&root);
+    let mut all = server
+        .subscribe(
+            Some(&t),
+            "SUBSCRIBE TO app.n OPTIONS (all_users = true, batch_size = 4)",
+            None,
+        )
+        .await
+        .unwrap();
+    let rows = snapshot(&mut all).await;
+    assert_eq!(
+        rows.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    let mut last = server
+        .subscribe(
+            Some(&t),
+            "SUBSCRIBE TO app.n OPTIONS (all_users = true, last_rows = 2)",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&mut last).await, vec![(5, 0), (6, 0)]);
+}

@@ -503,7 +503,24 @@ impl Task {
     /// Sends the INITIAL batches; answers, per partition read, the `_seq` its view holds.
     async fn snapshot(&self) -> Result<HashMap<Vec<u8>, u64>> {
         let mut horizons = HashMap::new();
-        for partition in self.partitions().await? {
+        let partitions = self.partitions().await?;
+        if partitions.len() > 1 {
+            // all_users: the users' rows merged into one ascending `_seq` order (held in
+            // memory: the newest `last_rows` per user when that option is given).
+            let mut all = Vec::new();
+            for partition in &partitions {
+                let (seq, batches) = self.read_partition(partition).await?;
+                horizons.insert(partition.name().to_vec(), seq);
+                all.extend(batches);
+            }
+            for b in merged_by_seq(&self.q, all)? {
+                if !self.send_rows(EventKind::Initial, b).await {
+                    break;
+                }
+            }
+            return Ok(horizons);
+        }
+        for partition in partitions {
             let (seq, batches) = self.read_partition(&partition).await?;
             horizons.insert(partition.name().to_vec(), seq);
             for b in batches {
@@ -744,6 +761,21 @@ fn output(q: &LiveQuery, b: &RecordBatch, ops: Vec<i8>, user: &str) -> Result<Re
 /// Bytes of Arrow data one message carries at most: below gRPC's default 4 MiB limit of
 /// stock clients.
 const MESSAGE_BYTES: usize = 3 << 20;
+
+/// Output batches of several users sorted into one ascending `_seq` order; with `last_rows`,
+/// the newest of them all.
+fn merged_by_seq(q: &LiveQuery, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    let schema = q.schema();
+    let all = arrow::compute::concat_batches(&schema, &batches)?;
+    let seq_at = q.columns.len();
+    let order = arrow::compute::sort_to_indices(all.column(seq_at), None, None)?;
+    let mut sorted = arrow::compute::take_record_batch(&all, &order)?;
+    if let Some(n) = q.options.last_rows {
+        let skip = sorted.num_rows().saturating_sub(n);
+        sorted = sorted.slice(skip, sorted.num_rows() - skip);
+    }
+    Ok(split(vec![sorted], q.options.batch_size))
+}
 
 /// Cuts batches into pieces of at most `size` rows and about [`MESSAGE_BYTES`].
 fn split(batches: Vec<RecordBatch>, size: usize) -> Vec<RecordBatch> {
