@@ -1,48 +1,29 @@
 """Live queries read by a plain pyarrow.flight client, with no QuillDB code: DoExchange with the
-SUBSCRIBE text as the descriptor's command, the SubscriptionEvent of flight/proto decoded by hand
-from each message's app_metadata."""
+SUBSCRIBE text as the descriptor's command, the SubscriptionEvent of flight/proto decoded from
+each message's app_metadata by the tests' own protobuf reader (wire.parse)."""
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from wire import run
+from wire import parse, run
 
 KINDS = ["ACK", "INITIAL", "INITIAL_DONE", "CHANGE", "CLOSED", "ERROR", "HEARTBEAT"]
 
 
-def varint(buf, pos):
-    shift = value = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, pos
-
-
 def event(metadata):
     """SubscriptionEvent {kind=1, subscription_id=2, last_seq=3, code=4, message=5}."""
-    buf = bytes(metadata or b"")
-    out = {"kind": "ACK", "subscription_id": "", "last_seq": 0, "code": "", "message": ""}
-    pos = 0
-    while pos < len(buf):
-        key, pos = varint(buf, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = varint(buf, pos)
-            if field == 1:
-                out["kind"] = KINDS[value]
-            elif field == 3:
-                out["last_seq"] = value
-        elif wire == 2:
-            n, pos = varint(buf, pos)
-            text = buf[pos:pos + n].decode()
-            pos += n
-            out[{2: "subscription_id", 4: "code", 5: "message"}[field]] = text
-        else:
-            raise AssertionError(f"unexpected wire type {wire}")
-    return out
+    fields = parse(bytes(metadata or b""))
+
+    def one(number, default):
+        return fields.get(number, [default])[-1]
+
+    return {
+        "kind": KINDS[one(1, 0)],
+        "subscription_id": one(2, b"").decode(),
+        "last_seq": one(3, 0),
+        "code": one(4, b"").decode(),
+        "message": one(5, b"").decode(),
+    }
 
 
 def subscribe(server, sql):
