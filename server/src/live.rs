@@ -71,6 +71,11 @@ pub struct LiveEntry {
     ending: Mutex<Option<Ending>>,
     /// The greatest `_seq` sent.
     pub last_seq: AtomicI64,
+    /// When a message last left, in milliseconds since the hub started: the heartbeat ticker
+    /// reads it, so subscriptions keep no timer of their own.
+    last_sent_ms: AtomicU64,
+    /// Set by the ticker: a HEARTBEAT is due.
+    beat: std::sync::atomic::AtomicBool,
     /// Change rows sent.
     pub rows_sent: AtomicU64,
 }
@@ -97,6 +102,9 @@ struct TableSubs {
 
 /// The registry and router of live queries.
 pub struct LiveHub {
+    /// The heartbeat ticker's time base.
+    started: Instant,
+    ticking: std::sync::atomic::AtomicBool,
     /// How long deletes are kept (`storage.deletion_retention_seconds`): how far back a
     /// subscription can resume.
     retention_seconds: u64,
@@ -163,12 +171,43 @@ impl LiveHub {
     /// An empty hub.
     pub fn new(config: LiveConfig, retention_seconds: u64, metrics: Arc<Metrics>) -> Self {
         Self {
+            started: Instant::now(),
+            ticking: std::sync::atomic::AtomicBool::new(false),
             retention_seconds,
             index: RwLock::new(HashMap::new()),
             entries: Mutex::new(HashMap::new()),
             config,
             metrics,
         }
+    }
+
+    fn clock(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Starts (once) the task that marks HEARTBEATs due: one timer for every subscription.
+    fn tick(self: &Arc<Self>) {
+        if self.ticking.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let hub = Arc::downgrade(self);
+        let every_ms = self.config.heartbeat_seconds.max(1) * 1000;
+        tokio::spawn(async move {
+            let mut interval =
+                tokio::time::interval(Duration::from_millis((every_ms / 4).clamp(50, 1000)));
+            loop {
+                interval.tick().await;
+                let Some(hub) = hub.upgrade() else { return };
+                let now = hub.clock();
+                for e in hub.entries.lock().values() {
+                    if now.saturating_sub(e.last_sent_ms.load(Ordering::Relaxed)) >= every_ms {
+                        e.last_sent_ms.store(now, Ordering::Relaxed);
+                        e.beat.store(true, Ordering::Release);
+                        e.notify.notify_one();
+                    }
+                }
+            }
+        });
     }
 
     /// The open subscriptions.
@@ -213,6 +252,8 @@ impl LiveHub {
             ending: Mutex::new(None),
             last_seq: AtomicI64::new(0),
             rows_sent: AtomicU64::new(0),
+            last_sent_ms: AtomicU64::new(self.clock()),
+            beat: std::sync::atomic::AtomicBool::new(false),
         });
         entries.insert(entry.id.clone(), entry.clone());
         let mut index = self.index.write();
@@ -311,6 +352,7 @@ pub async fn subscribe(
 ) -> Result<Subscription> {
     let q = query::parse(db, caller, &request.sql, request.params.as_ref()).await?;
     let schema = q.schema();
+    db.live.tick();
     let entry = db.live.register(caller, &q)?;
     let (tx, rx) = mpsc::channel::<LiveMessage>(16);
     let id = entry.id.clone();
@@ -393,7 +435,6 @@ impl Task {
                 return;
             }
         }
-        let heartbeat = Duration::from_secs(self.db.live.config.heartbeat_seconds.max(1));
         let mut changes = changes::ChangeBatcher::new(self.q.clone());
         loop {
             let ending = self.entry.ending.lock().clone();
@@ -405,15 +446,15 @@ impl Task {
             }
             let pending: Vec<(Arc<Change>, Instant)> = self.entry.queue.lock().drain(..).collect();
             if pending.is_empty() {
+                if self.entry.beat.swap(false, Ordering::AcqRel) {
+                    let beat = LiveMessage::event(EventKind::Heartbeat, last(&self.entry));
+                    if self.tx.send(beat).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 tokio::select! {
                     _ = self.entry.notify.notified() => continue,
-                    _ = tokio::time::sleep(heartbeat) => {
-                        let beat = LiveMessage::event(EventKind::Heartbeat, last(&self.entry));
-                        if self.tx.send(beat).await.is_err() {
-                            return;
-                        }
-                        continue;
-                    }
                     _ = self.tx.closed() => return,
                 }
             }
@@ -472,6 +513,9 @@ impl Task {
         if self.tx.send(msg).await.is_err() {
             return false;
         }
+        self.entry
+            .last_sent_ms
+            .store(self.db.live.clock(), Ordering::Relaxed);
         if kind == EventKind::Change {
             self.entry.rows_sent.fetch_add(rows, Ordering::Relaxed);
             self.db.metrics.live_rows.inc_by(rows);
