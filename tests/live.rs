@@ -489,3 +489,35 @@ async fn an_all_users_snapshot_is_in_seq_order_across_users() {
         .unwrap();
     assert_eq!(snapshot(&mut last).await, vec![(5, 0), (6, 0)]);
 }
+
+#[tokio::test]
+async fn identical_subscriptions_share_batches_but_not_identity() {
+    let server = TestServer::start().await;
+    let mut root = setup(&server).await;
+    let t = token(&root);
+    let mut subs = Vec::new();
+    for sql in [
+        "SUBSCRIBE TO app.t WHERE v > 2",
+        "SUBSCRIBE TO app.t WHERE v > 2",
+        "SUBSCRIBE TO app.t WHERE v > 6",
+    ] {
+        let mut live = server.subscribe(Some(&t), sql, None).await.unwrap();
+        snapshot(&mut live).await;
+        subs.push(live);
+    }
+    root.ok("INSERT INTO app.t VALUES (7, 5, 'g'), (8, 8, 'h')")
+        .await;
+    let mut ids = Vec::new();
+    for (i, live) in subs.iter_mut().enumerate() {
+        let e = live.next().await;
+        assert_eq!(kind(&e), EventKind::Change);
+        ids.push(e.0.subscription_id.clone());
+        let want = if i < 2 {
+            vec![(7, 1), (8, 1)]
+        } else {
+            vec![(8, 1)]
+        };
+        assert_eq!(ops(e.1.as_ref().unwrap()), want, "subscription {i}");
+    }
+    assert_ne!(ids[0], ids[1], "each subscription keeps its own id");
+}

@@ -62,6 +62,9 @@ pub struct LiveMessage {
     pub kind: EventKind,
     /// Rows, for INITIAL and CHANGE.
     pub batch: Option<RecordBatch>,
+    /// The rows already encoded by [`encode_rows`] (shared between subscriptions that send the
+    /// same rows); `None` encodes `batch` here.
+    pub encoded: Option<FlightData>,
     /// The greatest `_seq` delivered so far, this message included.
     pub last_seq: i64,
     /// CLOSED / ERROR reason.
@@ -76,6 +79,7 @@ impl LiveMessage {
         Self {
             kind,
             batch: None,
+            encoded: None,
             last_seq,
             code: String::new(),
             message: String::new(),
@@ -196,6 +200,22 @@ fn has_placeholder(sql: &str) -> bool {
     false
 }
 
+/// A batch of a subscription whose schema is `schema`, as the FlightData it travels in (no
+/// `app_metadata` yet): the one encoding path of subscription rows.
+pub fn encode_rows(schema: &SchemaRef, batch: &RecordBatch) -> Result<FlightData, Status> {
+    let wire = result_schema(schema);
+    let b = to_wire(batch, &wire)?;
+    let (_, encoded) = IpcDataGenerator::default()
+        .encode(
+            &b,
+            &mut DictionaryTracker::new(false),
+            &IpcWriteOptions::default(),
+            &mut IpcWriteContext::default(),
+        )
+        .map_err(|e| Status::internal(format!("encoding a change batch: {e}")))?;
+    Ok(FlightData::from(encoded))
+}
+
 /// The server's side of the exchange: the schema message, then one FlightData per event.
 pub fn frames(
     sub: Subscription,
@@ -204,9 +224,7 @@ pub fn frames(
     let options = IpcWriteOptions::default();
     let schema_message: FlightData = SchemaAsIpc::new(&wire, &options).into();
     let id = sub.id;
-    let generator = IpcDataGenerator::default();
-    let mut tracker = DictionaryTracker::new(false);
-    let mut context = IpcWriteContext::default();
+    let schema = sub.schema;
     let events = sub.messages.map(move |m| {
         let event = SubscriptionEvent {
             kind: m.kind as i32,
@@ -215,15 +233,10 @@ pub fn frames(
             code: m.code,
             message: m.message,
         };
-        let mut data = match &m.batch {
-            Some(b) => {
-                let b = to_wire(b, &wire)?;
-                let (_, encoded) = generator
-                    .encode(&b, &mut tracker, &options, &mut context)
-                    .map_err(|e| Status::internal(format!("encoding a change batch: {e}")))?;
-                FlightData::from(encoded)
-            }
-            None => FlightData::default(),
+        let mut data = match (m.encoded, &m.batch) {
+            (Some(encoded), _) => encoded,
+            (None, Some(b)) => encode_rows(&schema, b)?,
+            (None, None) => FlightData::default(),
         };
         data.app_metadata = event.encode_to_vec().into();
         Ok(data)

@@ -100,8 +100,20 @@ struct TableSubs {
     every_partition: Vec<Arc<LiveEntry>>,
 }
 
+/// What a CHANGE batch list is built from: the subscription's signature, then the first and
+/// last `_seq` and the count of the changes.
+type SharedKey = (Arc<str>, u64, u64, usize);
+/// Built batches, each with its encoded FlightData.
+type SharedBatches = Arc<Vec<(RecordBatch, arrow_flight::FlightData)>>;
+/// Built batch lists kept for reuse.
+const SHARED_KEPT: usize = 64;
+
 /// The registry and router of live queries.
 pub struct LiveHub {
+    /// CHANGE batches lately built, by the subscription signature and the changes they hold:
+    /// subscriptions with the same table, user, columns, filter and batch size that wake for
+    /// the same changes build and encode them once.
+    shared: Mutex<VecDeque<(SharedKey, SharedBatches)>>,
     /// The heartbeat ticker's time base.
     started: Instant,
     ticking: std::sync::atomic::AtomicBool,
@@ -171,6 +183,7 @@ impl LiveHub {
     /// An empty hub.
     pub fn new(config: LiveConfig, retention_seconds: u64, metrics: Arc<Metrics>) -> Self {
         Self {
+            shared: Mutex::new(VecDeque::with_capacity(SHARED_KEPT)),
             started: Instant::now(),
             ticking: std::sync::atomic::AtomicBool::new(false),
             retention_seconds,
@@ -179,6 +192,39 @@ impl LiveHub {
             config,
             metrics,
         }
+    }
+
+    /// The CHANGE batches of `changes` for subscriptions of `signature`: reused when another
+    /// subscription of the same signature built them for the same changes.
+    fn change_batches(
+        &self,
+        signature: &Arc<str>,
+        schema: &arrow::datatypes::SchemaRef,
+        changes: &[Arc<Change>],
+        build: impl FnOnce(&[Arc<Change>]) -> Result<Vec<RecordBatch>>,
+    ) -> Result<SharedBatches> {
+        let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
+            return Ok(Arc::new(Vec::new()));
+        };
+        let key: SharedKey = (signature.clone(), first.seq, last.seq, changes.len());
+        if let Some((_, found)) = self.shared.lock().iter().find(|(k, _)| *k == key) {
+            return Ok(found.clone());
+        }
+        let built = build(changes)?
+            .into_iter()
+            .map(|b| {
+                let data = quilldb_flight::live::encode_rows(schema, &b)
+                    .map_err(|e| Error::Internal(e.message().to_string()))?;
+                Ok((b, data))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let built = Arc::new(built);
+        let mut shared = self.shared.lock();
+        if shared.len() >= SHARED_KEPT {
+            shared.pop_front();
+        }
+        shared.push_back((key, built.clone()));
+        Ok(built)
     }
 
     fn clock(&self) -> u64 {
@@ -356,8 +402,21 @@ pub async fn subscribe(
     let entry = db.live.register(caller, &q)?;
     let (tx, rx) = mpsc::channel::<LiveMessage>(16);
     let id = entry.id.clone();
+    let signature: Arc<str> = format!(
+        "{}/{}/{:?}/{:?}/{:?}/{}/{}",
+        q.def.id,
+        q.def.schema_version,
+        entry.partition,
+        q.columns,
+        q.filter.as_ref().map(|f| f.to_string()),
+        q.options.all_users,
+        q.options.batch_size
+    )
+    .into();
     let task = Task {
         db: db.clone(),
+        signature,
+        schema: schema.clone(),
         q: Arc::new(q),
         entry: entry.clone(),
         tx,
@@ -380,6 +439,9 @@ pub async fn subscribe(
 struct Task {
     db: Arc<Database>,
     q: Arc<LiveQuery>,
+    /// What makes two subscriptions' CHANGE batches the same (see `LiveHub::change_batches`).
+    signature: Arc<str>,
+    schema: arrow::datatypes::SchemaRef,
     entry: Arc<LiveEntry>,
     tx: mpsc::Sender<LiveMessage>,
 }
@@ -465,12 +527,21 @@ impl Task {
                 .map(|(c, _)| c)
                 .filter(|c| horizons.get(c.partition.name()).is_none_or(|h| c.seq > *h))
                 .collect();
-            let batches = match changes.batches(&fresh) {
+            let built = self
+                .db
+                .live
+                .change_batches(&self.signature, &self.schema, &fresh, |c| {
+                    changes.batches(c)
+                });
+            let batches = match built {
                 Ok(b) => b,
                 Err(e) => return self.fail(e).await,
             };
-            for batch in batches {
-                if !self.send_rows(EventKind::Change, batch).await {
+            for (batch, encoded) in batches.iter() {
+                if !self
+                    .send_encoded(EventKind::Change, batch.clone(), Some(encoded.clone()))
+                    .await
+                {
                     return;
                 }
             }
@@ -493,6 +564,16 @@ impl Task {
 
     /// Sends one batch of rows; `false` once the client is gone.
     async fn send_rows(&self, kind: EventKind, batch: RecordBatch) -> bool {
+        self.send_encoded(kind, batch, None).await
+    }
+
+    /// Sends one batch of rows, already encoded if `encoded` is given.
+    async fn send_encoded(
+        &self,
+        kind: EventKind,
+        batch: RecordBatch,
+        encoded: Option<arrow_flight::FlightData>,
+    ) -> bool {
         let seq_at = self.q.columns.len();
         let max = batch
             .column(seq_at)
@@ -508,6 +589,7 @@ impl Task {
         let rows = batch.num_rows() as u64;
         let msg = LiveMessage {
             batch: Some(batch),
+            encoded,
             ..LiveMessage::event(kind, last)
         };
         if self.tx.send(msg).await.is_err() {
