@@ -351,6 +351,33 @@ async fn receive(
     lat
 }
 
+/// Writes `events` rows into `table`, one statement every 2 ms, each noting when it was sent;
+/// answers the subscribers' latencies, sorted, and the seconds it all took.
+async fn timed_events(
+    c: &mut Client,
+    table: &str,
+    events: usize,
+    next_id: &mut i64,
+    sent: &Arc<parking_lot::Mutex<std::collections::HashMap<i64, Instant>>>,
+    receivers: Vec<tokio::task::JoinHandle<Vec<Duration>>>,
+) -> (Vec<Duration>, f64) {
+    let start = Instant::now();
+    for _ in 0..events {
+        let id = *next_id;
+        *next_id += 1;
+        sent.lock().insert(id, Instant::now());
+        c.ok(&format!("INSERT INTO {table} VALUES ({id}, 'event {id}')"))
+            .await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut lat = Vec::new();
+    for t in receivers {
+        lat.extend(t.await.unwrap());
+    }
+    lat.sort();
+    (lat, start.elapsed().as_secs_f64())
+}
+
 /// Opens `n` subscriptions to `sql` (as `token`), `per_channel` to a connection; waits until
 /// each has sent its snapshot.
 async fn subscribers(
@@ -802,23 +829,8 @@ async fn main() {
                 .map(|l| tokio::spawn(receive(l, events, sent.clone())))
                 .collect();
             let buckets = send_buckets(&server);
-            let start = Instant::now();
-            for _ in 0..events {
-                let id = next_id;
-                next_id += 1;
-                sent.lock().insert(id, Instant::now());
-                c.ok(&format!(
-                    "INSERT INTO bench.feed VALUES ({id}, 'event {id}')"
-                ))
-                .await;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            let mut lat = Vec::new();
-            for t in tasks {
-                lat.extend(t.await.unwrap());
-            }
-            let total = start.elapsed().as_secs_f64();
-            lat.sort();
+            let (lat, total) =
+                timed_events(&mut c, "bench.feed", events, &mut next_id, &sent, tasks).await;
             let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
             let test: &'static str = match n {
                 1 => "Live latency, 1 subscriber",
@@ -864,25 +876,19 @@ async fn main() {
                 idle.push(l);
             }
         }
-        let start = Instant::now();
-        for _ in 0..events {
-            let id = next_id;
-            next_id += 1;
-            sent.lock().insert(id, Instant::now());
-            writer
-                .ok(&format!("INSERT INTO bench.inbox VALUES ({id}, 'x')"))
-                .await;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let mut lat = Vec::new();
-        for t in tasks {
-            lat.extend(t.await.unwrap());
-        }
-        lat.sort();
+        let (lat, total) = timed_events(
+            &mut writer,
+            "bench.inbox",
+            events,
+            &mut next_id,
+            &sent,
+            tasks,
+        )
+        .await;
         let mut row = Row::latency(
             "Live latency, 10k subs / 1k users",
             events,
-            start.elapsed().as_secs_f64(),
+            total,
             percentile(&lat, 0.5),
             percentile(&lat, 0.99),
         );
