@@ -124,6 +124,47 @@ async fn snapshot_then_changes_with_rows_moving_in_and_out_of_the_filter() {
 }
 
 #[tokio::test]
+async fn flushed_rows_moving_in_and_out_of_the_filter_carry_their_rows() {
+    let server = TestServer::start().await;
+    let mut root = setup(&server).await;
+    root.ok("INSERT INTO app.t VALUES (4, 0, 'd')").await;
+    // Every row's live version is now in cold storage only: the prior rows of the changes
+    // below are read back from the segment.
+    root.flush("app.t").await;
+    let t = token(&root);
+    let mut live = server
+        .subscribe(Some(&t), "SUBSCRIBE TO app.t WHERE v > 2", None)
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&mut live).await, vec![(2, 0), (3, 0)]);
+    // Out of the filter before, in it now: an insert, not an update.
+    root.ok("UPDATE app.t SET v = 3 WHERE id = 1").await;
+    assert_eq!(change(&mut live).await, vec![(1, 1)]);
+    // Never in the filter: nothing, not even the key.
+    root.ok("DELETE FROM app.t WHERE id = 4").await;
+    root.ok("UPDATE app.t SET v = 4 WHERE id = 2").await;
+    let e = live.next().await;
+    assert_eq!(kind(&e), EventKind::Change);
+    assert_eq!(
+        ops(e.1.as_ref().unwrap()),
+        vec![(2, 2)],
+        "no delete of id 4"
+    );
+    // Out of the filter, and deleted: deletes carrying the rows as they were.
+    root.ok("UPDATE app.t SET v = 0 WHERE id = 3").await;
+    let e = live.next().await;
+    let b = e.1.unwrap();
+    assert_eq!(ops(&b), vec![(3, 3)]);
+    assert_eq!(column(std::slice::from_ref(&b), "note"), vec!["c"]);
+    root.flush("app.t").await;
+    root.ok("DELETE FROM app.t WHERE id = 2").await;
+    let e = live.next().await;
+    let b = e.1.unwrap();
+    assert_eq!(ops(&b), vec![(2, 3)]);
+    assert_eq!(column(std::slice::from_ref(&b), "note"), vec!["b"]);
+}
+
+#[tokio::test]
 async fn projections_options_and_parameters() {
     let server = TestServer::start().await;
     let mut root = setup(&server).await;

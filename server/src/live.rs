@@ -15,7 +15,7 @@ pub mod changes;
 /// Parsing SUBSCRIBE.
 pub mod query;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use quilldb_flight::{EventKind, LiveMessage, SubscribeRequest, Subscription};
-use quilldb_storage::hot::{Change, ChangeSink};
+use quilldb_storage::hot::{Change, ChangeSink, Prior};
 use quilldb_storage::keys::PartitionKey;
 use quilldb_storage::merge::MergedRead;
 use tokio::sync::{Notify, mpsc};
@@ -100,16 +100,43 @@ struct TableSubs {
     every_partition: Vec<Arc<LiveEntry>>,
 }
 
-/// What a CHANGE batch list is built from: the subscription's signature, then the first and
-/// last `_seq` and the count of the changes.
-type SharedKey = (Arc<str>, u64, u64, usize);
+/// What a CHANGE batch list is built from: the first and last `_seq` and the count of the
+/// changes, then the subscription's signature (compared last: it is the longest).
+type SharedKey = (u64, u64, usize, Arc<str>);
 /// Built batches, each with its encoded FlightData.
 type SharedBatches = Arc<Vec<(RecordBatch, arrow_flight::FlightData)>>;
 /// Built batch lists kept for reuse.
 const SHARED_KEPT: usize = 64;
 
+/// Prior rows lately read back from cold storage, by table, schema version, partition and
+/// `_seq` (`None`: compacted away).
+#[derive(Default)]
+struct ColdCache {
+    rows: HashMap<ColdKey, Option<RecordBatch>>,
+    order: VecDeque<ColdKey>,
+}
+type ColdKey = (u64, u32, Vec<u8>, u64);
+/// Prior rows kept in the cold cache.
+const COLD_KEPT: usize = 4096;
+
+impl ColdCache {
+    fn keep(&mut self, key: ColdKey, row: Option<RecordBatch>) {
+        if self.rows.insert(key.clone(), row).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > COLD_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.rows.remove(&old);
+            }
+        }
+    }
+}
+
 /// The registry and router of live queries.
 pub struct LiveHub {
+    /// Prior rows read back from cold storage: an update of a flushed row that many
+    /// subscriptions see is read once (the lock makes the others wait for that read).
+    cold: tokio::sync::Mutex<ColdCache>,
     /// CHANGE batches lately built, by the subscription signature and the changes they hold:
     /// subscriptions with the same table, user, columns, filter and batch size that wake for
     /// the same changes build and encode them once.
@@ -184,6 +211,7 @@ impl LiveHub {
     pub fn new(config: LiveConfig, retention_seconds: u64, metrics: Arc<Metrics>) -> Self {
         Self {
             shared: Mutex::new(VecDeque::with_capacity(SHARED_KEPT)),
+            cold: tokio::sync::Mutex::new(ColdCache::default()),
             started: Instant::now(),
             ticking: std::sync::atomic::AtomicBool::new(false),
             retention_seconds,
@@ -194,23 +222,23 @@ impl LiveHub {
         }
     }
 
-    /// The CHANGE batches of `changes` for subscriptions of `signature`: reused when another
-    /// subscription of the same signature built them for the same changes.
-    fn change_batches(
+    /// CHANGE batches another subscription of the same signature built for the same changes.
+    fn shared_batches(&self, key: &SharedKey) -> Option<SharedBatches> {
+        let shared = self.shared.lock();
+        shared
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// Encodes `batches` and keeps them for the other subscriptions of `key`'s signature.
+    fn keep_batches(
         &self,
-        signature: &Arc<str>,
+        key: SharedKey,
         schema: &arrow::datatypes::SchemaRef,
-        changes: &[Arc<Change>],
-        build: impl FnOnce(&[Arc<Change>]) -> Result<Vec<RecordBatch>>,
+        batches: Vec<RecordBatch>,
     ) -> Result<SharedBatches> {
-        let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
-            return Ok(Arc::new(Vec::new()));
-        };
-        let key: SharedKey = (signature.clone(), first.seq, last.seq, changes.len());
-        if let Some((_, found)) = self.shared.lock().iter().find(|(k, _)| *k == key) {
-            return Ok(found.clone());
-        }
-        let built = build(changes)?
+        let built = batches
             .into_iter()
             .map(|b| {
                 let data = quilldb_flight::live::encode_rows(schema, &b)
@@ -497,7 +525,7 @@ impl Task {
                 return;
             }
         }
-        let mut changes = changes::ChangeBatcher::new(self.q.clone());
+        let changes = changes::ChangeBatcher::new(self.q.clone());
         loop {
             let ending = self.entry.ending.lock().clone();
             if let Some(end) = ending {
@@ -527,13 +555,7 @@ impl Task {
                 .map(|(c, _)| c)
                 .filter(|c| horizons.get(c.partition.name()).is_none_or(|h| c.seq > *h))
                 .collect();
-            let built = self
-                .db
-                .live
-                .change_batches(&self.signature, &self.schema, &fresh, |c| {
-                    changes.batches(c)
-                });
-            let batches = match built {
+            let batches = match self.change_batches(&fresh, &changes).await {
                 Ok(b) => b,
                 Err(e) => return self.fail(e).await,
             };
@@ -552,6 +574,109 @@ impl Task {
                     .observe(at.elapsed().as_secs_f64());
             }
         }
+    }
+
+    /// The CHANGE batches of `changes`: reused when another subscription of the same
+    /// signature built them for the same changes.
+    async fn change_batches(
+        &self,
+        changes: &[Arc<Change>],
+        batcher: &changes::ChangeBatcher,
+    ) -> Result<SharedBatches> {
+        let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
+            return Ok(Arc::new(Vec::new()));
+        };
+        let key: SharedKey = (first.seq, last.seq, changes.len(), self.signature.clone());
+        if let Some(found) = self.db.live.shared_batches(&key) {
+            return Ok(found);
+        }
+        let cold = self.cold_priors(changes).await;
+        if let Some(found) = self.db.live.shared_batches(&key) {
+            return Ok(found);
+        }
+        let batches = batcher.batches(changes, &cold)?;
+        self.db.live.keep_batches(key, &self.schema, batches)
+    }
+
+    /// The prior rows of changes to versions that are only in cold storage, read back from
+    /// their segments (once for every subscription, through the hub's cache). A version that
+    /// cannot be read (compacted away) is left out: its delete then carries the key alone.
+    async fn cold_priors(&self, changes: &[Arc<Change>]) -> changes::ColdPriors {
+        let def = &self.q.def;
+        let key = |c: &Change, v: u64| (def.id, def.schema_version, c.partition.name().to_vec(), v);
+        let wanted: Vec<(&Arc<Change>, u64)> = changes
+            .iter()
+            .filter_map(|c| match c.prior {
+                Prior::Cold(v) => Some((c, v)),
+                _ => None,
+            })
+            .collect();
+        let mut out = changes::ColdPriors::new();
+        if wanted.is_empty() {
+            return out;
+        }
+        let mut cache = self.db.live.cold.lock().await;
+        let mut missing: HashMap<Vec<u8>, (Arc<PartitionKey>, HashSet<u64>)> = HashMap::new();
+        for (c, v) in &wanted {
+            if !cache.rows.contains_key(&key(c, *v)) {
+                missing
+                    .entry(c.partition.name().to_vec())
+                    .or_insert_with(|| (c.partition.clone(), HashSet::new()))
+                    .1
+                    .insert(*v);
+            }
+        }
+        for (name, (partition, versions)) in missing {
+            let found = match self.read_cold(&partition, &versions).await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(live_id = %self.entry.id, error = %e,
+                        "reading prior rows from cold storage");
+                    HashMap::new()
+                }
+            };
+            for v in versions {
+                cache.keep(
+                    (def.id, def.schema_version, name.clone(), v),
+                    found.get(&v).cloned(),
+                );
+            }
+        }
+        for (c, v) in wanted {
+            if let Some(Some(row)) = cache.rows.get(&key(c, v)) {
+                out.insert(v, row.clone());
+            }
+        }
+        out
+    }
+
+    /// The flushed versions `versions` of `partition`, one single-row batch each.
+    async fn read_cold(
+        &self,
+        partition: &PartitionKey,
+        versions: &HashSet<u64>,
+    ) -> Result<HashMap<u64, RecordBatch>> {
+        let def = &self.q.def;
+        if def.table_type == TableType::Stream {
+            return Ok(HashMap::new());
+        }
+        let source = self.db.cold_source(def, partition)?;
+        let spec = self.db.full_scan_spec(def, partition)?;
+        let schema = self.q.rows_schema();
+        let seq_at = def.columns.len();
+        let mut out = HashMap::new();
+        for b in source.versions(&spec.columns, versions).await? {
+            let b = RecordBatch::try_new(schema.clone(), b.columns().to_vec())?;
+            let seqs = b
+                .column(seq_at)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| Error::Internal("_seq is not BIGINT".into()))?;
+            for i in 0..b.num_rows() {
+                out.insert(seqs.value(i) as u64, b.slice(i, 1));
+            }
+        }
+        Ok(out)
     }
 
     /// Ends the subscription with ERROR `internal`.

@@ -41,6 +41,53 @@ pub struct ColdSource {
     pub table_id: u64,
 }
 
+impl ColdSource {
+    /// The flushed versions `seqs` of the partition, live or since replaced: batches of
+    /// `columns` then `_seq`. A version compaction has dropped since is missing from the answer.
+    pub async fn versions(
+        &self,
+        columns: &[(u32, arrow::datatypes::Field)],
+        seqs: &HashSet<u64>,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        let Some(manifest) = self.store.manifest(&self.folder).await? else {
+            return Ok(out);
+        };
+        if manifest.table_id != self.table_id {
+            return Ok(out);
+        }
+        let mut by_segment: BTreeMap<usize, HashSet<u64>> = BTreeMap::new();
+        for seq in seqs {
+            if let Some(i) = manifest.segment_of(*seq) {
+                by_segment.entry(i).or_default().insert(*seq);
+            }
+        }
+        let none = HashSet::new();
+        for (i, wanted) in &by_segment {
+            let read = SegmentRead {
+                columns,
+                with_seq: true,
+                min_seq: wanted.iter().copied().min().unwrap_or(0),
+                max_seq: wanted.iter().copied().max().unwrap_or(0),
+                seqs: Some(wanted),
+                deleted: &none,
+                row_groups: None,
+                overlay: None,
+                batch_size: 8192,
+                tombstones_from: None,
+            };
+            let seg = &manifest.segments[*i];
+            let Some(mut stream) = self.store.open_segment(&self.folder, seg, &read).await? else {
+                continue;
+            };
+            while let Some(b) = stream.next(&read).await? {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// One merged read of a partition.
 #[derive(Debug, Clone)]
 pub struct MergedRead {

@@ -1,8 +1,11 @@
 //! Committed changes to CHANGE batches: the new and the prior rows are decoded in one batch each,
 //! the filter runs on both, and each change becomes an insert (`_op` 1: now in the filter, was
 //! not), an update (2: in it before and after), a delete (3: was in it, is not any more or was
-//! deleted, carrying the row as it was) or nothing.
+//! deleted, carrying the row as it was) or nothing. A prior version that is only in cold
+//! storage is read back from its segment before (see `Task::cold_priors`); only if compaction
+//! has dropped it already does a delete carry the key alone.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -25,12 +28,23 @@ pub const OP_UPDATE: i8 = 2;
 /// A delete.
 pub const OP_DELETE: i8 = 3;
 
+/// Prior rows read back from cold storage, by the `_seq` of the version: single-row batches of
+/// the subscription's rows schema (every column, then `_seq`).
+pub type ColdPriors = HashMap<u64, RecordBatch>;
+
+/// Where a prior row is before the prior batch is put together.
+#[derive(Clone, Copy)]
+enum PriorAt {
+    Decoded(usize),
+    Cold(usize),
+}
+
 /// Where an output row comes from.
 #[derive(Clone, Copy)]
 enum Source {
     New(usize),
     Prior(usize),
-    /// A deleted row whose prior version is only in cold storage: its key, other columns null.
+    /// A deleted row whose prior version compaction dropped: its key, other columns null.
     Key(usize),
 }
 
@@ -74,13 +88,15 @@ impl ChangeBatcher {
         Ok((0..m.len()).map(|i| m.is_valid(i) && m.value(i)).collect())
     }
 
-    /// The CHANGE batches (at most `batch_size` rows each) for `changes`, in their order.
-    pub fn batches(&mut self, changes: &[Arc<Change>]) -> Result<Vec<RecordBatch>> {
+    /// The CHANGE batches (at most `batch_size` rows each) for `changes`, in their order;
+    /// `cold` holds the prior rows of `Prior::Cold` changes that could be read back.
+    pub fn batches(&self, changes: &[Arc<Change>], cold: &ColdPriors) -> Result<Vec<RecordBatch>> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
         let (mut news, mut new_seqs, mut priors, mut prior_seqs) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut cold_rows: Vec<RecordBatch> = Vec::new();
         let mut slots = Vec::with_capacity(changes.len());
         for c in changes {
             let new = c.row.as_deref().map(|r| {
@@ -88,19 +104,41 @@ impl ChangeBatcher {
                 new_seqs.push(c.seq as i64);
                 news.len() - 1
             });
+            // `None`: the prior row is unknown (cold, and since compacted away).
             let prior = match &c.prior {
                 Prior::Row(r) => {
                     priors.push(r.as_slice());
                     prior_seqs.push(c.seq as i64);
-                    Some(Some(priors.len() - 1))
+                    Some(Some(PriorAt::Decoded(priors.len() - 1)))
                 }
                 Prior::Absent => Some(None),
-                Prior::Cold => None,
+                Prior::Cold(version) => cold.get(version).map(|row| {
+                    cold_rows.push(row.clone());
+                    Some(PriorAt::Cold(cold_rows.len() - 1))
+                }),
             };
             slots.push((new, prior));
         }
         let new_batch = self.decode(&news, new_seqs)?;
-        let prior_batch = self.decode(&priors, prior_seqs)?;
+        let decoded = self.decode(&priors, prior_seqs)?;
+        let prior_batch = if cold_rows.is_empty() {
+            decoded
+        } else {
+            cold_rows.insert(0, decoded);
+            arrow::compute::concat_batches(&self.q.rows_schema(), &cold_rows)?
+        };
+        let slots: Vec<(Option<usize>, Option<Option<usize>>)> = slots
+            .into_iter()
+            .map(|(new, prior)| {
+                let at = prior.map(|p| {
+                    p.map(|p| match p {
+                        PriorAt::Decoded(i) => i,
+                        PriorAt::Cold(i) => priors.len() + i,
+                    })
+                });
+                (new, at)
+            })
+            .collect();
         let new_in = self.mask(&new_batch)?;
         let prior_in = self.mask(&prior_batch)?;
 
@@ -111,7 +149,7 @@ impl ChangeBatcher {
         let mut keys: Vec<&[u8]> = Vec::new();
         let mut key_seqs = Vec::new();
         for (c, (new, prior)) in changes.iter().zip(slots) {
-            // Was the key in the subscriber's set before? `None`: unknown (prior is cold).
+            // Was the key in the subscriber's set before? `None`: unknown.
             let was_in = prior.map(|p| p.is_some_and(|k| prior_in[k]));
             let is_in = new.is_some_and(|k| new_in[k]);
             let (op, source) = match (was_in, is_in, new, prior.flatten()) {
@@ -163,7 +201,7 @@ impl ChangeBatcher {
         Ok(super::split(vec![out], self.q.options.batch_size))
     }
 
-    /// Deleted keys whose prior rows are cold: the key column, other columns null.
+    /// Deleted keys whose prior rows are gone: the key column, other columns null.
     fn key_batch(&self, keys: &[&[u8]], seqs: Vec<i64>) -> Result<RecordBatch> {
         let schema = self.q.rows_schema();
         let (pk_at, _) = self.q.def.pk()?;

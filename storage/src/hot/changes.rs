@@ -17,8 +17,9 @@ pub enum Prior {
     Absent,
     /// The live version's encoded row.
     Row(Vec<u8>),
-    /// A live version whose row is in cold storage only: not read on the commit path.
-    Cold,
+    /// A live version (this `_seq`) whose row is in cold storage only: not read on the commit
+    /// path; a listener reads it with [`crate::merge::ColdSource::versions`].
+    Cold(u64),
 }
 
 /// One committed change of one key.

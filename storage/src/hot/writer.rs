@@ -191,7 +191,7 @@ impl Writer {
             .map_err(|e| Error::rocks("read the prior version", e))?;
         match found {
             Some(v) => Ok(Prior::Row(super::scan::split_value(&v)?.2.to_vec())),
-            None => Ok(Prior::Cold),
+            None => Ok(Prior::Cold(old)),
         }
     }
 
