@@ -408,6 +408,32 @@ async fn subscribers(
     out
 }
 
+/// One unlabelled figure of the server's /metrics (0 when absent).
+fn metric(server: &TestServer, name: &str) -> f64 {
+    let (_, text) = quilldb_tests::http_get(&server.http_url, "/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// CPU seconds this (client) process has used, from /proc/self/stat (0 elsewhere).
+fn own_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which ends with ')'): utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// The cumulative buckets `(le, count)` of the server's commit-to-send histogram.
 fn send_buckets(server: &TestServer) -> Vec<(f64, u64)> {
     let (_, text) = quilldb_tests::http_get(&server.http_url, "/metrics");
@@ -829,8 +855,18 @@ async fn main() {
                 .map(|l| tokio::spawn(receive(l, events, sent.clone())))
                 .collect();
             let buckets = send_buckets(&server);
+            let rows_before = metric(&server, "quill_live_notifications_total");
+            let cpu_before = metric(&server, "process_cpu_seconds_total");
+            let own_before = own_cpu_seconds();
             let (lat, total) =
                 timed_events(&mut c, "bench.feed", events, &mut next_id, &sent, tasks).await;
+            // CPU per delivered row, server and this client: on one machine they share the
+            // cores, so together they set a floor under the latency of the last subscriber.
+            let delivered =
+                (metric(&server, "quill_live_notifications_total") - rows_before).max(1.0);
+            let server_us =
+                (metric(&server, "process_cpu_seconds_total") - cpu_before) * 1e6 / delivered;
+            let client_us = (own_cpu_seconds() - own_before) * 1e6 / delivered;
             let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
             let test: &'static str = match n {
                 1 => "Live latency, 1 subscriber",
@@ -846,8 +882,11 @@ async fn main() {
                 json!(bucket_quantile(&buckets, &after, 0.5));
             row.extra["server_commit_to_send_p99_ms_at_most"] =
                 json!(bucket_quantile(&buckets, &after, 0.99));
+            row.extra["server_cpu_us_per_row"] = json!((server_us * 10.0).round() / 10.0);
+            row.extra["client_cpu_us_per_row"] = json!((client_us * 10.0).round() / 10.0);
             println!(
-                "{test}: server commit-to-send p50 <= {} ms, p99 <= {} ms",
+                "{test}: server commit-to-send p50 <= {} ms, p99 <= {} ms; CPU per delivered \
+                 row: server {server_us:.1} us, client {client_us:.1} us",
                 bucket_quantile(&buckets, &after, 0.5),
                 bucket_quantile(&buckets, &after, 0.99)
             );
