@@ -26,9 +26,9 @@ def event(metadata):
     }
 
 
-def subscribe(server, sql):
+def subscribe(server, sql, user=b"root", password=b""):
     client = flight.FlightClient(server.flight_url)
-    token = client.authenticate_basic_token(b"root", b"")
+    token = client.authenticate_basic_token(user, password)
     options = flight.FlightCallOptions(headers=[token])
     descriptor = flight.FlightDescriptor.for_command(sql.encode())
     writer, reader = client.do_exchange(descriptor, options=options)
@@ -98,3 +98,69 @@ def test_subscription_errors_are_grpc_errors(server, conn, ns):
         except pa.ArrowInvalid as e:
             assert "subscription" in str(e), str(e)
     client.close()
+
+
+def read_snapshot(reader):
+    """ACK, INITIAL batches, INITIAL_DONE: the snapshot's rows."""
+    ack, _ = next_message(reader)
+    assert ack["kind"] == "ACK", ack
+    rows = []
+    while True:
+        ev, data = next_message(reader)
+        if ev["kind"] == "INITIAL_DONE":
+            return rows
+        assert ev["kind"] == "INITIAL", ev
+        rows += data.to_pylist()
+
+
+def next_change(reader):
+    while True:
+        ev, data = next_message(reader)
+        if ev["kind"] != "HEARTBEAT":
+            assert ev["kind"] == "CHANGE", ev
+            return data.to_pylist()
+
+
+def test_parameters_come_as_a_pyarrow_batch(server, conn, ns):
+    run(conn, f"CREATE TABLE {ns}.t (id BIGINT PRIMARY KEY, v BIGINT, note TEXT)")
+    run(conn, f"INSERT INTO {ns}.t VALUES (1, 1, 'a'), (2, 5, 'b'), (3, 9, 'c')")
+    client, writer, reader = subscribe(
+        server, f"SUBSCRIBE TO {ns}.t WHERE v > $1 AND note <> $2 OPTIONS (batch_size = 1)")
+    params = pa.record_batch([pa.array([2], pa.int64()), pa.array(["c"])], names=["1", "2"])
+    writer.begin(params.schema)
+    writer.write_batch(params)
+    assert [(r["id"], r["_op"]) for r in read_snapshot(reader)] == [(2, 0)]
+    run(conn, f"INSERT INTO {ns}.t VALUES (4, 7, 'd'), (5, 8, 'e'), (6, 0, 'f')")
+    # batch_size = 1: one row a message, in commit order.
+    assert [r["id"] for r in next_change(reader)] == [4]
+    assert [r["id"] for r in next_change(reader)] == [5]
+    writer.close()
+    client.close()
+
+
+def test_users_see_only_their_rows_and_the_stream_ends_after_closed(server, conn, ns):
+    run(conn, f"CREATE USER TABLE {ns}.inbox (id BIGINT PRIMARY KEY, body TEXT)")
+    for user in ("ann", "bob"):
+        run(conn, f"CREATE USER {user} WITH PASSWORD 'pw-{user}-secret'")
+        run(conn, f"EXECUTE AS USER '{user}' (INSERT INTO {ns}.inbox VALUES (1, 'hello {user}'))")
+    _, ann_w, ann = subscribe(server, f"SUBSCRIBE TO {ns}.inbox", b"ann", b"pw-ann-secret")
+    _, bob_w, bob = subscribe(server, f"SUBSCRIBE TO {ns}.inbox", b"bob", b"pw-bob-secret")
+    assert [r["body"] for r in read_snapshot(ann)] == ["hello ann"]
+    assert [r["body"] for r in read_snapshot(bob)] == ["hello bob"]
+    # Same key, other user: bob's subscription hears nothing of ann's writes, deletes included.
+    run(conn, f"EXECUTE AS USER 'ann' (DELETE FROM {ns}.inbox WHERE id = 1)")
+    run(conn, f"EXECUTE AS USER 'bob' (INSERT INTO {ns}.inbox VALUES (2, 'second'))")
+    assert [(r["id"], r["_op"]) for r in next_change(ann)] == [(1, 3)]
+    assert [(r["id"], r["_op"], r["body"]) for r in next_change(bob)] == [(2, 1, "second")]
+    # DROP TABLE: CLOSED table_dropped, then the stream ends.
+    run(conn, f"DROP TABLE {ns}.inbox")
+    for reader in (ann, bob):
+        ev, data = next_message(reader)
+        assert (ev["kind"], ev["code"], data) == ("CLOSED", "table_dropped", None), ev
+        try:
+            reader.read_chunk()
+            raise AssertionError("the stream goes on after CLOSED")
+        except StopIteration:
+            pass
+    ann_w.close()
+    bob_w.close()
