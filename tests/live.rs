@@ -83,16 +83,21 @@ fn token(c: &Client) -> String {
     c.inner.token().cloned().unwrap()
 }
 
+/// Subscribes as `root` to `app.t WHERE v > 2` and reads its snapshot (ids 2 and 3).
+async fn over_two(server: &TestServer, root: &Client) -> Live {
+    let mut live = server
+        .subscribe(Some(&token(root)), "SUBSCRIBE TO app.t WHERE v > 2", None)
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&mut live).await, vec![(2, 0), (3, 0)]);
+    live
+}
+
 #[tokio::test]
 async fn snapshot_then_changes_with_rows_moving_in_and_out_of_the_filter() {
     let server = TestServer::start().await;
     let mut root = setup(&server).await;
-    let t = token(&root);
-    let mut live = server
-        .subscribe(Some(&t), "SUBSCRIBE TO app.t WHERE v > 2", None)
-        .await
-        .unwrap();
-    assert_eq!(snapshot(&mut live).await, vec![(2, 0), (3, 0)]);
+    let mut live = over_two(&server, &root).await;
     root.ok("INSERT INTO app.t VALUES (4, 7, 'd'), (5, 0, 'e')")
         .await;
     assert_eq!(change(&mut live).await, vec![(4, 1)]);
@@ -131,12 +136,7 @@ async fn flushed_rows_moving_in_and_out_of_the_filter_carry_their_rows() {
     // Every row's live version is now in cold storage only: the prior rows of the changes
     // below are read back from the segment.
     root.flush("app.t").await;
-    let t = token(&root);
-    let mut live = server
-        .subscribe(Some(&t), "SUBSCRIBE TO app.t WHERE v > 2", None)
-        .await
-        .unwrap();
-    assert_eq!(snapshot(&mut live).await, vec![(2, 0), (3, 0)]);
+    let mut live = over_two(&server, &root).await;
     // Out of the filter before, in it now: an insert, not an update.
     root.ok("UPDATE app.t SET v = 3 WHERE id = 1").await;
     assert_eq!(change(&mut live).await, vec![(1, 1)]);
