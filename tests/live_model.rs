@@ -74,9 +74,19 @@ impl Subscriber {
                 let vs = b
                     .column_by_name("v")
                     .map(|c| c.as_any().downcast_ref::<Int64Array>().unwrap().clone());
+                // A subscription that never resumed gets exact changes: an insert only of a
+                // key it does not hold, an update or a delete only of one it holds (a resumed
+                // catch-up cannot know what the client held, so it may send either).
+                let exact = self.resumes == 0;
                 for i in 0..b.num_rows() {
                     let id = ids.value(i);
-                    match ops.value(i) {
+                    let (op, held) = (ops.value(i), self.view.contains_key(&id));
+                    assert!(
+                        !exact || op == 0 || (op == 1) != held,
+                        "{}: op {op} of id {id}, held: {held}",
+                        self.filter
+                    );
+                    match op {
                         3 => {
                             self.view.remove(&id);
                         }
