@@ -416,9 +416,9 @@ fn metric(server: &TestServer, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// CPU seconds this (client) process has used, from /proc/self/stat (0 elsewhere).
-fn own_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+/// CPU seconds process `pid` (`self`: this client) has used, from /proc (0 elsewhere).
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
     // Fields after the command name (which ends with ')'): utime and stime are the 12th and 13th.
@@ -856,17 +856,17 @@ async fn main() {
                 .collect();
             let buckets = send_buckets(&server);
             let rows_before = metric(&server, "quill_live_notifications_total");
-            let cpu_before = metric(&server, "process_cpu_seconds_total");
-            let own_before = own_cpu_seconds();
+            let server_pid = server.pid().to_string();
+            let cpu_before = cpu_seconds(&server_pid);
+            let own_before = cpu_seconds("self");
             let (lat, total) =
                 timed_events(&mut c, "bench.feed", events, &mut next_id, &sent, tasks).await;
             // CPU per delivered row, server and this client: on one machine they share the
             // cores, so together they set a floor under the latency of the last subscriber.
             let delivered =
                 (metric(&server, "quill_live_notifications_total") - rows_before).max(1.0);
-            let server_us =
-                (metric(&server, "process_cpu_seconds_total") - cpu_before) * 1e6 / delivered;
-            let client_us = (own_cpu_seconds() - own_before) * 1e6 / delivered;
+            let server_us = (cpu_seconds(&server_pid) - cpu_before) * 1e6 / delivered;
+            let client_us = (cpu_seconds("self") - own_before) * 1e6 / delivered;
             let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
             let test: &'static str = match n {
                 1 => "Live latency, 1 subscriber",
