@@ -83,13 +83,18 @@ fn token(c: &Client) -> String {
     c.inner.token().cloned().unwrap()
 }
 
+/// Opens `sql` as the holder of `token` and reads its snapshot: the subscription and the
+/// snapshot's `(id, _op)`s.
+async fn open(server: &TestServer, token: &str, sql: &str) -> (Live, Vec<(i64, i8)>) {
+    let mut live = server.subscribe(Some(token), sql, None).await.unwrap();
+    let rows = snapshot(&mut live).await;
+    (live, rows)
+}
+
 /// Subscribes as `root` to `app.t WHERE v > 2` and reads its snapshot (ids 2 and 3).
 async fn over_two(server: &TestServer, root: &Client) -> Live {
-    let mut live = server
-        .subscribe(Some(&token(root)), "SUBSCRIBE TO app.t WHERE v > 2", None)
-        .await
-        .unwrap();
-    assert_eq!(snapshot(&mut live).await, vec![(2, 0), (3, 0)]);
+    let (live, rows) = open(server, &token(root), "SUBSCRIBE TO app.t WHERE v > 2").await;
+    assert_eq!(rows, vec![(2, 0), (3, 0)]);
     live
 }
 
@@ -262,11 +267,8 @@ async fn user_tables_deliver_own_rows_and_all_users_to_services() {
     let mut bob = server.client_as("bob", "password-bob").await.unwrap();
     let svc = server.client_as("svc", "password-svc").await.unwrap();
     alice.ok("INSERT INTO app.n VALUES (1, 'a')").await;
-    let mut a = server
-        .subscribe(Some(&token(&alice)), "SUBSCRIBE TO app.n", None)
-        .await
-        .unwrap();
-    assert_eq!(snapshot(&mut a).await, vec![(1, 0)]);
+    let (mut a, rows) = open(&server, &token(&alice), "SUBSCRIBE TO app.n").await;
+    assert_eq!(rows, vec![(1, 0)]);
     let mut all = server
         .subscribe(
             Some(&token(&svc)),
@@ -329,11 +331,7 @@ async fn every_close_reason() {
     let alice = server.client_as("alice", "password-alice").await.unwrap();
 
     // Heartbeat after a second of silence; then KILL LIVE QUERY.
-    let mut live = server
-        .subscribe(Some(&t), "SUBSCRIBE TO app.t", None)
-        .await
-        .unwrap();
-    snapshot(&mut live).await;
+    let (mut live, _) = open(&server, &t, "SUBSCRIBE TO app.t").await;
     let beat = live.next_within(Duration::from_secs(5)).await.unwrap();
     assert_eq!(kind(&beat), EventKind::Heartbeat);
     let rows = root
@@ -343,11 +341,7 @@ async fn every_close_reason() {
     let id = column(&rows, "live_id").pop().unwrap();
     assert_eq!(beat.0.subscription_id, id);
     // A user sees only their own rows and cannot kill another's query.
-    let mut a = server
-        .subscribe(Some(&token(&alice)), "SUBSCRIBE TO app.pub", None)
-        .await
-        .unwrap();
-    snapshot(&mut a).await;
+    let (mut a, _) = open(&server, &token(&alice), "SUBSCRIBE TO app.pub").await;
     let mut alice_c = server.client_with_token(&token(&alice)).await;
     let mine = alice_c
         .rows("SELECT user_id FROM system.live_queries")
@@ -361,18 +355,10 @@ async fn every_close_reason() {
     assert_eq!(end(&mut live).await.1, "killed");
 
     // ALTER TABLE: schema_changed; DROP TABLE: table_dropped.
-    let mut live = server
-        .subscribe(Some(&t), "SUBSCRIBE TO app.t", None)
-        .await
-        .unwrap();
-    snapshot(&mut live).await;
+    let (mut live, _) = open(&server, &t, "SUBSCRIBE TO app.t").await;
     root.ok("ALTER TABLE app.t ADD COLUMN extra INT").await;
     assert_eq!(end(&mut live).await.1, "schema_changed");
-    let mut live = server
-        .subscribe(Some(&t), "SUBSCRIBE TO app.t", None)
-        .await
-        .unwrap();
-    snapshot(&mut live).await;
+    let (mut live, _) = open(&server, &t, "SUBSCRIBE TO app.t").await;
     root.ok("DROP TABLE app.t").await;
     assert_eq!(end(&mut live).await.1, "table_dropped");
 
@@ -431,11 +417,7 @@ async fn every_close_reason() {
     );
 
     // Shutdown: CLOSED shutdown.
-    let mut live = server
-        .subscribe(Some(&t), "SUBSCRIBE TO app.fast", None)
-        .await
-        .unwrap();
-    snapshot(&mut live).await;
+    let (mut live, _) = open(&server, &t, "SUBSCRIBE TO app.fast").await;
     let mut server = server;
     let stopping = tokio::task::spawn_blocking(move || {
         server.stop();
@@ -450,16 +432,8 @@ async fn subscription_limits_and_metrics() {
     let server = TestServer::start_with(&[("QUILLDB_LIVE__MAX_PER_USER", "2")]).await;
     let root = setup(&server).await;
     let t = token(&root);
-    let mut a = server
-        .subscribe(Some(&t), "SUBSCRIBE TO app.t", None)
-        .await
-        .unwrap();
-    snapshot(&mut a).await;
-    let mut b = server
-        .subscribe(Some(&t), "SUBSCRIBE TO app.t WHERE v > 1", None)
-        .await
-        .unwrap();
-    snapshot(&mut b).await;
+    let (a, _) = open(&server, &t, "SUBSCRIBE TO app.t").await;
+    let (_b, _) = open(&server, &t, "SUBSCRIBE TO app.t WHERE v > 1").await;
     let err = server
         .subscribe(Some(&t), "SUBSCRIBE TO app.t", None)
         .await
