@@ -302,8 +302,9 @@ async fn drop_table_removes_files_and_a_new_table_starts_empty() {
 
 #[tokio::test]
 async fn storages_are_created_listed_used_and_guarded() {
-    let (server, mut c) = setup(&[]).await;
     let cold = tempfile::tempdir().unwrap();
+    let roots = format!("[{}]", cold.path().display());
+    let (server, mut c) = setup(&[("QUILLDB_STORAGE__ALLOWED_ROOTS", &roots)]).await;
     c.ok(&format!(
         "CREATE STORAGE disk2 TYPE 'filesystem' PATH '{}' SHARED_TABLES_TEMPLATE 'shared/{{namespace}}/{{table}}'",
         cold.path().display()
@@ -331,7 +332,10 @@ async fn storages_are_created_listed_used_and_guarded() {
         Code::NotFound
     );
     let (code, msg) = c
-        .err("CREATE STORAGE bad TYPE 'filesystem' PATH '/tmp/x' SHARED_TABLES_TEMPLATE '{namespace}/{oops}'")
+        .err(&format!(
+            "CREATE STORAGE bad TYPE 'filesystem' PATH '{}' SHARED_TABLES_TEMPLATE '{{namespace}}/{{oops}}'",
+            cold.path().join("bad").display()
+        ))
         .await;
     assert_eq!(code, Code::InvalidArgument, "{msg}");
     assert!(msg.contains("{oops}"), "{msg}");

@@ -6,6 +6,7 @@ mod cold_matrix;
 mod crash;
 mod durability;
 mod flight;
+mod hostile;
 mod limits;
 mod live;
 mod live_model;

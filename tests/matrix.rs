@@ -36,9 +36,10 @@ fn rows() -> Vec<Row<'static>> {
         .collect()
 }
 
-fn expand(text: &str, rank: usize) -> String {
+fn expand(text: &str, rank: usize, data: &std::path::Path) -> String {
     let role = ROLES[rank];
     text.replace("{r}", role)
+        .replace("{data}", &data.display().to_string())
         .replace("{me}", &format!("m_{role}"))
         .replace("{n}", &(100 + rank).to_string())
 }
@@ -83,12 +84,13 @@ async fn run(c: &mut Client, call: &str, text: &str, rank: usize) -> Result<(), 
 #[tokio::test]
 async fn every_cell_of_the_permission_matrix_holds() {
     let server = TestServer::start().await;
+    let data = server.data_dir();
     let mut root = server.client().await;
     let rows = rows();
     for row in rows.iter().filter(|r| r.kind == "setup") {
         if row.text.contains("{r}") {
             for rank in 0..ROLES.len() {
-                root.ok(&expand(row.text, rank)).await;
+                root.ok(&expand(row.text, rank, &data)).await;
             }
         } else {
             root.ok(row.text).await;
@@ -105,7 +107,7 @@ async fn every_cell_of_the_permission_matrix_holds() {
     let mut cells = 0;
     for row in rows.iter().filter(|r| r.kind == "cell") {
         for (rank, role) in ROLES.iter().enumerate() {
-            let text = expand(row.text, rank);
+            let text = expand(row.text, rank, &data);
             let expected = if row.allowed.contains(role) {
                 row.code.to_string()
             } else {

@@ -198,15 +198,26 @@ async fn names_never_leave_their_folder() {
             .await;
         assert_eq!(code, Code::InvalidArgument, "{name}: {msg}");
     }
+    // The folder is allowed (inside the data folder): each statement fails for its name or
+    // its template.
+    let x = server.data_dir().join("x");
+    let x = x.display();
     for sql in [
-        "CREATE NAMESPACE \"../up\"",
-        "CREATE STORAGE \"../s\" TYPE 'filesystem' PATH 'x'",
-        "CREATE STORAGE s1 TYPE 'filesystem' PATH 'x' USER_TABLES_TEMPLATE '{namespace}/../{user_id}'",
-        "CREATE STORAGE s2 TYPE 'filesystem' PATH 'x' SHARED_TABLES_TEMPLATE '../{namespace}/{table}'",
-        "CREATE STORAGE s3 TYPE 'filesystem' PATH 'x' USER_TABLES_TEMPLATE '{namespace}/{table}'",
+        "CREATE NAMESPACE \"../up\"".to_string(),
+        format!("CREATE STORAGE \"../s\" TYPE 'filesystem' PATH '{x}'"),
+        format!(
+            "CREATE STORAGE s1 TYPE 'filesystem' PATH '{x}' USER_TABLES_TEMPLATE '{{namespace}}/../{{user_id}}'"
+        ),
+        format!(
+            "CREATE STORAGE s2 TYPE 'filesystem' PATH '{x}' SHARED_TABLES_TEMPLATE '../{{namespace}}/{{table}}'"
+        ),
+        format!(
+            "CREATE STORAGE s3 TYPE 'filesystem' PATH '{x}' USER_TABLES_TEMPLATE '{{namespace}}/{{table}}'"
+        ),
     ] {
-        let (code, msg) = root.err(sql).await;
+        let (code, msg) = root.err(&sql).await;
         assert_eq!(code, Code::InvalidArgument, "{sql}: {msg}");
+        assert!(!msg.contains("PATH"), "{sql} failed for its folder: {msg}");
     }
     // A login name is only ever looked up, never used as a path.
     let err = server

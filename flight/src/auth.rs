@@ -95,6 +95,27 @@ struct CountedBody {
     code: Option<tonic::Code>,
     started: std::time::Instant,
     observer: Option<CallObserver>,
+    /// The body panicked: it is not polled again.
+    failed: bool,
+}
+
+/// What a panic said, for the log and the client's INTERNAL error.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// The answer to a call whose handler panicked: the bug stays with this call, the process and
+/// every other call go on.
+fn panicked(method: &str, panic: &(dyn std::any::Any + Send)) -> Status {
+    let message = panic_message(panic);
+    tracing::error!(method, panic = %message, "a call panicked");
+    Status::internal(format!(
+        "internal error while serving {method}: {message} (a bug: the server keeps running)"
+    ))
 }
 
 impl Drop for CountedBody {
@@ -115,7 +136,20 @@ impl http_body::Body for CountedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let polled = self.inner.as_mut().poll_frame(cx);
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        let inner = &mut self.inner;
+        let polled = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inner.as_mut().poll_frame(cx)
+        })) {
+            Ok(polled) => polled,
+            Err(panic) => {
+                self.failed = true;
+                self.code = Some(tonic::Code::Internal);
+                return Poll::Ready(Some(Err(panicked(self.method, panic.as_ref()))));
+            }
+        };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(code) = frame.trailers_ref().and_then(grpc_code) {
@@ -293,7 +327,11 @@ where
                             caller,
                             issued_token: issued_token.clone(),
                         });
-                        let mut resp = inner.call(req).await?;
+                        let call = std::panic::AssertUnwindSafe(inner.call(req));
+                        let mut resp = match futures::FutureExt::catch_unwind(call).await {
+                            Ok(resp) => resp?,
+                            Err(panic) => panicked(method, panic.as_ref()).into_http::<Body>(),
+                        };
                         if let Some(token) = issued_token
                             && let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}"))
                         {
@@ -322,6 +360,7 @@ where
                     code,
                     started,
                     observer,
+                    failed: false,
                 });
                 Ok(http::Response::from_parts(parts, body))
             }

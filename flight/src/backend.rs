@@ -177,6 +177,11 @@ pub trait Backend: Send + Sync + 'static {
         request: crate::live::SubscribeRequest,
     ) -> Result<crate::live::Subscription, Status>;
 
+    /// How long `caller`'s statements may run; `None`: the service-wide limit.
+    fn query_timeout(&self, _caller: &Self::Caller) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Name and version for GetSqlInfo.
     fn server_info(&self) -> ServerInfo;
 

@@ -72,13 +72,14 @@ impl Queries {
     }
 
     /// Runs the query `handle` of `principal`: `start` opens its stream, which then ends with
-    /// CANCELLED when cancelled, with DEADLINE_EXCEEDED past `deadline`, and frees its slot
-    /// when dropped. Cancellation and the deadline also cover opening the stream.
+    /// CANCELLED when cancelled, with DEADLINE_EXCEEDED past `deadline` (the end of its time
+    /// `limit`), and frees its slot when dropped. Cancellation and the deadline also cover
+    /// opening the stream.
     pub async fn run(
         &self,
         handle: Bytes,
         principal: &str,
-        deadline: tokio::time::Instant,
+        (deadline, limit): (tokio::time::Instant, Duration),
         start: impl std::future::Future<Output = Result<BatchStream, Status>>,
     ) -> Result<BatchStream, Status> {
         let permit = self.admit()?;
@@ -98,12 +99,13 @@ impl Queries {
         let inner = tokio::select! {
             s = start => s?,
             _ = cancel.cancelled() => return Err(cancelled()),
-            _ = tokio::time::sleep_until(deadline) => return Err(deadline_exceeded()),
+            _ = tokio::time::sleep_until(deadline) => return Err(deadline_exceeded(limit)),
         };
         Ok(Guarded {
             inner,
             cancelled: cancel.cancelled_owned().boxed(),
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            limit,
             done: false,
             _slot: slot,
         }
@@ -127,8 +129,13 @@ fn cancelled() -> Status {
     Status::cancelled("the query was cancelled")
 }
 
-fn deadline_exceeded() -> Status {
-    Status::deadline_exceeded("the query ran past its time limit (limits.query_timeout_seconds)")
+/// A query past its time limit; the message names the limit and the settings behind it.
+pub fn deadline_exceeded(limit: Duration) -> Status {
+    Status::deadline_exceeded(format!(
+        "the query ran past its time limit of {} s (limits.query_timeout_seconds, \
+         limits.role_query_timeout_seconds)",
+        limit.as_secs()
+    ))
 }
 
 /// Removes its query from the registry and frees the slot when the stream is dropped.
@@ -148,6 +155,7 @@ struct Guarded {
     inner: BatchStream,
     cancelled: futures::future::BoxFuture<'static, ()>,
     deadline: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
     done: bool,
     _slot: Slot,
 }
@@ -168,7 +176,7 @@ impl Stream for Guarded {
         }
         if self.deadline.as_mut().poll(cx).is_ready() {
             self.done = true;
-            return Poll::Ready(Some(Err(deadline_exceeded())));
+            return Poll::Ready(Some(Err(deadline_exceeded(self.limit))));
         }
         let item = self.inner.poll_next_unpin(cx);
         if let Poll::Ready(None) = item {

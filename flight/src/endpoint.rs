@@ -36,6 +36,19 @@ impl<B: Backend> QuillFlightService<B> {
 
 type Inner<B> = QuillFlightSql<B>;
 
+/// arrow-flight's dispatch answers a command whose `Any` decodes but whose inner message does
+/// not (invalid UTF-8 in a query's text, a truncated field) with INTERNAL and the Debug form
+/// of an Arrow `ParseError`: it is the client's input, so it becomes INVALID_ARGUMENT.
+fn client_input<T>(r: Result<T, Status>) -> Result<T, Status> {
+    r.map_err(|s| match s.message().strip_prefix("ParseError(") {
+        Some(rest) if s.code() == tonic::Code::Internal => Status::invalid_argument(format!(
+            "malformed command: {}",
+            rest.trim_end_matches(')').trim_matches('"')
+        )),
+        _ => s,
+    })
+}
+
 #[tonic::async_trait]
 impl<B: Backend> FlightService for QuillFlightService<B> {
     type HandshakeStream = <Inner<B> as FlightService>::HandshakeStream;
@@ -64,14 +77,14 @@ impl<B: Backend> FlightService for QuillFlightService<B> {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        FlightService::get_flight_info(self.sql.as_ref(), request).await
+        client_input(FlightService::get_flight_info(self.sql.as_ref(), request).await)
     }
 
     async fn poll_flight_info(
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
-        FlightService::poll_flight_info(self.sql.as_ref(), request).await
+        client_input(FlightService::poll_flight_info(self.sql.as_ref(), request).await)
     }
 
     async fn get_schema(
@@ -89,28 +102,28 @@ impl<B: Backend> FlightService for QuillFlightService<B> {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        FlightService::do_get(self.sql.as_ref(), request).await
+        client_input(FlightService::do_get(self.sql.as_ref(), request).await)
     }
 
     async fn do_put(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
-        FlightService::do_put(self.sql.as_ref(), request).await
+        client_input(FlightService::do_put(self.sql.as_ref(), request).await)
     }
 
     async fn do_exchange(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        FlightService::do_exchange(self.sql.as_ref(), request).await
+        client_input(FlightService::do_exchange(self.sql.as_ref(), request).await)
     }
 
     async fn do_action(
         &self,
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
-        FlightService::do_action(self.sql.as_ref(), request).await
+        client_input(FlightService::do_action(self.sql.as_ref(), request).await)
     }
 
     async fn list_actions(

@@ -56,6 +56,8 @@ enum Pending<P> {
         schema: SchemaRef,
         plan: P,
         deadline: tokio::time::Instant,
+        /// The caller's time limit, for the error past the deadline.
+        limit: Duration,
     },
     Batch(RecordBatch),
 }
@@ -154,18 +156,24 @@ impl<B: Backend> QuillFlightSql<B> {
         }
     }
 
-    /// Runs `work` within the query time limit.
+    /// The time limit of `caller`'s statements: the backend's word for the caller, else the
+    /// service-wide limit.
+    fn timeout(&self, caller: &B::Caller) -> Duration {
+        self.backend
+            .query_timeout(caller)
+            .unwrap_or_else(|| self.queries.timeout())
+    }
+
+    /// Runs `work` within `caller`'s time limit.
     async fn timed<T>(
         &self,
+        caller: &B::Caller,
         work: impl std::future::Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        tokio::time::timeout(self.queries.timeout(), work)
+        let limit = self.timeout(caller);
+        tokio::time::timeout(limit, work)
             .await
-            .map_err(|_| {
-                Status::deadline_exceeded(
-                    "the statement ran past its time limit (limits.query_timeout_seconds)",
-                )
-            })?
+            .map_err(|_| crate::control::deadline_exceeded(limit))?
     }
 
     /// Turns an outcome into a FlightInfo whose one endpoint's ticket leads to the result.
@@ -178,11 +186,13 @@ impl<B: Backend> QuillFlightSql<B> {
         let (schema, pending, rows) = match outcome {
             Outcome::Query { schema, plan } => {
                 let schema = result_schema(&schema);
-                let deadline = tokio::time::Instant::now() + self.queries.timeout();
+                let limit = self.timeout(caller);
+                let deadline = tokio::time::Instant::now() + limit;
                 let pending = Pending::Plan {
                     schema: schema.clone(),
                     plan,
                     deadline,
+                    limit,
                 };
                 (schema, pending, -1)
             }
@@ -289,7 +299,9 @@ impl<B: Backend> QuillFlightSql<B> {
         let schema = match cmd {
             Command::CommandStatementQuery(q) => {
                 let caller = self.caller_in(&request, q.transaction_id.as_ref())?;
-                let (info, _) = self.backend.prepare(&caller, &q.query).await?;
+                let (info, _) = self
+                    .timed(&caller, self.backend.prepare(&caller, &q.query))
+                    .await?;
                 result_schema(&info.dataset_schema).as_ref().clone()
             }
             Command::CommandPreparedStatementQuery(q) => {
@@ -432,7 +444,7 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = self.caller_in(&request, query.transaction_id.as_ref())?;
         let outcome = self
-            .timed(self.backend.run(&caller, &query.query, None))
+            .timed(&caller, self.backend.run(&caller, &query.query, None))
             .await?;
         self.flight_info(&caller, outcome, request.into_inner())
     }
@@ -450,6 +462,7 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         let params = prepared.params.lock().clone();
         let outcome = self
             .timed(
+                &caller,
                 self.backend
                     .run_prepared(&caller, &prepared.statement, params),
             )
@@ -471,11 +484,12 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
                 schema,
                 plan,
                 deadline,
+                limit,
             } => {
                 let start = self.backend.execute(&caller, plan);
                 let stream = self
                     .queries
-                    .run(handle, caller.principal(), *deadline, start)
+                    .run(handle, caller.principal(), (*deadline, *limit), start)
                     .await?;
                 Ok(Response::new(flight_stream(schema.clone(), stream)))
             }
@@ -490,7 +504,7 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
     ) -> Result<i64, Status> {
         let caller = self.caller_in(&request, cmd.transaction_id.as_ref())?;
         let outcome = self
-            .timed(self.backend.run(&caller, &cmd.query, None))
+            .timed(&caller, self.backend.run(&caller, &cmd.query, None))
             .await?;
         Self::affected(outcome)
     }
@@ -567,6 +581,7 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         };
         let outcome = self
             .timed(
+                &caller,
                 self.backend
                     .run_prepared(&caller, &prepared.statement, params),
             )
@@ -586,7 +601,9 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
                 parameter_schema,
             },
             statement,
-        ) = self.backend.prepare(&caller, &query.query).await?;
+        ) = self
+            .timed(&caller, self.backend.prepare(&caller, &query.query))
+            .await?;
         let dataset_schema = result_schema(&dataset_schema);
         let handle = self.prepared.insert(
             caller.principal(),
@@ -668,7 +685,9 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         let caller = self.caller(&request);
         let mut inbound = request.into_inner();
         let wanted = crate::live::read_request(&mut inbound).await?;
-        let subscription = self.backend.subscribe(&caller, wanted).await?;
+        let subscription = self
+            .timed(&caller, self.backend.subscribe(&caller, wanted))
+            .await?;
         let closed = async move { while let Ok(Some(_)) = inbound.message().await {} };
         let frames = crate::live::frames(subscription).take_until(closed);
         Ok(Response::new(frames.boxed()))

@@ -84,7 +84,7 @@ impl QuillBackend {
             conditions.push("true".into());
         }
         let sql = format!("SELECT 1 FROM {from} WHERE {}", conditions.join(" AND "));
-        let Command::Query(stmt) = parse(&sql)? else {
+        let Command::Query(stmt) = parse(&sql, &self.db.limits.text)? else {
             return Ok(Vec::new());
         };
         let plan = self.db.plan_query(caller, (*stmt).clone(), &[]).await?;
@@ -143,8 +143,7 @@ impl QuillBackend {
         caller: &Caller,
         sql: &str,
     ) -> Result<(PreparedInfo, PreparedStatement)> {
-        crate::sql::check_sql_size(&self.db, sql)?;
-        let cmd = parse(sql)?;
+        let cmd = parse(sql, &self.db.limits.text)?;
         authz::statement(caller, &cmd)?;
         match &cmd {
             Command::Query(stmt) => {
@@ -195,10 +194,7 @@ impl QuillBackend {
             return crate::sql::run_command(&self.db, caller, prepared.command.clone(), params)
                 .await;
         };
-        let first = crate::sql::param_rows(params.as_ref())?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
+        let first = crate::sql::first_param_row(params.as_ref())?;
         let generation = self.db.catalog.generation();
         let cached = prepared
             .plan
@@ -478,6 +474,10 @@ impl Backend for QuillBackend {
 
     fn type_info(&self) -> Vec<arrow_flight::sql::metadata::XdbcTypeInfo> {
         crate::catalog::xdbc::type_info()
+    }
+
+    fn query_timeout(&self, caller: &Caller) -> Option<std::time::Duration> {
+        Some(self.db.limits.query_timeout(caller.role))
     }
 
     fn server_info(&self) -> ServerInfo {

@@ -145,6 +145,9 @@ pub struct StorageConfig {
     /// `compact_target_rows`), or with a tenth of its cold versions replaced, queues a
     /// compaction; 0 turns that off.
     pub auto_compact_segments: usize,
+    /// Folders under which `CREATE STORAGE ... PATH` may place cold files; empty means the data
+    /// folder only.
+    pub allowed_roots: Vec<PathBuf>,
 }
 
 impl Default for StorageConfig {
@@ -155,6 +158,7 @@ impl Default for StorageConfig {
             deletion_retention_seconds: 7 * 24 * 3600,
             compact_target_rows: 1 << 20,
             auto_compact_segments: 16,
+            allowed_roots: Vec::new(),
         }
     }
 }
@@ -219,8 +223,62 @@ pub struct LimitsConfig {
     /// Seconds a transaction may stay idle before it is rolled back.
     pub transaction_idle_seconds: u64,
     /// Memory one query may hold, in MiB; beyond it operators spill to disk or the query fails
-    /// with RESOURCE_EXHAUSTED.
+    /// with RESOURCE_EXHAUSTED. A function call whose result alone would pass it (`repeat`,
+    /// `range`, `lpad`, ...) is refused before it allocates.
     pub max_query_memory_mb: usize,
+    /// Deepest nesting of operators, brackets, CASE and subqueries in one statement.
+    pub max_expression_depth: usize,
+    /// Per-role time limits in seconds; a role left out gets `query_timeout_seconds`.
+    pub role_query_timeout_seconds: RoleTimeouts,
+}
+
+/// `[limits.role_query_timeout_seconds]`: seconds a statement of each role may run. Unset
+/// roles take `limits.query_timeout_seconds`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct RoleTimeouts {
+    /// Callers without credentials.
+    pub anonymous: Option<u64>,
+    /// Role `user`.
+    pub user: Option<u64>,
+    /// Role `service`.
+    pub service: Option<u64>,
+    /// Role `dba`.
+    pub dba: Option<u64>,
+    /// Role `system`.
+    pub system: Option<u64>,
+}
+
+impl Default for RoleTimeouts {
+    fn default() -> Self {
+        Self {
+            anonymous: Some(30),
+            user: Some(60),
+            service: None,
+            dba: None,
+            system: None,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The time limit of a statement of `role`.
+    pub fn query_timeout(&self, role: crate::session::Role) -> std::time::Duration {
+        use crate::session::Role;
+        let t = &self.role_query_timeout_seconds;
+        let seconds = match role {
+            Role::Anonymous => t.anonymous,
+            Role::User => t.user,
+            Role::Service => t.service,
+            Role::Dba => t.dba,
+            Role::System => t.system,
+        };
+        // A role's limit never exceeds the server-wide one.
+        let seconds = seconds.map_or(self.query_timeout_seconds, |s| {
+            s.min(self.query_timeout_seconds)
+        });
+        std::time::Duration::from_secs(seconds.max(1))
+    }
 }
 
 impl Default for LimitsConfig {
@@ -234,6 +292,8 @@ impl Default for LimitsConfig {
             max_open_transactions: 10_000,
             transaction_idle_seconds: 300,
             max_query_memory_mb: 1024,
+            max_expression_depth: 1000,
+            role_query_timeout_seconds: RoleTimeouts::default(),
         }
     }
 }

@@ -26,10 +26,11 @@ use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
+use crate::provider::bounded::bounded;
 use crate::provider::catalog::QuillCatalog;
 use crate::provider::{functions, table::SCAN_BATCH_ROWS};
 use crate::session::Caller;
-use crate::sql::parser::{Command, name_parts};
+use crate::sql::parser::{Command, TextLimits, name_parts};
 use crate::txn::Transactions;
 
 /// Per-table figures for `/metrics`: unflushed rows (from the writer's counters) and cached
@@ -74,12 +75,38 @@ fn table_figures(
 /// Configured limits enforced on statements.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest SQL text in bytes.
-    pub max_sql_bytes: usize,
+    /// Size and nesting of SQL text.
+    pub text: TextLimits,
     /// Memory one query may hold, in bytes.
     pub max_query_memory: usize,
     /// Most rows in one INSERT or ingest call.
     pub max_rows_per_insert: usize,
+    /// Time limits of statements, by role (weakest first).
+    timeouts: [std::time::Duration; 5],
+}
+
+impl Limits {
+    fn new(config: &crate::config::LimitsConfig, text: TextLimits) -> Self {
+        use crate::session::Role;
+        Self {
+            text,
+            max_query_memory: config.max_query_memory_mb << 20,
+            max_rows_per_insert: config.max_rows_per_insert,
+            timeouts: [
+                Role::Anonymous,
+                Role::User,
+                Role::Service,
+                Role::Dba,
+                Role::System,
+            ]
+            .map(|r| config.query_timeout(r)),
+        }
+    }
+
+    /// How long a statement of `role` may run.
+    pub fn query_timeout(&self, role: crate::session::Role) -> std::time::Duration {
+        self.timeouts[role as usize]
+    }
 }
 
 /// A planned query and the context that planned it (its catalog view is the caller's).
@@ -149,7 +176,11 @@ impl Database {
             block_cache_bytes: config.storage.block_cache_mb << 20,
         })?);
         let catalog = Arc::new(Catalog::load(hot.clone())?);
-        let storages = Arc::new(Storages::load(hot.clone(), data)?);
+        let storages = Arc::new(Storages::load(
+            hot.clone(),
+            data,
+            &config.storage.allowed_roots,
+        )?);
         let jobs = Jobs::load(
             hot.clone(),
             catalog.clone(),
@@ -160,6 +191,10 @@ impl Database {
         )?;
         metrics.watch_store(&hot);
         metrics.watch_tables(table_figures(&hot, &catalog, &storages));
+        let text_limits = TextLimits {
+            max_bytes: config.limits.max_sql_bytes,
+            max_depth: config.limits.max_expression_depth.max(1),
+        };
         let mut df_config = SessionConfig::new()
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
@@ -170,10 +205,27 @@ impl Database {
         let opts = df_config.options_mut();
         opts.sql_parser.map_string_types_to_utf8view = false;
         opts.execution.parquet.schema_force_view_types = false;
+        // DataFusion's own parser (a subscription's filter) recurses as deep as ours.
+        opts.sql_parser.recursion_limit = datafusion::common::config::ConfigNonZeroUsize::try_new(
+            text_limits.parser_recursion(),
+        )?;
         let mut base_state = SessionStateBuilder::new()
             .with_config(df_config)
             .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(crate::exec::JoinsYield))
             .build();
+        // No single function call may make a result larger than a query may hold.
+        let max_query_memory = config.limits.max_query_memory_mb << 20;
+        let bounded: Vec<_> = base_state
+            .scalar_functions()
+            .values()
+            .map(|udf| bounded(udf, max_query_memory))
+            .collect();
+        for udf in bounded {
+            base_state
+                .register_udf(Arc::new(udf))
+                .map_err(|e| Error::Internal(format!("registering functions: {e}")))?;
+        }
         for udf in functions::global(hot.clone()) {
             base_state
                 .register_udf(Arc::new(udf))
@@ -188,11 +240,7 @@ impl Database {
         Ok(Arc::new(Self {
             live,
             auth: Arc::new(Authenticator::load(hot.clone(), &config.auth)?),
-            limits: Limits {
-                max_sql_bytes: config.limits.max_sql_bytes,
-                max_query_memory: config.limits.max_query_memory_mb << 20,
-                max_rows_per_insert: config.limits.max_rows_per_insert,
-            },
+            limits: Limits::new(&config.limits, text_limits),
             transactions: Transactions::new(
                 std::time::Duration::from_secs(config.limits.transaction_idle_seconds),
                 config.limits.max_open_transactions,
@@ -335,7 +383,7 @@ impl Database {
         sql: &str,
         params: &[ScalarValue],
     ) -> Result<Vec<RecordBatch>> {
-        match crate::sql::parser::parse(sql)? {
+        match crate::sql::parser::parse(sql, &self.limits.text)? {
             Command::Query(stmt) => self.query_batches(caller, *stmt, params).await,
             _ => Err(Error::Internal(format!("not a query: {sql}"))),
         }
@@ -364,7 +412,7 @@ impl Database {
             ctx.register_udf(udf);
         }
         ctx.register_batch(table, rows)?;
-        let Command::Query(stmt) = crate::sql::parser::parse(sql)? else {
+        let Command::Query(stmt) = crate::sql::parser::parse(sql, &self.limits.text)? else {
             return Err(Error::Internal(format!("not a query: {sql}")));
         };
         self.collect(plan_in(ctx, *stmt, params).await?).await

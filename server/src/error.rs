@@ -79,6 +79,26 @@ impl From<datafusion::sql::sqlparser::parser::ParserError> for Error {
     }
 }
 
+/// The longest error message sent: it travels in a gRPC trailer, and a message that repeats a
+/// megabyte of hostile SQL (a name, a literal) would not fit in one.
+const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// `message`, its middle cut out when it is longer than [`MAX_MESSAGE_BYTES`].
+fn shorten(message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let half = MAX_MESSAGE_BYTES / 2;
+    let head = message.floor_char_boundary(half);
+    let tail = message.ceil_char_boundary(message.len() - half);
+    format!(
+        "{} [... {} bytes cut ...] {}",
+        &message[..head],
+        tail - head,
+        &message[tail..]
+    )
+}
+
 /// Result with the server error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -151,6 +171,6 @@ impl From<Error> for Status {
             Error::DataFusion(inner) => inner.message().to_string(),
             other => other.to_string(),
         };
-        Status::new(code, message)
+        Status::new(code, shorten(message))
     }
 }

@@ -2,19 +2,29 @@
 //! the gRPC runtime through a small bounded channel, so a CPU-heavy query occupies the query
 //! threads and never the threads that answer calls (cancellation, other clients, health).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use arrow::record_batch::RecordBatch;
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::DataFrame;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::runtime::{Handle, Runtime};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
+
+/// The stack of every thread that parses, plans or executes statements (the gRPC runtime's and
+/// the query runtime's workers and blocking threads). Walks over a statement's trees recurse
+/// once per level of nesting, and `limits.max_expression_depth` bounds the levels; this is
+/// sized for the deepest statement that limit lets through, in a debug build, with room to
+/// spare (docs/decisions.md). Untouched stack costs address space only.
+pub const THREAD_STACK_BYTES: usize = 64 << 20;
 
 /// Batches in flight between a running query and its consumer.
 const CHANNEL_BATCHES: usize = 2;
@@ -31,6 +41,7 @@ impl Executor {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("quill-query")
+            .thread_stack_size(THREAD_STACK_BYTES)
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("starting the query runtime: {e}")))?;
@@ -49,22 +60,27 @@ impl Executor {
     ) -> Result<SendableRecordBatchStream> {
         let schema = Arc::new(plan.schema().as_arrow().clone());
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
         let task = self.handle.spawn(async move {
-            let stream = DataFrame::new(state, plan).execute_stream().await;
-            let mut stream = match stream {
-                Ok(s) => {
-                    let _ = ready_tx.send(Ok(()));
-                    s
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            while let Some(item) = stream.next().await {
-                if tx.send(item).await.is_err() {
-                    return;
+            let mut ready = Some(ready_tx);
+            let run = AssertUnwindSafe(run(state, plan, &tx, &mut ready));
+            if let Err(panic) = run.catch_unwind().await {
+                // A bug in an operator ends this query with an error, never with a stream that
+                // looks complete.
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %message, "a query panicked");
+                let e = DataFusionError::Internal(format!("the query failed: {message}"));
+                match ready.take() {
+                    Some(r) => {
+                        let _ = r.send(Err(e));
+                    }
+                    None => {
+                        let _ = tx.send(Err(e)).await;
+                    }
                 }
             }
         });
@@ -94,11 +110,79 @@ impl Drop for Executor {
     }
 }
 
+/// Plans `plan` physically and sends its batches to `tx`; `ready` is told once the stream is
+/// open (or why it could not open).
+async fn run(
+    state: SessionState,
+    plan: LogicalPlan,
+    tx: &mpsc::Sender<DfResult<RecordBatch>>,
+    ready: &mut Option<oneshot::Sender<DfResult<()>>>,
+) {
+    let stream = DataFrame::new(state, plan).execute_stream().await;
+    let mut stream = match stream {
+        Ok(s) => {
+            if let Some(r) = ready.take() {
+                let _ = r.send(Ok(()));
+            }
+            s
+        }
+        Err(e) => {
+            if let Some(r) = ready.take() {
+                let _ = r.send(Err(e));
+            }
+            return;
+        }
+    };
+    while let Some(item) = stream.next().await {
+        if tx.send(item).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Aborts the query task when its consumer goes away, even mid-computation.
 struct AbortOnDrop(tokio::task::AbortHandle);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// A physical optimizer rule: the output of every join takes part in tokio's cooperative
+/// scheduling. A join over buffered rows (a cross join feeding an aggregate) otherwise produces
+/// batch after batch inside one poll of its consumer and never yields, so a query past its
+/// time limit, or cancelled, would keep its query thread for as long as the join has rows.
+/// With the budget, the task yields every few batches, and the abort of a timed-out query
+/// takes effect there.
+#[derive(Debug, Default)]
+pub struct JoinsYield;
+
+impl datafusion::physical_optimizer::PhysicalOptimizerRule for JoinsYield {
+    fn optimize(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        _config: &datafusion::common::config::ConfigOptions,
+    ) -> DfResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::physical_plan::coop::CooperativeExec;
+        plan.transform_up(|node| {
+            if node.children().len() >= 2 {
+                let wrapped: Arc<dyn datafusion::physical_plan::ExecutionPlan> =
+                    Arc::new(CooperativeExec::new(node));
+                Ok(Transformed::yes(wrapped))
+            } else {
+                Ok(Transformed::no(node))
+            }
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "JoinsYield"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
     }
 }

@@ -4,6 +4,10 @@
 pub mod alter;
 /// Namespaces and tables.
 pub mod ddl;
+/// The nesting limit, counted on tokens.
+pub mod depth;
+/// QuillDB's SQL dialect.
+pub mod dialect;
 /// INSERT, UPDATE, DELETE.
 pub mod dml;
 /// Bulk ingest.
@@ -51,6 +55,18 @@ pub fn param_rows(params: Option<&RecordBatch>) -> Result<Vec<Vec<ScalarValue>>>
         .collect()
 }
 
+/// The values of the first parameter row (a query runs once, with the first row's values).
+pub fn first_param_row(params: Option<&RecordBatch>) -> Result<Vec<ScalarValue>> {
+    match params {
+        Some(b) if b.num_rows() > 0 => b
+            .columns()
+            .iter()
+            .map(|c| Ok(ScalarValue::try_from_array(c, 0)?))
+            .collect(),
+        _ => Ok(Vec::new()),
+    }
+}
+
 /// Runs (or plans, for a query) one statement.
 pub async fn run(
     db: &Arc<Database>,
@@ -58,21 +74,8 @@ pub async fn run(
     sql: &str,
     params: Option<RecordBatch>,
 ) -> Result<Outcome<QueryPlan>> {
-    check_sql_size(db, sql)?;
-    let cmd = parser::parse(sql)?;
+    let cmd = parser::parse(sql, &db.limits.text)?;
     run_command(db, caller, cmd, params).await
-}
-
-/// Refuses SQL text longer than `limits.max_sql_bytes`.
-pub fn check_sql_size(db: &Database, sql: &str) -> Result<()> {
-    if sql.len() > db.limits.max_sql_bytes {
-        return Err(Error::ResourceExhausted(format!(
-            "the SQL text is {} bytes; the limit is {}",
-            sql.len(),
-            db.limits.max_sql_bytes
-        )));
-    }
-    Ok(())
 }
 
 /// Runs (or plans, for a query) one parsed statement.
@@ -183,10 +186,7 @@ pub async fn run_command(
             Ok(Outcome::Affected(n))
         }
         Command::Query(stmt) => {
-            let first = param_rows(params.as_ref())?
-                .into_iter()
-                .next()
-                .unwrap_or_default();
+            let first = first_param_row(params.as_ref())?;
             let plan = db.plan_query(caller, *stmt, &first).await?;
             Ok(Outcome::Query {
                 schema: plan.schema(),

@@ -127,7 +127,28 @@ fn resolve(data_dir: &FsPath, path: &str) -> PathBuf {
 pub struct Storages {
     hot: Arc<HotStore>,
     data_dir: PathBuf,
+    /// Folders new storages may use (`storage.allowed_roots`; the data folder when empty).
+    allowed_roots: Vec<PathBuf>,
     map: RwLock<BTreeMap<String, Arc<Storage>>>,
+}
+
+/// `path` with its symbolic links resolved, also where its last parts do not exist yet: the
+/// deepest existing folder is resolved and the rest appended (no part is `..`).
+fn real_path(path: &FsPath) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                existing = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Storages {
@@ -138,7 +159,7 @@ impl std::fmt::Debug for Storages {
 
 impl Storages {
     /// Opens `local` and every stored storage.
-    pub fn load(hot: Arc<HotStore>, data_dir: &FsPath) -> Result<Self> {
+    pub fn load(hot: Arc<HotStore>, data_dir: &FsPath, allowed_roots: &[PathBuf]) -> Result<Self> {
         let mut map = BTreeMap::new();
         let local = StorageDef {
             id: DEFAULT_STORAGE.into(),
@@ -170,8 +191,60 @@ impl Storages {
         Ok(Self {
             hot,
             data_dir: data_dir.to_path_buf(),
+            allowed_roots: allowed_roots.to_vec(),
             map: RwLock::new(map),
         })
+    }
+
+    /// Checks the folder of a new filesystem storage: absolute, without `..`, and (symbolic
+    /// links resolved) inside one of `storage.allowed_roots`, but neither the data folder itself
+    /// nor inside its hot store or the built-in storage.
+    pub fn check_path(&self, path: &str) -> Result<()> {
+        let refuse = |why: String| Err(Error::InvalidArgument(format!("PATH '{path}' {why}")));
+        let p = FsPath::new(path);
+        if !p.is_absolute() {
+            return refuse(
+                "is not an absolute folder: write the full path, e.g. '/mnt/cold'".into(),
+            );
+        }
+        if p.components().any(|c| {
+            matches!(
+                c,
+                std::path::Component::ParentDir | std::path::Component::CurDir
+            )
+        }) {
+            return refuse("may not contain '.' or '..'".into());
+        }
+        let real = real_path(p);
+        let data = real_path(&self.data_dir);
+        let roots: Vec<PathBuf> = if self.allowed_roots.is_empty() {
+            vec![data.clone()]
+        } else {
+            self.allowed_roots.iter().map(|r| real_path(r)).collect()
+        };
+        if !roots.iter().any(|r| real.starts_with(r)) {
+            let list = roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return refuse(format!(
+                "is outside the folders storages may use ({list}); an administrator can add \
+                 folders to storage.allowed_roots"
+            ));
+        }
+        if real == data {
+            return refuse("is the data folder itself: name a folder inside it".into());
+        }
+        for own in ["hot", "storage"] {
+            if real.starts_with(data.join(own)) {
+                return refuse(format!(
+                    "is inside the server's own folder {}",
+                    data.join(own).display()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// One storage.

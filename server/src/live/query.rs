@@ -13,7 +13,6 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast::{
     Expr, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor,
 };
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::authz::Access;
@@ -94,7 +93,7 @@ fn schemas(def: &TableDef, columns: &[usize], all_users: bool) -> (SchemaRef, Sc
 
 /// Splits off a trailing `OPTIONS (k = v, ...)` and parses it.
 fn split_options(text: &str) -> Result<(String, LiveOptions)> {
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
+    let tokens = Tokenizer::new(&crate::sql::dialect::QuillDialect::default(), text)
         .tokenize_with_location()
         .map_err(|e| invalid(format!("SUBSCRIBE: {e}")))?;
     let mut depth = 0i32;
@@ -185,7 +184,7 @@ pub async fn parse(
     sql: &str,
     params: Option<&RecordBatch>,
 ) -> Result<LiveQuery> {
-    crate::sql::check_sql_size(db, sql)?;
+    db.limits.text.check_size(sql)?;
     let trimmed = sql.trim().trim_end_matches(';');
     let body = trimmed
         .get(9..)
@@ -209,7 +208,7 @@ pub async fn parse(
     } else {
         format!("SELECT * FROM {body}")
     };
-    let Command::Query(stmt) = crate::sql::parser::parse(&select)? else {
+    let Command::Query(stmt) = crate::sql::parser::parse(&select, &db.limits.text)? else {
         return Err(invalid("SUBSCRIBE TO takes a table or one SELECT"));
     };
     let Statement::Query(query) = *stmt else {

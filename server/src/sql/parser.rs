@@ -4,11 +4,11 @@
 
 use datafusion::sql::sqlparser::ast::CreateTable;
 use datafusion::sql::sqlparser::ast::{Delete, Ident, Insert, ObjectName, Statement, Update};
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
+use super::dialect::QuillDialect;
 use crate::catalog::TableType;
 use crate::error::{Error, Result};
 
@@ -195,14 +195,73 @@ fn end_position(sql: &str) -> String {
     format!("Line: {line}, Column: {column}")
 }
 
-/// Parses exactly one statement (a trailing `;` is allowed).
-pub fn parse(sql: &str) -> Result<Command> {
-    parse_inner(sql).map_err(|e| match e {
+/// Limits on statement text, checked before anything is built from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextLimits {
+    /// Largest SQL text in bytes (`limits.max_sql_bytes`).
+    pub max_bytes: usize,
+    /// Deepest nesting of operators, brackets and CASE (`limits.max_expression_depth`); see
+    /// [`super::depth`].
+    pub max_depth: usize,
+}
+
+impl TextLimits {
+    /// sqlparser's own recursion limit: a backstop behind the token count, which it can only
+    /// reach through shapes that recurse more than once per counted token (a subquery recurses
+    /// through the query, the select and the expression).
+    pub fn parser_recursion(&self) -> usize {
+        self.max_depth.saturating_mul(4).saturating_add(64)
+    }
+
+    fn too_deep(&self, found: Option<usize>) -> Error {
+        let found = found.map(|n| format!(" ({n} found)")).unwrap_or_default();
+        Error::ResourceExhausted(format!(
+            "the statement nests too deeply{found}: the limit is {} levels \
+             (limits.max_expression_depth). Each operator of a chain (a + b + ..., x AND y AND \
+             ...) adds a level, each bracket, function call, array or CASE nested in another \
+             {}, each nested subquery {}: write long OR lists as IN (...), or split the \
+             statement",
+            self.max_depth,
+            super::depth::BRACKET,
+            super::depth::SUBQUERY
+        ))
+    }
+
+    /// Refuses text longer than `max_bytes`.
+    pub fn check_size(&self, sql: &str) -> Result<()> {
+        if sql.len() > self.max_bytes {
+            return Err(Error::ResourceExhausted(format!(
+                "the SQL text is {} bytes; the limit is {} (limits.max_sql_bytes)",
+                sql.len(),
+                self.max_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Parses exactly one statement (a trailing `;` is allowed), within `limits`.
+pub fn parse(sql: &str, limits: &TextLimits) -> Result<Command> {
+    limits.check_size(sql)?;
+    parse_inner(sql, limits).map_err(|e| match e {
+        Error::Parse(msg) if msg.contains("recursion limit exceeded") => limits.too_deep(None),
         Error::Parse(msg) if !msg.contains("Line:") => {
             Error::Parse(format!("{msg} at {}", end_position(sql)))
         }
         other => other,
     })
+}
+
+/// Tokenizes `sql` and refuses it when it nests deeper than `limits` allow.
+pub fn tokenize(sql: &str, limits: &TextLimits) -> Result<Vec<TokenWithSpan>> {
+    let tokens = Tokenizer::new(&QuillDialect::default(), sql)
+        .tokenize_with_location()
+        .map_err(|e| Error::Parse(e.to_string()))?;
+    let depth = super::depth::nesting(tokens.iter().map(|t| &t.token), limits.max_depth);
+    if depth > limits.max_depth {
+        return Err(limits.too_deep(Some(depth)));
+    }
+    Ok(tokens)
 }
 
 /// Two rewrites on the token stream before parsing:
@@ -271,17 +330,17 @@ fn normalize_tokens(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     out
 }
 
-fn parse_inner(sql: &str) -> Result<Command> {
-    let dialect = PostgreSqlDialect {};
-    let tokens = Tokenizer::new(&dialect, sql)
-        .tokenize_with_location()
-        .map_err(|e| Error::Parse(e.to_string()))?;
-    let mut p = Parser::new(&dialect).with_tokens_with_locations(normalize_tokens(tokens));
+fn parse_inner(sql: &str, limits: &TextLimits) -> Result<Command> {
+    let dialect = QuillDialect::default();
+    let tokens = tokenize(sql, limits)?;
+    let mut p = Parser::new(&dialect)
+        .with_recursion_limit(limits.parser_recursion())
+        .with_tokens_with_locations(normalize_tokens(tokens));
     while p.consume_token(&Token::SemiColon) {}
     if p.peek_token().token == Token::EOF {
         return Err(Error::Parse("empty statement".into()));
     }
-    let cmd = parse_one(&mut p)?;
+    let cmd = parse_one(&mut p, limits)?;
     while p.consume_token(&Token::SemiColon) {}
     let next = p.peek_token();
     if next.token != Token::EOF {
@@ -293,7 +352,7 @@ fn parse_inner(sql: &str) -> Result<Command> {
     Ok(cmd)
 }
 
-fn parse_one(p: &mut Parser) -> Result<Command> {
+fn parse_one(p: &mut Parser, limits: &TextLimits) -> Result<Command> {
     let first = peek_word(p, 0).unwrap_or_default();
     let second = peek_word(p, 1).unwrap_or_default();
     match (first.as_str(), second.as_str()) {
@@ -561,7 +620,7 @@ fn parse_one(p: &mut Parser) -> Result<Command> {
                 }
                 text.push_str(&t.token.to_string());
             }
-            let inner = parse(&text)?;
+            let inner = parse(&text, limits)?;
             if matches!(
                 inner,
                 Command::ExecuteAs { .. } | Command::Begin | Command::Commit | Command::Rollback
@@ -632,6 +691,48 @@ fn create_table(p: &mut Parser, prefix: Option<TableType>) -> Result<Command> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LIMITS: TextLimits = TextLimits {
+        max_bytes: 1 << 20,
+        max_depth: 1000,
+    };
+
+    fn parse(sql: &str) -> Result<Command> {
+        super::parse(sql, &LIMITS)
+    }
+
+    #[test]
+    fn deep_statements_are_refused_naming_the_limit() {
+        let deep_case = format!(
+            "SELECT {}1{}",
+            "CASE WHEN true THEN ".repeat(50),
+            " END".repeat(50)
+        );
+        assert!(
+            parse(&deep_case).is_ok(),
+            "50 nested CASE are within the limit"
+        );
+        let deeper = format!(
+            "SELECT {}1{}",
+            "CASE WHEN true THEN ".repeat(2000),
+            " END".repeat(2000)
+        );
+        match parse(&deeper) {
+            Err(Error::ResourceExhausted(msg)) => {
+                assert!(msg.contains("limits.max_expression_depth"), "{msg}");
+                assert!(msg.contains("1000"), "{msg}");
+            }
+            other => panic!("expected the depth limit, got {other:?}"),
+        }
+        let parens = format!("SELECT {}1{}", "(".repeat(90), ")".repeat(90));
+        assert!(parse(&parens).is_ok(), "90 brackets are within the limit");
+        let subqueries = format!("SELECT {}1{}", "(SELECT ".repeat(20), ")".repeat(20));
+        assert!(parse(&subqueries).is_err(), "20 nested subqueries are not");
+        let long = format!("SELECT '{}'", "x".repeat(2 << 20));
+        assert!(
+            matches!(parse(&long), Err(Error::ResourceExhausted(m)) if m.contains("max_sql_bytes"))
+        );
+    }
 
     #[test]
     fn quill_statements_parse() {

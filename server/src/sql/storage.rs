@@ -188,6 +188,7 @@ pub async fn create_storage(
             "a filesystem storage needs PATH '/folder'".into(),
         ));
     }
+    db.storages.check_path(&def.path)?;
     let _ddl = db.catalog.ddl_lock().await;
     db.storages.create(def, if_not_exists).await
 }
