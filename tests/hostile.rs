@@ -220,6 +220,19 @@ async fn still_serving(server: &TestServer, what: &str) {
     );
 }
 
+/// Nothing was written to or lost from app.t, and the server still answers.
+async fn unharmed(server: &TestServer, root: &mut Client, what: &str) {
+    let rows = value(root, "SELECT count(*) FROM app.t").await;
+    assert_eq!(rows.ok(), Some(ROWS.to_string()), "after {what}");
+    still_serving(server, what).await;
+}
+
+/// A one-row parameter batch of one column.
+fn one_param(ty: DataType, value: arrow::array::ArrayRef) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![Field::new("$1", ty, true)]));
+    RecordBatch::try_new(schema, vec![value]).unwrap()
+}
+
 /// Resident memory of a process, in bytes.
 fn rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -328,13 +341,7 @@ async fn deep_and_wide_expressions_get_an_answer_or_a_clean_error() {
             }
         }
     }
-    // Nothing was written or lost.
-    assert_eq!(
-        value(&mut root, "SELECT count(*) FROM app.t")
-            .await
-            .unwrap(),
-        ROWS.to_string()
-    );
+    unharmed(&server, &mut root, "deep and wide expressions").await;
     assert_back_to_idle(&server, idle).await;
 }
 
@@ -632,11 +639,10 @@ async fn malformed_commands_and_parameter_batches_get_clean_errors() {
         .prepare("SELECT v FROM app.t WHERE id = $1".into(), None)
         .await
         .unwrap();
-    let text = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("$1", DataType::Utf8, true)])),
-        vec![Arc::new(StringArray::from(vec!["not a number"]))],
-    )
-    .unwrap();
+    let text = one_param(
+        DataType::Utf8,
+        Arc::new(StringArray::from(vec!["not a number"])),
+    );
     let wide = RecordBatch::try_new(
         Arc::new(Schema::new(vec![
             Field::new("$1", DataType::Int64, true),
@@ -655,13 +661,10 @@ async fn malformed_commands_and_parameter_batches_get_clean_errors() {
         DataType::Int64,
         true,
     )])));
-    let many = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("$1", DataType::Int64, true)])),
-        vec![Arc::new(Int64Array::from(
-            (0..1_000_000).collect::<Vec<i64>>(),
-        ))],
-    )
-    .unwrap();
+    let many = one_param(
+        DataType::Int64,
+        Arc::new(Int64Array::from((0..1_000_000).collect::<Vec<i64>>())),
+    );
     for params in [text, wide, empty, many] {
         let shape = format!("{:?} x {}", params.schema().fields(), params.num_rows());
         p.set_parameters(params).unwrap();
@@ -683,21 +686,11 @@ async fn malformed_commands_and_parameter_batches_get_clean_errors() {
         .prepare("INSERT INTO app.t (id, v) VALUES ($1, $2)".into(), None)
         .await
         .unwrap();
-    let wrong = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("$1", DataType::Utf8, true)])),
-        vec![Arc::new(StringArray::from(vec!["x"]))],
-    )
-    .unwrap();
+    let wrong = one_param(DataType::Utf8, Arc::new(StringArray::from(vec!["x"])));
     insert.set_parameters(wrong).unwrap();
     let e = to_status(insert.execute_update().await.expect_err("wrong parameters"));
     assert!(clean(&e), "{e:?}");
-    assert_eq!(
-        value(&mut root, "SELECT count(*) FROM app.t")
-            .await
-            .unwrap(),
-        ROWS.to_string()
-    );
-    still_serving(&server, "malformed commands").await;
+    unharmed(&server, &mut root, "malformed commands").await;
 }
 
 #[tokio::test]

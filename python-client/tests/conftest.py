@@ -27,6 +27,7 @@ def quilldb_binary() -> str:
 class Server:
     def __init__(self, data_dir: pathlib.Path):
         self.log_path = data_dir / "server.log"
+        self.data_dir = data_dir / "data"
         env = dict(os.environ)
         env.pop("QUILLDB_ROOT_PASSWORD", None)
         self.proc = subprocess.Popen(

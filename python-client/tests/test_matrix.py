@@ -39,9 +39,10 @@ def rows():
     return out
 
 
-def expand(text, rank):
+def expand(text, rank, data):
     role = ROLES[rank]
     return (text.replace("{r}", role)
+            .replace("{data}", str(data))
             .replace("{me}", f"m_{role}")
             .replace("{n}", str(100 + rank)))
 
@@ -86,7 +87,8 @@ def test_every_cell_of_the_permission_matrix_holds_through_adbc(matrix_server):
     root = flight_sql.connect(url, db_kwargs={"username": "root", "password": ""},
                               autocommit=True)
     for row in (r for r in matrix if r["kind"] == "setup"):
-        texts = ([expand(row["text"], k) for k in range(len(ROLES))]
+        texts = ([expand(row["text"], k, matrix_server.data_dir)
+                  for k in range(len(ROLES))]
                  if "{r}" in row["text"] else [row["text"]])
         for text in texts:
             status, message = run(root, "sql", text, 0)
@@ -104,7 +106,7 @@ def test_every_cell_of_the_permission_matrix_holds_through_adbc(matrix_server):
     try:
         for row in (r for r in matrix if r["kind"] == "cell"):
             for rank, role in enumerate(ROLES):
-                text = expand(row["text"], rank)
+                text = expand(row["text"], rank, matrix_server.data_dir)
                 want = row["code"] if role in row["allowed"] else "PERMISSION_DENIED"
                 got, message = run(conns[rank], row["call"], text, rank)
                 cells += 1
