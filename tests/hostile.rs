@@ -724,6 +724,13 @@ async fn storage_paths_stay_inside_the_allowed_roots() {
         .await;
     assert_eq!(code, Code::InvalidArgument, "{msg}");
     assert!(msg.contains("outside"), "{msg}");
+    // Anonymous callers may not create storages at all, wherever they point.
+    let (code, msg) = server
+        .anonymous()
+        .await
+        .err("CREATE STORAGE evil TYPE 'filesystem' PATH '../../../../etc'")
+        .await;
+    assert_eq!(code, Code::PermissionDenied, "{msg}");
     assert_eq!(
         column(&root.rows("SHOW STORAGES").await, "storage_id"),
         ["local"]
