@@ -31,6 +31,14 @@ fn repeat(part: &str, n: usize) -> String {
     std::iter::repeat_n(part, n).collect()
 }
 
+/// `n` predicates `{compare}i`, one for each i from 0, joined by `join`.
+fn chain(n: usize, compare: &str, join: &str) -> String {
+    (0..n)
+        .map(|i| format!("{compare}{i}"))
+        .collect::<Vec<_>>()
+        .join(join)
+}
+
 /// An expression `levels` deep and the value it has (`None`: not checked).
 type Shape = fn(usize) -> (String, Option<String>);
 
@@ -96,18 +104,13 @@ const VALUES: [(&str, Shape); 11] = [
 /// Predicates over app.t, with the count of rows they keep.
 const PREDICATES: [(&str, Shape); 5] = [
     ("AND chain", |n| {
-        let p = (0..n)
-            .map(|i| format!("id <> {i}"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        (p, Some(ROWS.saturating_sub(n).to_string()))
+        (
+            chain(n, "id <> ", " AND "),
+            Some(ROWS.saturating_sub(n).to_string()),
+        )
     }),
     ("OR chain", |n| {
-        let p = (0..n)
-            .map(|i| format!("id = {i}"))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        (p, Some(n.min(ROWS).to_string()))
+        (chain(n, "id = ", " OR "), Some(n.min(ROWS).to_string()))
     }),
     ("NOT chain", |n| {
         let v = if n % 2 == 0 { ROWS } else { 0 };
@@ -383,18 +386,12 @@ async fn the_reported_crashes_get_clear_answers_for_anonymous_and_root() {
             "{msg}"
         );
         // 1,000 predicates: just over the limit (each adds a level to the chain).
-        let preds = (0..1000)
-            .map(|i| format!("id <> {i}"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let preds = chain(1000, "id <> ", " AND ");
         let (code, msg) = c.err(&format!("SELECT * FROM app.t WHERE {preds}")).await;
         assert_eq!(code, Code::ResourceExhausted, "{msg}");
         assert!(msg.contains("limits.max_expression_depth"), "{msg}");
         // ... and 900 are answered.
-        let preds = (0..900)
-            .map(|i| format!("id <> {i}"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let preds = chain(900, "id <> ", " AND ");
         assert_eq!(
             value(c, &format!("SELECT count(*) FROM app.t WHERE {preds}"))
                 .await

@@ -100,7 +100,7 @@ struct CountedBody {
 }
 
 /// What a panic said, for the log and the client's INTERNAL error.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

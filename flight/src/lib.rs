@@ -32,7 +32,7 @@ pub mod session;
 /// Tickets and prepared-statement handles.
 pub mod tickets;
 
-pub use auth::{AuthLayer, CallAuth, CallObserver, InFlight};
+pub use auth::{AuthLayer, CallAuth, CallObserver, InFlight, panic_message};
 pub use backend::{
     Backend, BatchStream, CallerInfo, IngestTarget, Outcome, PreparedInfo, ServerInfo, TableEntry,
 };

@@ -81,31 +81,23 @@ pub struct Limits {
     pub max_query_memory: usize,
     /// Most rows in one INSERT or ingest call.
     pub max_rows_per_insert: usize,
-    /// Time limits of statements, by role (weakest first).
-    timeouts: [std::time::Duration; 5],
+    /// Time limits of statements.
+    timeouts: crate::config::LimitsConfig,
 }
 
 impl Limits {
     fn new(config: &crate::config::LimitsConfig, text: TextLimits) -> Self {
-        use crate::session::Role;
         Self {
             text,
             max_query_memory: config.max_query_memory_mb << 20,
             max_rows_per_insert: config.max_rows_per_insert,
-            timeouts: [
-                Role::Anonymous,
-                Role::User,
-                Role::Service,
-                Role::Dba,
-                Role::System,
-            ]
-            .map(|r| config.query_timeout(r)),
+            timeouts: config.clone(),
         }
     }
 
     /// How long a statement of `role` may run.
     pub fn query_timeout(&self, role: crate::session::Role) -> std::time::Duration {
-        self.timeouts[role as usize]
+        self.timeouts.query_timeout(role)
     }
 }
 

@@ -67,11 +67,7 @@ impl Executor {
             if let Err(panic) = run.catch_unwind().await {
                 // A bug in an operator ends this query with an error, never with a stream that
                 // looks complete.
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let message = quilldb_flight::panic_message(panic.as_ref());
                 tracing::error!(panic = %message, "a query panicked");
                 let e = DataFusionError::Internal(format!("the query failed: {message}"));
                 match ready.take() {
