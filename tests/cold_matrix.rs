@@ -2,57 +2,8 @@
 //! runs three times, and flushed data must answer exactly like unflushed data.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use quilldb_tests::{Client, TestServer, column, count};
+use quilldb_tests::{Backend, Client, TestServer, backend_matrix, column, count};
 use tonic::Code;
-
-/// Where a scenario's rows are when it reads them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    /// Never flushed.
-    Hot,
-    /// Flushed after every batch of writes.
-    Cold,
-    /// Flushed after every other batch: some versions cold, newer ones hot.
-    Mixed,
-}
-
-impl Backend {
-    /// Called after each batch of writes.
-    async fn settle(self, c: &mut Client, table: &str, step: usize) {
-        match self {
-            Self::Hot => {}
-            Self::Cold => c.flush(table).await,
-            Self::Mixed if step.is_multiple_of(2) => c.flush(table).await,
-            Self::Mixed => {}
-        }
-    }
-}
-
-/// Runs a scenario against the three backends.
-macro_rules! backend_matrix {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-
-                #[tokio::test]
-                async fn hot() {
-                    super::$name(Backend::Hot).await
-                }
-
-                #[tokio::test]
-                async fn cold() {
-                    super::$name(Backend::Cold).await
-                }
-
-                #[tokio::test]
-                async fn mixed() {
-                    super::$name(Backend::Mixed).await
-                }
-            }
-        )*
-    };
-}
 
 backend_matrix!(
     inserts_and_duplicate_keys,

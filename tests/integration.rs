@@ -9,6 +9,7 @@ mod flight;
 mod hostile;
 mod limits;
 mod live;
+mod live_matrix;
 mod live_model;
 mod matrix;
 mod server;

@@ -644,3 +644,54 @@ fn tokio_stream_from<T: Send + 'static>(
 ) -> impl futures::Stream<Item = T> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+/// Where a scenario's rows are when it reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Never flushed.
+    Hot,
+    /// Flushed after every batch of writes.
+    Cold,
+    /// Flushed after every other batch: some versions cold, newer ones hot.
+    Mixed,
+}
+
+impl Backend {
+    /// Called after each batch of writes.
+    pub async fn settle(self, c: &mut Client, table: &str, step: usize) {
+        match self {
+            Self::Hot => {}
+            Self::Cold => c.flush(table).await,
+            Self::Mixed if step.is_multiple_of(2) => c.flush(table).await,
+            Self::Mixed => {}
+        }
+    }
+}
+
+/// Runs a scenario (an `async fn(Backend)`) against the three backends: flushed data must
+/// answer exactly like unflushed data.
+#[macro_export]
+macro_rules! backend_matrix {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use super::*;
+
+                #[tokio::test]
+                async fn hot() {
+                    super::$name($crate::Backend::Hot).await
+                }
+
+                #[tokio::test]
+                async fn cold() {
+                    super::$name($crate::Backend::Cold).await
+                }
+
+                #[tokio::test]
+                async fn mixed() {
+                    super::$name($crate::Backend::Mixed).await
+                }
+            }
+        )*
+    };
+}
