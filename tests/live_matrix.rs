@@ -64,19 +64,14 @@ async fn apply_change(live: &mut Live, rows: &mut Rows, columns: &[&str]) {
         EventKind::Heartbeat => {}
         EventKind::Change => {
             let b = batch.unwrap();
-            let changed = by_id(std::slice::from_ref(&b), columns);
-            for ((id, values), op) in column(&[b.clone()], "id")
-                .into_iter()
-                .map(|id| {
-                    let v = changed[&id].clone();
-                    (id, v)
-                })
-                .zip(ops(&b))
-            {
+            let one = std::slice::from_ref(&b);
+            // Rows by id hold the last values of the batch: the state after it.
+            let changed = by_id(one, columns);
+            for (id, op) in column(one, "id").into_iter().zip(ops(&b)) {
                 if op == 3 {
                     rows.remove(&id);
                 } else {
-                    rows.insert(id, values);
+                    rows.insert(id.clone(), changed[&id].clone());
                 }
             }
         }

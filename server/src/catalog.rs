@@ -26,6 +26,9 @@ pub use model::{
 };
 pub use storages::{DEFAULT_STORAGE, Storage, StorageDef, Storages};
 
+/// The namespace of the system tables.
+pub const SYSTEM_SCHEMA: &str = "system";
+
 use crate::error::{Error, Result};
 
 #[derive(Default)]

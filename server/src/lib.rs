@@ -23,8 +23,8 @@ pub mod backend;
 pub mod catalog;
 /// Configuration.
 pub mod config;
-/// The database.
-pub mod db;
+/// The engine: the database's stores and catalog, the one way to read a table, the planner.
+pub mod engine;
 /// Errors and their gRPC codes.
 pub mod error;
 /// The query runtime.

@@ -17,9 +17,10 @@ use tower::Layer;
 
 use crate::backend::QuillBackend;
 use crate::config::Config;
-use crate::db::Database;
+use crate::engine::Database;
 use crate::error::{Error, Result};
 use crate::http;
+use crate::live::LiveHub;
 use crate::metrics::Metrics;
 
 async fn bind(addr: &str, what: &str) -> Result<(TcpListener, SocketAddr)> {
@@ -74,11 +75,20 @@ impl Signals {
 pub async fn serve(config: Config) -> Result<()> {
     let metrics = Arc::new(Metrics::new().map_err(|e| Error::Internal(format!("metrics: {e}")))?);
     let db = Database::open(&config, metrics.clone())?;
+    let live = Arc::new(LiveHub::new(
+        config.live.clone(),
+        config.storage.deletion_retention_seconds,
+        metrics.clone(),
+    ));
+    db.attach_live(live.clone(), live.clone());
+    if let Some(events) = db.events.follow() {
+        live.follow(events, db.catalog.clone());
+    }
     db.jobs.start().await?;
     let (flight_listener, flight_addr) = bind(&config.server.flight_addr, "Flight").await?;
     let (http_listener, http_addr) = bind(&config.server.http_addr, "HTTP").await?;
 
-    let backend = Arc::new(QuillBackend::new(db.clone()));
+    let backend = Arc::new(QuillBackend::new(db.clone(), live.clone()));
     let options = ServiceOptions {
         ticket_ttl: Duration::from_secs(config.query.ticket_ttl_seconds),
         limits: QueryLimits {
@@ -143,7 +153,7 @@ pub async fn serve(config: Config) -> Result<()> {
     tracing::info!("shutting down: no new calls; waiting for running ones");
     ready.store(false, Ordering::Release);
     // Subscriptions end first (CLOSED shutdown), so they do not hold the grace period.
-    db.live.end_all();
+    live.shutdown(Duration::from_secs(2)).await;
     let jobs = db.jobs.clone();
     tokio::spawn(async move {
         signals.recv().await;

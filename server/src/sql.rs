@@ -2,6 +2,8 @@
 
 /// ALTER TABLE.
 pub mod alter;
+/// Which role may run which statement.
+pub mod authorize;
 /// Namespaces and tables.
 pub mod ddl;
 /// The nesting limit, counted on tokens.
@@ -12,12 +14,18 @@ pub mod dialect;
 pub mod dml;
 /// Bulk ingest.
 pub mod ingest;
-/// Primary-key encoding.
-pub mod keys;
 /// The statement parser.
 pub mod parser;
+/// Planning a statement's query for a caller.
+pub mod plan;
+/// Prepared statements: parse, authorize, type the parameters, cache the plan.
+pub mod prepare;
+/// SELECT statements built from AST parts.
+pub mod select;
 /// Storage statements and jobs.
 pub mod storage;
+/// SUBSCRIBE: a subscription built from its statement.
+pub mod subscribe;
 /// Users.
 pub mod users;
 
@@ -29,7 +37,7 @@ use quilldb_flight::Outcome;
 use quilldb_storage::hot::WriteRequest;
 
 use crate::authz;
-use crate::db::{Database, QueryPlan};
+use crate::engine::{Database, QueryPlan};
 use crate::error::{Error, Result};
 use crate::session::Caller;
 use parser::Command;
@@ -85,7 +93,7 @@ pub async fn run_command(
     cmd: Command,
     params: Option<RecordBatch>,
 ) -> Result<Outcome<QueryPlan>> {
-    authz::statement(caller, &cmd)?;
+    authorize::authorize(caller, &cmd)?;
     match cmd {
         Command::CreateNamespace {
             name,
@@ -116,7 +124,7 @@ pub async fn run_command(
             storage::show_manifest(db, caller, &name).await?,
         )),
         Command::KillLiveQuery(id) => {
-            db.live.kill(caller, &id)?;
+            db.kill_live_query(caller, &id)?;
             Ok(Outcome::Affected(0))
         }
         Command::KillJob(id) => {
@@ -171,7 +179,9 @@ pub async fn run_command(
             alter::alter_table(db, caller, &stmt).await?;
             Ok(Outcome::Affected(0))
         }
-        Command::ShowStorages => Ok(Outcome::Rows(storage::storages_batch(db)?)),
+        Command::ShowStorages => Ok(Outcome::Rows(
+            crate::provider::system::batches::storages_batch(db)?,
+        )),
         Command::CreateTable { prefix, stmt } => {
             ddl::create_table(db, caller, prefix, &stmt).await?;
             Ok(Outcome::Affected(0))
@@ -185,9 +195,14 @@ pub async fn run_command(
             db.metrics.rows_written.inc_by(n as u64);
             Ok(Outcome::Affected(n))
         }
+        Command::Subscribe { .. } => Err(Error::InvalidArgument(
+            "SUBSCRIBE runs only over DoExchange: open a DoExchange stream with this statement \
+             as its command"
+                .into(),
+        )),
         Command::Query(stmt) => {
             let first = first_param_row(params.as_ref())?;
-            let plan = db.plan_query(caller, *stmt, &first).await?;
+            let plan = plan::plan_query(db, caller, *stmt, &first).await?;
             Ok(Outcome::Query {
                 schema: plan.schema(),
                 plan,

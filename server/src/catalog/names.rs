@@ -1,5 +1,7 @@
 //! The naming rules of spec/security.md, in one place.
 
+use datafusion::sql::sqlparser::ast::{Ident, ObjectName};
+
 use crate::error::{Error, Result};
 
 /// Namespaces no user may create.
@@ -184,6 +186,27 @@ pub fn validate(kind: NameKind, name: &str) -> Result<()> {
         return fail(format!("{name} is a reserved namespace"));
     }
     Ok(())
+}
+
+/// An identifier as QuillDB names it: unquoted folds to lower case, quoted is kept.
+pub fn normalize(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+/// The parts of a dotted name, normalized.
+pub fn name_parts(name: &ObjectName) -> Result<Vec<String>> {
+    name.0
+        .iter()
+        .map(|p| {
+            p.as_ident()
+                .map(normalize)
+                .ok_or_else(|| Error::InvalidArgument(format!("{name} is not a plain name")))
+        })
+        .collect()
 }
 
 #[cfg(test)]

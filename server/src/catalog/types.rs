@@ -182,6 +182,28 @@ impl fmt::Display for SqlType {
     }
 }
 
+/// Casts that fail on values that do not fit instead of making them NULL.
+pub const STRICT: arrow::compute::CastOptions<'static> = arrow::compute::CastOptions {
+    safe: false,
+    format_options: arrow::util::display::FormatOptions::new(),
+};
+
+/// `a` as column `column` of type `ty` stores it; a value that does not fit is an error naming
+/// the column.
+pub fn cast_column(
+    a: &arrow::array::ArrayRef,
+    column: &str,
+    ty: SqlType,
+) -> Result<arrow::array::ArrayRef> {
+    let target = ty.arrow();
+    if a.data_type() == &target {
+        return Ok(a.clone());
+    }
+    arrow::compute::cast_with_options(a, &target, &STRICT).map_err(|e| {
+        Error::InvalidArgument(format!("column {column}: value does not fit {ty}: {e}"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! Committed changes to CHANGE batches: the new and the prior rows are decoded in one batch each,
-//! the filter runs on both, and each change becomes an insert (`_op` 1: now in the filter, was
+//! rows written before an ADD COLUMN read its default (each prior row carries its own version's
+//! `_seq`), the filter runs on both, and each change becomes an insert (`_op` 1: now in the filter, was
 //! not), an update (2: in it before and after), a delete (3: was in it, is not any more or was
 //! deleted, carrying the row as it was) or nothing. A prior version that is only in cold
 //! storage is read back from its segment before (see `Task::cold_priors`); only if compaction
@@ -19,6 +20,7 @@ use quilldb_storage::hot::{Change, Prior};
 use quilldb_storage::keys::pk;
 
 use super::query::LiveQuery;
+use crate::engine::fills::Fills;
 use crate::error::{Error, Result};
 
 /// `_op` values.
@@ -52,6 +54,8 @@ enum Source {
 pub struct ChangeBatcher {
     q: Arc<LiveQuery>,
     columns: Vec<(u32, DataType)>,
+    /// Rows from before an ADD COLUMN read its default, as in every other read.
+    fills: Fills,
 }
 
 impl ChangeBatcher {
@@ -63,7 +67,9 @@ impl ChangeBatcher {
             .iter()
             .map(|c| (c.id, c.field(&q.def).data_type().clone()))
             .collect();
-        Self { q, columns }
+        let ids: Vec<u32> = q.def.columns.iter().map(|c| c.id).collect();
+        let fills = Fills::new(&q.def, &ids);
+        Self { q, columns, fills }
     }
 
     fn decode(&self, rows: &[&[u8]], seqs: Vec<i64>) -> Result<RecordBatch> {
@@ -72,8 +78,10 @@ impl ChangeBatcher {
             d.push(r)?;
         }
         let mut cols = d.finish()?;
+        let seq_at = cols.len();
         cols.push(Arc::new(Int64Array::from(seqs)));
-        Ok(RecordBatch::try_new(self.q.rows_schema(), cols)?)
+        let batch = RecordBatch::try_new(self.q.rows_schema(), cols)?;
+        self.fills.apply(batch, seq_at)
     }
 
     fn mask(&self, b: &RecordBatch) -> Result<Vec<bool>> {
@@ -106,9 +114,9 @@ impl ChangeBatcher {
             });
             // `None`: the prior row is unknown (cold, and since compacted away).
             let prior = match &c.prior {
-                Prior::Row(r) => {
-                    priors.push(r.as_slice());
-                    prior_seqs.push(c.seq as i64);
+                Prior::Row { seq, row } => {
+                    priors.push(row.as_slice());
+                    prior_seqs.push(*seq as i64);
                     Some(Some(PriorAt::Decoded(priors.len() - 1)))
                 }
                 Prior::Absent => Some(None),

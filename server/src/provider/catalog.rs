@@ -9,9 +9,9 @@ use datafusion::common::Result as DfResult;
 use datafusion::error::DataFusionError;
 
 use super::system::{SYSTEM_SCHEMA, SystemSchema};
-use super::table::HotTable;
+use super::table::PartitionTable;
 use crate::authz::{self, Access};
-use crate::db::Database;
+use crate::engine::Database;
 use crate::session::Caller;
 
 /// The catalog for one caller.
@@ -92,7 +92,7 @@ impl SchemaProvider for NamespaceSchema {
             .db
             .partition_of(&def, &self.caller)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let table = HotTable::new(def, &self.db, &partition)?;
+        let table = PartitionTable::new(def, &self.db, &partition)?;
         // A transaction's own reads see its pending changes.
         let table = match self.caller.transaction() {
             Some(t) => {

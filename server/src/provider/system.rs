@@ -14,11 +14,13 @@ use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 
 use crate::authz;
-use crate::db::Database;
+use crate::engine::Database;
 use crate::session::Caller;
 
-/// The namespace of the system tables.
-pub const SYSTEM_SCHEMA: &str = "system";
+pub use crate::catalog::SYSTEM_SCHEMA;
+
+/// Rows of the system tables.
+pub mod batches;
 
 const TABLES: &[&str] = &[
     "namespaces",
@@ -207,12 +209,12 @@ impl SystemSchema {
                 )
             }
             "jobs" => {
-                return crate::sql::storage::jobs_batch(&self.db.jobs.list())
+                return batches::jobs_batch(&self.db.jobs.list())
                     .map(Some)
                     .map_err(|e| DataFusionError::External(Box::new(e)));
             }
             "users" => {
-                return crate::sql::users::users_batch(&self.db)
+                return batches::users_batch(&self.db)
                     .map(Some)
                     .map_err(|e| DataFusionError::External(Box::new(e)));
             }
@@ -221,17 +223,16 @@ impl SystemSchema {
                     .map_err(|e| DataFusionError::External(Box::new(e)))?;
                 let entries: Vec<_> = self
                     .db
-                    .live
-                    .list()
+                    .live_queries()
                     .into_iter()
                     .filter(|e| !own || e.user == self.caller.user)
                     .collect();
-                return crate::live::live_queries_batch(&entries)
+                return batches::live_queries_batch(&entries)
                     .map(Some)
                     .map_err(|e| DataFusionError::External(Box::new(e)));
             }
             "storages" => {
-                return crate::sql::storage::storages_batch(&self.db)
+                return batches::storages_batch(&self.db)
                     .map(Some)
                     .map_err(|e| DataFusionError::External(Box::new(e)));
             }

@@ -1,6 +1,6 @@
-//! The table provider: reads one partition of a table, cold segments and hot versions merged
-//! (see `quilldb_storage::merge`), with primary-key lookups, `_seq` ranges, statistics
-//! pruning, projections and limits pushed down.
+//! The table provider: one partition of a table as DataFusion sees it, read through the
+//! engine's [`TableRead`] (cold segments and hot versions merged, added columns filled), with
+//! primary-key lookups, `_seq` ranges, statistics pruning, projections and limits pushed down.
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,67 +22,58 @@ use datafusion::physical_plan::execution_plan::{
     Boundedness, ChildrenPropertiesMode, EmissionType, ReplaceChildrenOptions,
 };
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
-use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use quilldb_storage::hot::{HotStore, Overlay, SEQ_COLUMN, ScanSpec};
+use futures::StreamExt;
+use quilldb_storage::hot::{Overlay, SEQ_COLUMN};
 use quilldb_storage::keys::PartitionKey;
-use quilldb_storage::merge::{ColdSource, MergedRead, SegmentPruner};
+use quilldb_storage::merge::SegmentPruner;
 
 use super::prune::StatsPruner;
 use crate::catalog::TableDef;
+use crate::engine::keys::encode_pk_scalar;
+use crate::engine::{Database, TableRead};
 use crate::metrics::Metrics;
-use crate::sql::keys::encode_pk_scalar;
 
-/// Rows per batch out of a scan.
-pub const SCAN_BATCH_ROWS: usize = 8192;
-
-/// A table as DataFusion sees it.
-pub struct HotTable {
-    def: Arc<TableDef>,
-    hot: Arc<HotStore>,
-    cold: Option<ColdSource>,
-    metrics: Arc<Metrics>,
-    partition: PartitionKey,
-    schema: SchemaRef,
-    overlay: Option<Arc<Overlay>>,
+fn external(e: crate::error::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
 }
 
-impl fmt::Debug for HotTable {
+/// One partition of a table as DataFusion sees it: its cold and hot rows.
+pub struct PartitionTable {
+    read: TableRead,
+    metrics: Arc<Metrics>,
+    schema: SchemaRef,
+}
+
+impl fmt::Debug for PartitionTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HotTable({})", self.def.qualified())
+        write!(f, "PartitionTable({})", self.read.table().qualified())
     }
 }
 
-impl HotTable {
+impl PartitionTable {
     /// The provider of `def`'s partition `partition` (empty for SHARED tables).
-    pub fn new(def: Arc<TableDef>, db: &crate::db::Database, partition: &[u8]) -> DfResult<Self> {
-        let partition = PartitionKey::new(def.id, partition)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let cold = db
-            .cold_source(&def, &partition)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    pub fn new(def: Arc<TableDef>, db: &Database, partition: &[u8]) -> DfResult<Self> {
+        let partition = PartitionKey::new(def.id, partition).map_err(|e| external(e.into()))?;
         Ok(Self {
             schema: def.query_schema(),
-            def,
-            hot: db.hot.clone(),
-            cold: Some(cold),
+            read: db.read(def, partition).map_err(external)?,
             metrics: db.metrics.clone(),
-            partition,
-            overlay: None,
         })
     }
 
     /// The partition this provider reads.
     pub fn partition(&self) -> &PartitionKey {
-        &self.partition
+        self.read.partition()
     }
 
     /// Reads `overlay` (a transaction's pending changes) in place of the stored versions.
     pub fn with_overlay(mut self, overlay: Option<Arc<Overlay>>) -> Self {
-        self.overlay = overlay;
+        self.read = self.read.overlay(overlay);
         self
     }
 }
@@ -173,7 +164,7 @@ impl Pruning {
 }
 
 #[async_trait]
-impl TableProvider for HotTable {
+impl TableProvider for PartitionTable {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -197,25 +188,18 @@ impl TableProvider for HotTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let def = self.read.table();
         let all: Vec<usize> = (0..self.schema.fields().len()).collect();
         let projection = projection.cloned().unwrap_or(all);
-        let seq_index = self.def.columns.len();
+        let seq_index = def.columns.len();
         let out_schema = Arc::new(self.schema.project(&projection)?);
-        let columns = projection
+        let columns: Vec<usize> = projection
             .iter()
-            .filter(|i| **i != seq_index)
-            .map(|i| {
-                let c = &self.def.columns[*i];
-                (c.id, self.schema.field(*i).clone())
-            })
-            .collect::<Vec<_>>();
-        let fills = crate::sql::alter::fills(
-            &self.def,
-            &columns.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
-        );
-        // Filling added columns needs each row's `_seq`, projected or not.
-        let with_seq = projection.contains(&seq_index) || !fills.is_empty();
-        // The scan yields columns then _seq; `order` puts them back in the projection's order.
+            .copied()
+            .filter(|i| *i != seq_index)
+            .collect();
+        let with_seq = projection.contains(&seq_index);
+        // The read yields columns then _seq; `order` puts them back in the projection's order.
         let mut order = Vec::with_capacity(projection.len());
         let mut next_col = 0;
         for i in &projection {
@@ -226,41 +210,28 @@ impl TableProvider for HotTable {
                 next_col += 1;
             }
         }
-        let pruning = Pruning::from_filters(&self.def, filters);
+        let pruning = Pruning::from_filters(def, filters);
         let pruner = match conjunction(filters.iter().cloned()) {
             Some(predicate) if pruning.keys.is_none() => {
                 let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
                 state
                     .create_physical_expr(predicate, &df_schema)
                     .ok()
-                    .and_then(|p| StatsPruner::new(&self.def, p, self.schema.clone()))
+                    .and_then(|p| StatsPruner::new(def, p, self.schema.clone()))
                     .map(|p| Arc::new(p) as Arc<dyn SegmentPruner>)
             }
             _ => None,
         };
-        let pk_column_id = self.def.pk().map(|(_, c)| c.id).unwrap_or_default();
-        let spec = ScanSpec {
-            partition: self.partition.clone(),
-            columns,
-            with_seq,
-            min_seq: pruning.min_seq,
-            max_seq: pruning.max_seq,
-            batch_size: SCAN_BATCH_ROWS,
-            limit,
-            overlay: self.overlay.clone(),
-        };
-        let read = MergedRead {
-            hot: self.hot.clone(),
-            cold: self.cold.clone(),
-            spec,
-            keys: pruning.keys,
-            pk_column_id,
-            pruner,
-        };
-        Ok(Arc::new(HotScanExec::new(
-            self.def.clone(),
+        let read = self
+            .read
+            .clone()
+            .columns(&columns, with_seq)
+            .seq_range(pruning.min_seq, pruning.max_seq)
+            .keys(pruning.keys)
+            .limit(limit)
+            .pruner(pruner);
+        Ok(Arc::new(TableScanExec::new(
             read,
-            fills,
             self.metrics.clone(),
             out_schema,
             order,
@@ -269,10 +240,8 @@ impl TableProvider for HotTable {
 }
 
 /// Reads one table partition: cold segments, then hot versions.
-pub struct HotScanExec {
-    def: Arc<TableDef>,
-    read: MergedRead,
-    fills: Arc<Vec<(usize, u64, ScalarValue)>>,
+pub struct TableScanExec {
+    read: TableRead,
     metrics: Arc<Metrics>,
     exec_metrics: ExecutionPlanMetricsSet,
     schema: SchemaRef,
@@ -280,21 +249,14 @@ pub struct HotScanExec {
     props: Arc<PlanProperties>,
 }
 
-impl fmt::Debug for HotScanExec {
+impl fmt::Debug for TableScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HotScanExec({})", self.def.qualified())
+        write!(f, "TableScanExec({})", self.read.table().qualified())
     }
 }
 
-impl HotScanExec {
-    fn new(
-        def: Arc<TableDef>,
-        read: MergedRead,
-        fills: Vec<(usize, u64, ScalarValue)>,
-        metrics: Arc<Metrics>,
-        schema: SchemaRef,
-        order: Vec<usize>,
-    ) -> Self {
+impl TableScanExec {
+    fn new(read: TableRead, metrics: Arc<Metrics>, schema: SchemaRef, order: Vec<usize>) -> Self {
         let props = PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
             Partitioning::UnknownPartitioning(1),
@@ -302,9 +264,7 @@ impl HotScanExec {
             Boundedness::Bounded,
         );
         Self {
-            def,
             read,
-            fills: Arc::new(fills),
             metrics,
             exec_metrics: ExecutionPlanMetricsSet::new(),
             schema,
@@ -314,23 +274,10 @@ impl HotScanExec {
     }
 }
 
-impl DisplayAs for HotScanExec {
+impl DisplayAs for TableScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let spec = &self.read.spec;
-        write!(f, "HotScanExec: table={}", self.def.qualified())?;
-        if let Some(k) = &self.read.keys {
-            write!(f, ", key_lookups={}", k.len())?;
-        }
-        if spec.min_seq > 0 || spec.max_seq < u64::MAX {
-            write!(f, ", seq=[{}, {}]", spec.min_seq, spec.max_seq)?;
-        }
-        if let Some(l) = spec.limit {
-            write!(f, ", limit={l}")?;
-        }
-        if self.read.pruner.is_some() {
-            write!(f, ", statistics_pruning")?;
-        }
-        Ok(())
+        let table = self.read.table().qualified();
+        write!(f, "TableScanExec: table={table}{}", self.read.describe())
     }
 }
 
@@ -345,9 +292,9 @@ fn reorder(batch: RecordBatch, schema: &SchemaRef, order: &[usize]) -> DfResult<
     )?)
 }
 
-impl ExecutionPlan for HotScanExec {
+impl ExecutionPlan for TableScanExec {
     fn name(&self) -> &'static str {
-        "HotScanExec"
+        "TableScanExec"
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -393,14 +340,6 @@ impl ExecutionPlan for HotScanExec {
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
-        let tx = builder.tx();
-        let mut read = self.read.clone();
-        // A STREAM table's TTL is applied when the read starts: a row is invisible the moment
-        // it expires, however long ago the plan was made.
-        read.spec.min_seq = read.spec.min_seq.max(self.def.live_from());
-        let fills = self.fills.clone();
-        let seq_at = self.read.spec.columns.len();
         let schema = self.schema.clone();
         let order = self.order.clone();
         let metrics = self.metrics.clone();
@@ -408,25 +347,19 @@ impl ExecutionPlan for HotScanExec {
             MetricBuilder::new(&self.exec_metrics).counter("segments_read", partition);
         let segments_total =
             MetricBuilder::new(&self.exec_metrics).counter("segments_total", partition);
-        let handle = tokio::runtime::Handle::current();
-        builder.spawn_blocking(move || {
-            let send = |b: RecordBatch| -> bool {
-                let out = crate::sql::alter::apply_fills(b, seq_at, &fills)
-                    .map_err(|e| DataFusionError::External(Box::new(e)))
-                    .and_then(|b| reorder(b, &schema, &order));
-                tx.blocking_send(out).is_ok()
-            };
-            let stats = read
-                .run(&handle, send)
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let batches = self.read.clone().stream(move |stats| {
             segments_read.add(stats.segments_read as usize);
             segments_total.add(stats.segments_total as usize);
             metrics.segments_read.inc_by(stats.segments_read);
             metrics
                 .segments_pruned
                 .inc_by(stats.segments_total.saturating_sub(stats.segments_read));
-            Ok(())
         });
-        Ok(builder.build())
+        let out_schema = schema.clone();
+        let batches = batches.map(move |b| {
+            b.map_err(external)
+                .and_then(|b| reorder(b, &out_schema, &order))
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
     }
 }

@@ -5,19 +5,14 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, StringArray};
-use arrow::compute::kernels::cmp::lt_eq;
-use arrow::compute::{and, is_null};
-use arrow::datatypes::{DataType, Int64Type};
-use arrow::record_batch::RecordBatch;
-use datafusion::common::ScalarValue;
+use arrow::array::{ArrayRef, StringArray};
 use datafusion::sql::sqlparser::ast::{AlterTable, AlterTableOperation};
 
 use super::ddl::{TableOption, check_options_apply, column_def, table_option};
-use super::dml::cast_column;
 use super::parser::normalize;
-use crate::catalog::{ColumnDef, DefaultExpr, TableDef, TableType};
-use crate::db::Database;
+use crate::catalog::types::cast_column;
+use crate::catalog::{DefaultExpr, TableDef, TableType};
+use crate::engine::{CatalogEvent, Database};
 use crate::error::{Error, Result};
 use crate::session::Caller;
 
@@ -49,15 +44,17 @@ pub async fn alter_table(db: &Arc<Database>, caller: &Caller, stmt: &AlterTable)
         })
         .await?;
     tracing::info!(table = %def.qualified(), schema_version = def.schema_version, "table altered");
-    db.live.end_table(
-        def.id,
-        "schema_changed",
-        &format!(
-            "{} was altered (schema version {}): subscribe again",
-            def.qualified(),
-            def.schema_version
-        ),
-    );
+    db.events
+        .publish(CatalogEvent::TableChanged {
+            table_id: def.id,
+            code: "schema_changed",
+            message: format!(
+                "{} was altered (schema version {}): subscribe again",
+                def.qualified(),
+                def.schema_version
+            ),
+        })
+        .await;
     Ok(())
 }
 
@@ -194,61 +191,4 @@ fn apply(def: &mut TableDef, op: &AlterTableOperation, fill_before: u64) -> Resu
         }
     }
     Ok(())
-}
-
-/// Columns added with a constant default, among `columns` (stable ids of a read): the position,
-/// the `_seq` bound and the value.
-pub fn fills(def: &TableDef, columns: &[u32]) -> Vec<(usize, u64, ScalarValue)> {
-    columns
-        .iter()
-        .enumerate()
-        .filter_map(|(i, id)| {
-            let c: &ColumnDef = def.columns.iter().find(|c| c.id == *id)?;
-            let bound = c.fill_before?;
-            let Some(DefaultExpr::Literal(Some(v))) = &c.default else {
-                return None;
-            };
-            let a = cast_column(
-                &(Arc::new(StringArray::from(vec![v.clone()])) as ArrayRef),
-                &c.name,
-                c.ty,
-            )
-            .ok()?;
-            Some((i, bound, ScalarValue::try_from_array(&a, 0).ok()?))
-        })
-        .collect()
-}
-
-/// Gives rows written before a column was added its default: NULLs in versions at or below the
-/// bound. `seq` is the batch's `_seq` column.
-pub fn apply_fills(
-    batch: RecordBatch,
-    seq: usize,
-    fills: &[(usize, u64, ScalarValue)],
-) -> Result<RecordBatch> {
-    if fills.is_empty() || batch.num_rows() == 0 {
-        return Ok(batch);
-    }
-    let seqs = batch
-        .column(seq)
-        .as_any()
-        .downcast_ref::<arrow::array::PrimitiveArray<Int64Type>>()
-        .ok_or_else(|| Error::Internal("_seq is not BIGINT".into()))?
-        .clone();
-    let mut cols = batch.columns().to_vec();
-    for (i, bound, value) in fills {
-        let old = arrow::array::Int64Array::new_scalar(*bound as i64);
-        let before: BooleanArray = lt_eq(&seqs, &old)?;
-        let mask = and(&is_null(&cols[*i])?, &before)?;
-        if mask.true_count() == 0 {
-            continue;
-        }
-        let filled = value.to_array_of_size(batch.num_rows())?;
-        cols[*i] = arrow::compute::kernels::zip::zip(&mask, &filled, &cols[*i])?;
-    }
-    debug_assert!(matches!(
-        batch.schema().field(seq).data_type(),
-        DataType::Int64
-    ));
-    Ok(RecordBatch::try_new(batch.schema(), cols)?)
 }

@@ -15,7 +15,7 @@ use crate::authz::{self, Access};
 use crate::catalog::names::{NameKind, validate};
 use crate::catalog::types::SqlType;
 use crate::catalog::{AccessLevel, ColumnDef, DefaultExpr, FlushPolicy, TableDef, TableType};
-use crate::db::Database;
+use crate::engine::{CatalogEvent, Database};
 use crate::error::{Error, Result};
 use crate::session::Caller;
 use crate::sql::parser::normalize;
@@ -38,11 +38,13 @@ pub async fn drop_namespace(
 ) -> Result<()> {
     for def in db.catalog.tables(Some(name)) {
         db.jobs.cancel_table(def.id).await;
-        db.live.end_table(
-            def.id,
-            "table_dropped",
-            &format!("namespace {name} was dropped"),
-        );
+        db.events
+            .publish(CatalogEvent::TableChanged {
+                table_id: def.id,
+                code: "table_dropped",
+                message: format!("namespace {name} was dropped"),
+            })
+            .await;
     }
     let dropped = db.catalog.drop_namespace(name, if_exists).await?;
     for def in &dropped {
@@ -440,11 +442,13 @@ pub async fn drop_table(
     // Jobs of the table stop first, so none writes into its folder after the clean-up.
     if let Some(def) = db.catalog.table(&ns, &table) {
         db.jobs.cancel_table(def.id).await;
-        db.live.end_table(
-            def.id,
-            "table_dropped",
-            &format!("{} was dropped", def.qualified()),
-        );
+        db.events
+            .publish(CatalogEvent::TableChanged {
+                table_id: def.id,
+                code: "table_dropped",
+                message: format!("{} was dropped", def.qualified()),
+            })
+            .await;
     }
     if let Some(def) = db.catalog.drop_table(&ns, &table, if_exists).await? {
         remove_cold_files(db, &def).await;

@@ -27,6 +27,12 @@ impl Dialect for QuillDialect {
         false
     }
 
+    /// `OPTIONS` after a table name opens a subscription's options (`SUBSCRIBE TO SELECT ...
+    /// FROM t OPTIONS (...)`), never an alias.
+    fn is_table_alias(&self, kw: &Keyword, parser: &mut Parser) -> bool {
+        *kw != Keyword::OPTIONS && self.0.is_table_alias(kw, parser)
+    }
+
     fn identifier_quote_style(&self, identifier: &str) -> Option<char> {
         self.0.identifier_quote_style(identifier)
     }

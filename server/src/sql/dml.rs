@@ -8,12 +8,13 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, StringArray, UInt32Array, new_null_array,
 };
-use arrow::compute::{CastOptions, cast_with_options, concat_batches, take};
+use arrow::compute::{concat_batches, take};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    AssignmentTarget, Delete, Expr, FromTable, Ident, Insert, OnConflictAction, OnInsert, SetExpr,
-    TableFactor, TableObject, UnaryOperator, Update, Value, visit_expressions_mut,
+    AssignmentTarget, Delete, Expr, FromTable, Ident, Insert, ObjectName, OnConflictAction,
+    OnInsert, SelectItem, SetExpr, Statement, TableAlias, TableFactor, TableObject, UnaryOperator,
+    Update, Value, visit_expressions_mut,
 };
 use quilldb_storage::codec::encode_rows;
 use quilldb_storage::hot::{RowOp, SEQ_COLUMN, WriteMode};
@@ -22,11 +23,12 @@ use quilldb_storage::keys::PartitionKey;
 use crate::authz::Access;
 use crate::catalog::types::SqlType;
 use crate::catalog::{DefaultExpr, TableDef};
-use crate::db::Database;
+use crate::engine::Database;
+use crate::engine::keys::{display_key, encode_pk_array};
 use crate::error::{Error, Result};
 use crate::session::Caller;
-use crate::sql::keys::{display_key, encode_pk_array};
 use crate::sql::parser::{Command, normalize};
+use crate::sql::select::{column, from, named, select, table};
 
 /// Row ops of one statement execution, with what the duplicate-key error needs.
 #[derive(Default)]
@@ -36,11 +38,6 @@ pub struct Planned {
     /// For each op: `table`, `column = value` of its key.
     pub keys: Vec<(String, String)>,
 }
-
-const STRICT: CastOptions<'static> = CastOptions {
-    safe: false,
-    format_options: arrow::util::display::FormatOptions::new(),
-};
 
 fn no_system_column(name: &str) -> Result<()> {
     if name.starts_with('_') {
@@ -94,16 +91,6 @@ fn simple_value(e: &Expr, params: &[ScalarValue]) -> Result<Option<ScalarValue>>
     })
 }
 
-pub(crate) fn cast_column(a: &ArrayRef, column: &str, ty: SqlType) -> Result<ArrayRef> {
-    let target = ty.arrow();
-    if a.data_type() == &target {
-        return Ok(a.clone());
-    }
-    cast_with_options(a, &target, &STRICT).map_err(|e| {
-        Error::InvalidArgument(format!("column {column}: value does not fit {ty}: {e}"))
-    })
-}
-
 fn cast_scalar(v: ScalarValue, column: &str, ty: SqlType) -> Result<ScalarValue> {
     let target = ty.arrow();
     if v.is_null() {
@@ -132,7 +119,7 @@ fn literal_column(vals: Vec<ScalarValue>, name: &str, ty: SqlType) -> Result<Arr
                 _ => None,
             })
             .collect();
-        return cast_column(&(Arc::new(text) as ArrayRef), name, ty);
+        return crate::catalog::types::cast_column(&(Arc::new(text) as ArrayRef), name, ty);
     }
     let cast = vals
         .into_iter()
@@ -187,7 +174,7 @@ async fn source_columns(
         }
     }
     let stmt = datafusion::sql::sqlparser::ast::Statement::Query(source.clone());
-    let batches = db.query_batches(caller, stmt, params).await?;
+    let batches = super::plan::query_batches(db, caller, stmt, params).await?;
     let schema = match batches.first() {
         Some(b) => b.schema(),
         None => {
@@ -209,7 +196,7 @@ async fn source_columns(
         .columns()
         .iter()
         .zip(targets)
-        .map(|(a, (name, ty))| cast_column(a, name, *ty))
+        .map(|(a, (name, ty))| crate::catalog::types::cast_column(a, name, *ty))
         .collect()
 }
 
@@ -249,7 +236,7 @@ pub(crate) fn default_column(
             vec![now_us; rows],
         )));
     }
-    cast_column(&a, &col.name, col.ty)
+    crate::catalog::types::cast_column(&a, &col.name, col.ty)
 }
 
 /// Checks NOT NULL, JSON and UUID columns; UUIDs are rewritten in canonical form.
@@ -430,7 +417,7 @@ fn template_columns(
                         params.num_columns()
                     ))
                 })?;
-                return cast_column(col, name, *ty);
+                return crate::catalog::types::cast_column(col, name, *ty);
             }
             let v = simple_value(e, &[])?
                 .ok_or_else(|| Error::Internal("template value is not a constant".into()))?;
@@ -567,8 +554,12 @@ async fn upsert(
             )));
         }
     }
-    let spec = db.full_scan_spec(def, partition)?;
-    let existing = db.lookup(def, spec, keys.clone()).await?;
+    let (_, found) = db
+        .read(def.clone(), (**partition).clone())?
+        .keys(Some(keys.clone()))
+        .collect()
+        .await?;
+    let existing = concat_batches(&def.query_schema(), &found)?;
     let existing_keys = encode_pk_array(existing.column(pk_index))?;
     let at: HashMap<&[u8], usize> = existing_keys
         .iter()
@@ -658,16 +649,8 @@ async fn upsert(
     if let Some(s) = selection.as_mut() {
         rewrite_excluded(s);
     }
-    let sql = select_sql(
-        def,
-        &format!("\"{}\"", def.name),
-        None,
-        &assignments,
-        selection.as_ref(),
-    );
-    let updated = db
-        .scratch_query(caller, &def.name, scratch, &sql, params)
-        .await?;
+    let stmt = changed_rows(def, table(&[&def.name]), &assignments, selection);
+    let updated = super::plan::scratch_query(db, caller, &def.name, scratch, stmt, params).await?;
     push_updates(def, partition, updated, out)
 }
 
@@ -683,29 +666,23 @@ fn rewrite_excluded(e: &mut Expr) {
     });
 }
 
-/// `SELECT <every column, assigned or kept>, _seq FROM <from> [WHERE ...]`.
-fn select_sql(
+/// `SELECT <every column, assigned or kept>, _seq FROM <relation> [WHERE ...]`.
+fn changed_rows(
     def: &TableDef,
-    from: &str,
-    alias: Option<&str>,
+    relation: TableFactor,
     assignments: &HashMap<String, Expr>,
-    selection: Option<&Expr>,
-) -> String {
-    let mut sql = String::from("SELECT ");
-    for c in &def.columns {
-        match assignments.get(&c.name) {
-            Some(e) => sql.push_str(&format!("({e}) AS \"{}\", ", c.name)),
-            None => sql.push_str(&format!("\"{}\", ", c.name)),
-        }
-    }
-    sql.push_str(&format!("\"{SEQ_COLUMN}\" FROM {from}"));
-    if let Some(a) = alias {
-        sql.push_str(&format!(" AS {a}"));
-    }
-    if let Some(s) = selection {
-        sql.push_str(&format!(" WHERE {s}"));
-    }
-    sql
+    selection: Option<Expr>,
+) -> Statement {
+    let mut projection: Vec<SelectItem> = def
+        .columns
+        .iter()
+        .map(|c| match assignments.get(&c.name) {
+            Some(e) => named(Expr::Nested(Box::new(e.clone())), &c.name),
+            None => SelectItem::UnnamedExpr(column(&c.name)),
+        })
+        .collect();
+    projection.push(SelectItem::UnnamedExpr(column(SEQ_COLUMN)));
+    select(projection, from(relation), selection)
 }
 
 fn push_updates(
@@ -723,7 +700,7 @@ fn push_updates(
             .columns
             .iter()
             .enumerate()
-            .map(|(i, c)| cast_column(b.column(i), &c.name, c.ty))
+            .map(|(i, c)| crate::catalog::types::cast_column(b.column(i), &c.name, c.ty))
             .collect::<Result<Vec<_>>>()?;
         let batch = validate_rows(def, cols)?;
         ops_for(
@@ -738,21 +715,23 @@ fn push_updates(
     Ok(())
 }
 
-fn table_factor(
-    f: &TableFactor,
-) -> Result<(&datafusion::sql::sqlparser::ast::ObjectName, Option<String>)> {
+/// The table a statement changes and its alias.
+fn table_factor(f: &TableFactor) -> Result<(&ObjectName, Option<TableAlias>)> {
     match f {
-        TableFactor::Table { name, alias, .. } => {
-            Ok((name, alias.as_ref().map(|a| a.name.to_string())))
-        }
+        TableFactor::Table { name, alias, .. } => Ok((name, alias.clone())),
         other => Err(Error::InvalidArgument(format!(
             "cannot change rows of {other}"
         ))),
     }
 }
 
-fn qualified_sql(def: &TableDef) -> String {
-    format!("\"{}\".\"{}\"", def.namespace, def.name)
+/// `def` named in full, with the statement's alias.
+fn qualified(def: &TableDef, alias: Option<TableAlias>) -> TableFactor {
+    let mut relation = table(&[&def.namespace, &def.name]);
+    if let TableFactor::Table { alias: a, .. } = &mut relation {
+        *a = alias;
+    }
+    relation
 }
 
 async fn update(
@@ -766,6 +745,7 @@ async fn update(
     }
     let (name, alias) = table_factor(&u.table.relation)?;
     let def = db.table_for(caller, name, Access::Write)?;
+    let relation = qualified(&def, alias);
     let (_, pk) = def.pk()?;
     let mut assignments = HashMap::new();
     for a in &u.assignments {
@@ -792,14 +772,8 @@ async fn update(
         }
         assignments.insert(col, a.value.clone());
     }
-    let sql = select_sql(
-        &def,
-        &qualified_sql(&def),
-        alias.as_deref(),
-        &assignments,
-        u.selection.as_ref(),
-    );
-    let batches = db.query_sql(caller, &sql, params).await?;
+    let stmt = changed_rows(&def, relation, &assignments, u.selection.clone());
+    let batches = super::plan::query_batches(db, caller, stmt, params).await?;
     let partition = Arc::new(PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?);
     let mut out = Planned::default();
     push_updates(&def, &partition, batches, &mut out)?;
@@ -821,18 +795,15 @@ async fn delete(
     let (name, alias) = table_factor(&from[0].relation)?;
     let def = db.table_for(caller, name, Access::Write)?;
     let (pk_index, pk) = def.pk()?;
-    let mut sql = format!(
-        "SELECT \"{}\", \"{SEQ_COLUMN}\" FROM {}",
-        pk.name,
-        qualified_sql(&def)
+    let stmt = select(
+        vec![
+            SelectItem::UnnamedExpr(column(&pk.name)),
+            SelectItem::UnnamedExpr(column(SEQ_COLUMN)),
+        ],
+        crate::sql::select::from(qualified(&def, alias)),
+        d.selection.clone(),
     );
-    if let Some(a) = alias {
-        sql.push_str(&format!(" AS {a}"));
-    }
-    if let Some(s) = &d.selection {
-        sql.push_str(&format!(" WHERE {s}"));
-    }
-    let batches = db.query_sql(caller, &sql, params).await?;
+    let batches = super::plan::query_batches(db, caller, stmt, params).await?;
     let partition = Arc::new(PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?);
     let mut out = Planned::default();
     for b in batches {
@@ -840,7 +811,7 @@ async fn delete(
             continue;
         }
         let seq = seqs(&b)?;
-        let key = cast_column(b.column(0), &pk.name, pk.ty)?;
+        let key = crate::catalog::types::cast_column(b.column(0), &pk.name, pk.ty)?;
         // ops_for reads the key at the table's pk position; build a batch that has it there.
         let mut cols: Vec<ArrayRef> = def
             .columns

@@ -10,10 +10,11 @@ use quilldb_storage::keys::PartitionKey;
 
 use crate::authz::{self, Access};
 use crate::catalog::TableDef;
-use crate::db::Database;
+use crate::catalog::types::cast_column;
+use crate::engine::Database;
 use crate::error::{Error, Result};
 use crate::session::{Caller, Role};
-use crate::sql::dml::{Planned, cast_column, default_column, ops_for, validate_rows};
+use crate::sql::dml::{Planned, default_column, ops_for, validate_rows};
 
 /// Appends every batch of `data` to the target table, all rows or none; answers the row count.
 pub async fn ingest(

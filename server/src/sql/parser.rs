@@ -3,14 +3,20 @@
 //! column from sqlparser.
 
 use datafusion::sql::sqlparser::ast::CreateTable;
-use datafusion::sql::sqlparser::ast::{Delete, Ident, Insert, ObjectName, Statement, Update};
+use datafusion::sql::sqlparser::ast::{
+    Delete, Insert, ObjectName, SelectItem, Statement, TableFactor, Update,
+    WildcardAdditionalOptions,
+};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::dialect::QuillDialect;
 use crate::catalog::TableType;
+pub use crate::catalog::names::{name_parts, normalize};
+pub use crate::engine::limits::TextLimits;
 use crate::error::{Error, Result};
+use crate::live::query::LiveOptions;
 
 /// A parsed statement.
 #[derive(Debug, Clone)]
@@ -59,6 +65,14 @@ pub enum Command {
     Delete(Box<Delete>),
     /// A query for DataFusion.
     Query(Box<Statement>),
+    /// `SUBSCRIBE TO [ns.]t [WHERE ...] [OPTIONS (...)]` or `SUBSCRIBE TO SELECT ... [OPTIONS
+    /// (...)]`: the subscription's query (the table form as `SELECT * FROM t WHERE ...`).
+    Subscribe {
+        /// The query.
+        query: Box<Statement>,
+        /// `OPTIONS (...)`.
+        options: LiveOptions,
+    },
     /// BEGIN / START TRANSACTION
     Begin,
     /// COMMIT
@@ -148,27 +162,6 @@ pub enum UserChange {
     Email(String),
 }
 
-/// An identifier as QuillDB names it: unquoted folds to lower case, quoted is kept.
-pub fn normalize(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_lowercase()
-    }
-}
-
-/// The parts of a dotted name, normalized.
-pub fn name_parts(name: &ObjectName) -> Result<Vec<String>> {
-    name.0
-        .iter()
-        .map(|p| {
-            p.as_ident()
-                .map(normalize)
-                .ok_or_else(|| Error::InvalidArgument(format!("{name} is not a plain name")))
-        })
-        .collect()
-}
-
 fn word(t: &TokenWithSpan) -> Option<String> {
     match &t.token {
         Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
@@ -195,56 +188,11 @@ fn end_position(sql: &str) -> String {
     format!("Line: {line}, Column: {column}")
 }
 
-/// Limits on statement text, checked before anything is built from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TextLimits {
-    /// Largest SQL text in bytes (`limits.max_sql_bytes`).
-    pub max_bytes: usize,
-    /// Deepest nesting of operators, brackets and CASE (`limits.max_expression_depth`); see
-    /// [`super::depth`].
-    pub max_depth: usize,
-}
-
-impl TextLimits {
-    /// sqlparser's own recursion limit: a backstop behind the token count, which it can only
-    /// reach through shapes that recurse more than once per counted token (a subquery recurses
-    /// through the query, the select and the expression).
-    pub fn parser_recursion(&self) -> usize {
-        self.max_depth.saturating_mul(4).saturating_add(64)
-    }
-
-    fn too_deep(&self, found: Option<usize>) -> Error {
-        let found = found.map(|n| format!(" ({n} found)")).unwrap_or_default();
-        Error::ResourceExhausted(format!(
-            "the statement nests too deeply{found}: the limit is {} levels \
-             (limits.max_expression_depth). Each operator of a chain (a + b + ..., x AND y AND \
-             ...) adds a level, each bracket, function call, array or CASE nested in another \
-             {}, each nested subquery {}: write long OR lists as IN (...), or split the \
-             statement",
-            self.max_depth,
-            super::depth::BRACKET,
-            super::depth::SUBQUERY
-        ))
-    }
-
-    /// Refuses text longer than `max_bytes`.
-    pub fn check_size(&self, sql: &str) -> Result<()> {
-        if sql.len() > self.max_bytes {
-            return Err(Error::ResourceExhausted(format!(
-                "the SQL text is {} bytes; the limit is {} (limits.max_sql_bytes)",
-                sql.len(),
-                self.max_bytes
-            )));
-        }
-        Ok(())
-    }
-}
-
 /// Parses exactly one statement (a trailing `;` is allowed), within `limits`.
 pub fn parse(sql: &str, limits: &TextLimits) -> Result<Command> {
     limits.check_size(sql)?;
     parse_inner(sql, limits).map_err(|e| match e {
-        Error::Parse(msg) if msg.contains("recursion limit exceeded") => limits.too_deep(None),
+        Error::Parse(msg) if msg.contains("recursion limit exceeded") => too_deep(limits, None),
         Error::Parse(msg) if !msg.contains("Line:") => {
             Error::Parse(format!("{msg} at {}", end_position(sql)))
         }
@@ -259,7 +207,7 @@ pub fn tokenize(sql: &str, limits: &TextLimits) -> Result<Vec<TokenWithSpan>> {
         .map_err(|e| Error::Parse(e.to_string()))?;
     let depth = super::depth::nesting(tokens.iter().map(|t| &t.token), limits.max_depth);
     if depth > limits.max_depth {
-        return Err(limits.too_deep(Some(depth)));
+        return Err(too_deep(limits, Some(depth)));
     }
     Ok(tokens)
 }
@@ -434,11 +382,47 @@ fn parse_one(p: &mut Parser, limits: &TextLimits) -> Result<Command> {
             let _ = p.parse_keyword(Keyword::TRANSACTION) || p.parse_keyword(Keyword::WORK);
             Ok(cmd)
         }
-        ("SUBSCRIBE", _) => Err(Error::InvalidArgument(
-            "SUBSCRIBE runs only over DoExchange: open a DoExchange stream with this statement \
-             as its command"
-                .into(),
-        )),
+        ("SUBSCRIBE", _) => {
+            p.next_token();
+            expect_word(
+                p,
+                "TO",
+                "a subscription reads SUBSCRIBE TO [ns.]table ... or SUBSCRIBE TO SELECT ...",
+            )?;
+            let query = if peek_word(p, 0).as_deref() == Some("SELECT") {
+                Statement::Query(p.parse_query()?)
+            } else {
+                let name = p.parse_object_name(false)?;
+                let selection = if p.parse_keyword(Keyword::WHERE) {
+                    Some(p.parse_expr()?)
+                } else {
+                    None
+                };
+                let relation = TableFactor::Table {
+                    name,
+                    alias: None,
+                    args: None,
+                    with_hints: Vec::new(),
+                    version: None,
+                    with_ordinality: false,
+                    partitions: Vec::new(),
+                    json_path: None,
+                    sample: None,
+                    index_hints: Vec::new(),
+                };
+                let all = SelectItem::Wildcard(WildcardAdditionalOptions::default());
+                super::select::select(vec![all], super::select::from(relation), selection)
+            };
+            let options = if p.parse_keyword(Keyword::OPTIONS) {
+                live_options(p)?
+            } else {
+                LiveOptions::default()
+            };
+            Ok(Command::Subscribe {
+                query: Box::new(query),
+                options,
+            })
+        }
         ("STORAGE", "FLUSH") => {
             p.next_token();
             p.next_token();
@@ -688,6 +672,86 @@ fn create_table(p: &mut Parser, prefix: Option<TableType>) -> Result<Command> {
     })
 }
 
+/// The error of a statement nested deeper than `limits` allow.
+fn too_deep(limits: &TextLimits, found: Option<usize>) -> Error {
+    let found = found.map(|n| format!(" ({n} found)")).unwrap_or_default();
+    Error::ResourceExhausted(format!(
+        "the statement nests too deeply{found}: the limit is {} levels \
+         (limits.max_expression_depth). Each operator of a chain (a + b + ..., x AND y AND \
+         ...) adds a level, each bracket, function call, array or CASE nested in another \
+         {}, each nested subquery {}: write long OR lists as IN (...), or split the \
+         statement",
+        limits.max_depth,
+        super::depth::BRACKET,
+        super::depth::SUBQUERY
+    ))
+}
+
+/// `(k = v, ...)` after OPTIONS: a subscription's options.
+fn live_options(p: &mut Parser) -> Result<LiveOptions> {
+    let invalid = |m: String| Error::InvalidArgument(m);
+    let mut options = LiveOptions::default();
+    if !p.consume_token(&Token::LParen) {
+        return Err(invalid(
+            "OPTIONS takes a list in parentheses: OPTIONS (last_rows = 50)".into(),
+        ));
+    }
+    loop {
+        let key = match p.next_token().token {
+            Token::Word(w) => w.value.to_ascii_lowercase(),
+            _ => {
+                return Err(invalid(
+                    "each option is key = value, e.g. batch_size = 100".into(),
+                ));
+            }
+        };
+        if !p.consume_token(&Token::Eq) {
+            return Err(invalid(
+                "each option is key = value, e.g. batch_size = 100".into(),
+            ));
+        }
+        let value = p.next_token().token;
+        let number = || match &value {
+            Token::Number(n, _) => n
+                .parse::<u64>()
+                .map_err(|_| invalid(format!("{key} takes a whole number, not {n}"))),
+            other => Err(invalid(format!("{key} takes a whole number, not {other}"))),
+        };
+        match key.as_str() {
+            "last_rows" => options.last_rows = Some(number()? as usize),
+            "batch_size" => match number()? {
+                0 => return Err(invalid("batch_size must be at least 1".into())),
+                n => options.batch_size = n as usize,
+            },
+            "from" => options.from = Some(number()?),
+            "all_users" => {
+                options.all_users = match &value {
+                    Token::Word(w) if w.value.eq_ignore_ascii_case("true") => true,
+                    Token::Word(w) if w.value.eq_ignore_ascii_case("false") => false,
+                    other => {
+                        return Err(invalid(format!(
+                            "all_users takes true or false, not {other}"
+                        )));
+                    }
+                }
+            }
+            other => {
+                return Err(invalid(format!(
+                    "unknown option {other}: expected last_rows, batch_size, from or all_users"
+                )));
+            }
+        }
+        if p.consume_token(&Token::RParen) {
+            return Ok(options);
+        }
+        if !p.consume_token(&Token::Comma) {
+            return Err(invalid(
+                "each option is key = value, e.g. batch_size = 100".into(),
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -789,6 +853,35 @@ mod tests {
             .unwrap_or_default();
         assert!(e.contains("Line: 2"), "{e}");
         assert!(parse("SELECT 1; SELECT 2").is_err(), "two statements");
-        assert!(parse("SUBSCRIBE TO a.b").is_err(), "subscribe");
+    }
+
+    #[test]
+    fn subscribe_is_a_statement() {
+        let Ok(Command::Subscribe { query, options }) =
+            parse("SUBSCRIBE TO a.b WHERE v > $1 OPTIONS (last_rows = 5, all_users = true)")
+        else {
+            panic!("a subscription");
+        };
+        assert_eq!(query.to_string(), "SELECT * FROM a.b WHERE v > $1");
+        assert_eq!(options.last_rows, Some(5));
+        assert!(options.all_users);
+        assert_eq!(options.batch_size, 1000);
+        // OPTIONS after a table name is never its alias.
+        let Ok(Command::Subscribe { query, options }) =
+            parse("SUBSCRIBE TO SELECT id, v FROM a.b OPTIONS (batch_size = 7);")
+        else {
+            panic!("a subscription");
+        };
+        assert_eq!(query.to_string(), "SELECT id, v FROM a.b");
+        assert_eq!(options.batch_size, 7);
+        for bad in [
+            "SUBSCRIBE a.b",
+            "SUBSCRIBE TO a.b OPTIONS (batch_size = 0)",
+            "SUBSCRIBE TO a.b OPTIONS (colour = 1)",
+            "SUBSCRIBE TO a.b OPTIONS last_rows = 1",
+            "SUBSCRIBE TO a.b WHERE",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -3,30 +3,19 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::array::{ArrayRef, Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast::ObjectName;
 use quilldb_storage::keys::PartitionKey;
 
 use crate::authz::Access;
 use crate::catalog::{StorageDef, TableType, now_millis};
-use crate::db::Database;
+use crate::engine::Database;
 use crate::error::{Error, Result};
-use crate::jobs::{Job, JobKind};
+use crate::jobs::JobKind;
+use crate::provider::system::batches::{millis, ts};
 use crate::session::Caller;
-
-fn ts(name: &str, nullable: bool) -> Field {
-    Field::new(
-        name,
-        DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-        nullable,
-    )
-}
-
-fn millis(v: Vec<Option<i64>>) -> ArrayRef {
-    Arc::new(TimestampMillisecondArray::from(v).with_timezone("UTC"))
-}
 
 fn job_ids(ids: Vec<String>) -> Result<RecordBatch> {
     let schema = Arc::new(Schema::new(vec![Field::new(
@@ -203,77 +192,4 @@ pub async fn drop_storage(db: &Arc<Database>, name: &str, if_exists: bool) -> Re
         .find(|t| t.storage_id == name)
         .map(|t| t.qualified());
     db.storages.remove(name, if_exists, in_use).await
-}
-
-/// SHOW STORAGES and system.storages: never a credential.
-pub fn storages_batch(db: &Database) -> Result<RecordBatch> {
-    let all = db.storages.all();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("storage_id", DataType::Utf8, false),
-        Field::new("storage_type", DataType::Utf8, false),
-        Field::new("path", DataType::Utf8, false),
-        Field::new("shared_tables_template", DataType::Utf8, false),
-        Field::new("user_tables_template", DataType::Utf8, false),
-        ts("created_at", false),
-    ]));
-    let s = |f: &dyn Fn(&StorageDef) -> String| -> ArrayRef {
-        Arc::new(StringArray::from(
-            all.iter().map(|x| f(&x.def)).collect::<Vec<_>>(),
-        ))
-    };
-    Ok(RecordBatch::try_new(
-        schema,
-        vec![
-            s(&|d| d.id.clone()),
-            s(&|d| d.kind.clone()),
-            s(&|d| d.path.clone()),
-            s(&|d| d.shared_template.clone()),
-            s(&|d| d.user_template.clone()),
-            millis(all.iter().map(|x| Some(x.def.created_at)).collect()),
-        ],
-    )?)
-}
-
-/// system.jobs.
-pub fn jobs_batch(jobs: &[Job]) -> Result<RecordBatch> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("job_id", DataType::Utf8, false),
-        Field::new("job_type", DataType::Utf8, false),
-        Field::new("status", DataType::Utf8, false),
-        Field::new("namespace", DataType::Utf8, false),
-        Field::new("table_name", DataType::Utf8, false),
-        Field::new("user_id", DataType::Utf8, true),
-        Field::new("rows", DataType::Int64, false),
-        Field::new("bytes", DataType::Int64, false),
-        Field::new("message", DataType::Utf8, false),
-        ts("created_at", false),
-        ts("started_at", true),
-        ts("finished_at", true),
-    ]));
-    let s = |f: &dyn Fn(&Job) -> String| -> ArrayRef {
-        Arc::new(StringArray::from(jobs.iter().map(f).collect::<Vec<_>>()))
-    };
-    Ok(RecordBatch::try_new(
-        schema,
-        vec![
-            s(&|j| j.id.clone()),
-            s(&|j| j.kind.to_string()),
-            s(&|j| j.status.to_string()),
-            s(&|j| j.namespace.clone()),
-            s(&|j| j.table_name.clone()),
-            Arc::new(StringArray::from(
-                jobs.iter().map(|j| j.user_id.clone()).collect::<Vec<_>>(),
-            )),
-            Arc::new(Int64Array::from(
-                jobs.iter().map(|j| j.rows as i64).collect::<Vec<_>>(),
-            )),
-            Arc::new(Int64Array::from(
-                jobs.iter().map(|j| j.bytes as i64).collect::<Vec<_>>(),
-            )),
-            s(&|j| j.message.clone()),
-            millis(jobs.iter().map(|j| Some(j.created_at)).collect()),
-            millis(jobs.iter().map(|j| j.started_at).collect()),
-            millis(jobs.iter().map(|j| j.finished_at).collect()),
-        ],
-    )?)
 }

@@ -3,17 +3,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringArray, TimestampMillisecondArray};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use arrow::record_batch::RecordBatch;
-
 use super::parser::UserChange;
 use crate::auth::records::{check_password, hash_password};
 use crate::auth::{ROOT, UserDef};
 use crate::authz;
 use crate::catalog::names::{NameKind, validate};
 use crate::catalog::now_millis;
-use crate::db::Database;
+use crate::engine::{CatalogEvent, Database};
 use crate::error::{Error, Result};
 use crate::session::{Caller, Role};
 
@@ -116,7 +112,12 @@ pub async fn alter_user(
     let credentials = user.credentials;
     let role = user.role;
     db.auth.save(user).await?;
-    db.live.end_unreadable(name, role, &db.catalog);
+    db.events
+        .publish(CatalogEvent::RoleChanged {
+            user: name.to_string(),
+            role,
+        })
+        .await;
     if own {
         db.auth.keep_session(caller.session(), credentials).await?;
     }
@@ -147,65 +148,13 @@ pub async fn drop_user(
     user.updated_at = now;
     user.credentials += 1;
     db.auth.save(user).await?;
-    db.live.end_user(name, "the user was dropped");
+    db.events
+        .publish(CatalogEvent::UserDropped {
+            user: name.to_string(),
+        })
+        .await;
     tracing::info!(user = name, by = %caller.user, "user dropped");
     Ok(())
-}
-
-/// system.users: never a password hash.
-pub fn users_batch(db: &Database) -> Result<RecordBatch> {
-    let mut users = db.auth.users();
-    users.insert(
-        0,
-        UserDef {
-            user_id: ROOT.into(),
-            role: Role::System,
-            email: None,
-            password_hash: String::new(),
-            created_at: 0,
-            updated_at: 0,
-            last_login_at: None,
-            deleted_at: None,
-            credentials: 0,
-        },
-    );
-    let ts = |name: &str, nullable: bool| {
-        Field::new(
-            name,
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            nullable,
-        )
-    };
-    let millis = |v: Vec<Option<i64>>| -> ArrayRef {
-        Arc::new(TimestampMillisecondArray::from(v).with_timezone("UTC"))
-    };
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("user_id", DataType::Utf8, false),
-        Field::new("role", DataType::Utf8, false),
-        Field::new("email", DataType::Utf8, true),
-        ts("created_at", false),
-        ts("updated_at", false),
-        ts("last_login_at", true),
-        ts("deleted_at", true),
-    ]));
-    Ok(RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(StringArray::from_iter_values(
-                users.iter().map(|u| u.user_id.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                users.iter().map(|u| u.role.to_string()),
-            )),
-            Arc::new(StringArray::from(
-                users.iter().map(|u| u.email.clone()).collect::<Vec<_>>(),
-            )),
-            millis(users.iter().map(|u| Some(u.created_at)).collect()),
-            millis(users.iter().map(|u| Some(u.updated_at)).collect()),
-            millis(users.iter().map(|u| u.last_login_at).collect()),
-            millis(users.iter().map(|u| u.deleted_at).collect()),
-        ],
-    )?)
 }
 
 /// EXECUTE AS USER: one statement as another user (service: users; dba: users and services;

@@ -15,8 +15,13 @@ use crate::keys::PartitionKey;
 pub enum Prior {
     /// No live version: the change inserts.
     Absent,
-    /// The live version's encoded row.
-    Row(Vec<u8>),
+    /// The live version: its `_seq` (which schema it was written under) and encoded row.
+    Row {
+        /// The version's `_seq`.
+        seq: u64,
+        /// The encoded row.
+        row: Vec<u8>,
+    },
     /// A live version (this `_seq`) whose row is in cold storage only: not read on the commit
     /// path; a listener reads it with [`crate::merge::ColdSource::versions`].
     Cold(u64),

@@ -183,14 +183,19 @@ impl Writer {
             return Ok(Prior::Absent);
         };
         if let Some(body) = earlier.iter().find_map(|b| b.get(key)) {
-            return Ok(body.clone().map_or(Prior::Absent, Prior::Row));
+            return Ok(body
+                .clone()
+                .map_or(Prior::Absent, |row| Prior::Row { seq: old, row }));
         }
         let found = self
             .db
             .get_pinned_cf(cf(&self.db, CF_ROWS)?, partition.row_key(old))
             .map_err(|e| Error::rocks("read the prior version", e))?;
         match found {
-            Some(v) => Ok(Prior::Row(super::scan::split_value(&v)?.2.to_vec())),
+            Some(v) => Ok(Prior::Row {
+                seq: old,
+                row: super::scan::split_value(&v)?.2.to_vec(),
+            }),
             None => Ok(Prior::Cold(old)),
         }
     }

@@ -1,0 +1,234 @@
+//! Prepared statements: the text is checked, parsed and authorized once; a query is planned
+//! once per catalog generation and bound per execution; DML parameters take the types of what
+//! they are compared with or written to.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use datafusion::sql::sqlparser::ast::{Expr, SetExpr, TableObject, Value, visit_expressions};
+use parking_lot::Mutex;
+use quilldb_flight::service::rows_affected_schema;
+use quilldb_flight::{Outcome, PreparedInfo};
+
+use super::parser::{Command, name_parts, parse};
+use super::select;
+use crate::authz::Access;
+use crate::engine::{Database, QueryPlan};
+use crate::error::Result;
+use crate::session::Caller;
+
+/// A prepared statement: parsed once; a query also planned once per catalog generation.
+pub struct PreparedStatement {
+    command: Command,
+    plan: Mutex<Option<(u64, Arc<QueryPlan>)>>,
+}
+
+/// The parameters of a query, typed where DataFusion could infer them from their use.
+fn query_parameters(
+    stmt: &datafusion::sql::sqlparser::ast::Statement,
+    plan: &QueryPlan,
+) -> Vec<Field> {
+    let mut params: Vec<usize> = Vec::new();
+    let _ = visit_expressions(stmt, |e: &Expr| {
+        if let Expr::Value(v) = e
+            && let Value::Placeholder(p) = &v.value
+        {
+            let n = crate::sql::dml::placeholder_index(p).map_or(0, |i| i + 1);
+            if !params.contains(&n) {
+                params.push(n);
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    params.sort_unstable();
+    let types = plan.parameter_types();
+    params
+        .into_iter()
+        .map(|n| {
+            let name = format!("${n}");
+            let ty = types
+                .get(&name)
+                .cloned()
+                .flatten()
+                .unwrap_or(DataType::Null);
+            Field::new(name, ty, true)
+        })
+        .collect()
+}
+
+/// Parameter types of UPDATE and DELETE, inferred by DataFusion from an equivalent query:
+/// `SELECT 1 FROM t WHERE (cond) AND col = (value) ...`, so a placeholder takes the type
+/// of what it is compared with or assigned to.
+async fn selection_parameters(
+    db: &Arc<Database>,
+    caller: &Caller,
+    cmd: &Command,
+) -> Result<Vec<Field>> {
+    use datafusion::sql::sqlparser::ast::{AssignmentTarget, FromTable};
+    let (from, mut conditions, selection) = match cmd {
+        Command::Update(u) => {
+            let sets = u
+                .assignments
+                .iter()
+                .filter_map(|a| match &a.target {
+                    AssignmentTarget::ColumnName(n) => Some(select::eq(
+                        Expr::CompoundIdentifier(
+                            n.0.iter().filter_map(|p| p.as_ident().cloned()).collect(),
+                        ),
+                        a.value.clone(),
+                    )),
+                    AssignmentTarget::Tuple(_) => None,
+                })
+                .collect::<Vec<_>>();
+            (vec![u.table.clone()], sets, u.selection.as_ref())
+        }
+        Command::Delete(d) => {
+            let tables = match &d.from {
+                FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+            };
+            (tables.clone(), Vec::new(), d.selection.as_ref())
+        }
+        _ => return Ok(Vec::new()),
+    };
+    conditions.extend(selection.cloned());
+    let condition = conditions
+        .into_iter()
+        .reduce(select::and)
+        .unwrap_or_else(select::truth);
+    let one = Expr::Value(Value::Number("1".into(), false).with_empty_span());
+    let stmt = select::select(
+        vec![datafusion::sql::sqlparser::ast::SelectItem::UnnamedExpr(
+            one,
+        )],
+        from,
+        Some(condition),
+    );
+    let plan = super::plan::plan_query(db, caller, stmt.clone(), &[]).await?;
+    Ok(query_parameters(&stmt, &plan))
+}
+
+/// Parameter types of INSERT ... VALUES: each placeholder takes its target column's type.
+fn insert_parameters(db: &Database, caller: &Caller, cmd: &Command) -> Result<Vec<Field>> {
+    let Command::Insert(ins) = cmd else {
+        return Ok(Vec::new());
+    };
+    let TableObject::TableName(name) = &ins.table else {
+        return Ok(Vec::new());
+    };
+    let def = db.table_for(caller, name, Access::Write)?;
+    let targets: Vec<_> = if ins.columns.is_empty() {
+        def.columns.iter().collect()
+    } else {
+        ins.columns
+            .iter()
+            .filter_map(|c| {
+                name_parts(c)
+                    .ok()?
+                    .last()
+                    .and_then(|n| def.column(n))
+                    .map(|(_, c)| c)
+            })
+            .collect()
+    };
+    let mut fields: Vec<(usize, Field)> = Vec::new();
+    if let Some(source) = &ins.source
+        && let SetExpr::Values(values) = source.body.as_ref()
+    {
+        for row in &values.rows {
+            for (i, e) in row.iter().enumerate() {
+                if let Expr::Value(v) = e
+                    && let Value::Placeholder(p) = &v.value
+                {
+                    let index = crate::sql::dml::placeholder_index(p).map_or(0, |i| i + 1);
+                    if let Some(c) = targets.get(i)
+                        && !fields.iter().any(|(n, _)| *n == index)
+                    {
+                        fields.push((index, Field::new(format!("${index}"), c.ty.arrow(), true)));
+                    }
+                }
+            }
+        }
+    }
+    fields.sort_by_key(|(n, _)| *n);
+    Ok(fields.into_iter().map(|(_, f)| f).collect())
+}
+
+pub async fn prepare(
+    db: &Arc<Database>,
+    caller: &Caller,
+    sql: &str,
+) -> Result<(PreparedInfo, PreparedStatement)> {
+    let cmd = parse(sql, &db.limits.text)?;
+    super::authorize::authorize(caller, &cmd)?;
+    match &cmd {
+        Command::Query(stmt) => {
+            let generation = db.catalog.generation();
+            let plan = super::plan::plan_query(db, caller, (**stmt).clone(), &[]).await?;
+            let parameter_schema = Arc::new(Schema::new(query_parameters(stmt, &plan)));
+            let info = PreparedInfo {
+                dataset_schema: plan.schema(),
+                parameter_schema,
+            };
+            let statement = PreparedStatement {
+                command: cmd,
+                plan: Mutex::new(Some((generation, Arc::new(plan)))),
+            };
+            Ok((info, statement))
+        }
+        _ => {
+            // DML answers a row count; its parameters take the types of what they are
+            // compared with or written to.
+            let parameters = match &cmd {
+                Command::Update(_) | Command::Delete(_) => {
+                    selection_parameters(db, caller, &cmd).await?
+                }
+                other => insert_parameters(db, caller, other)?,
+            };
+            let info = PreparedInfo {
+                dataset_schema: rows_affected_schema(),
+                parameter_schema: Arc::new(Schema::new(parameters)),
+            };
+            let statement = PreparedStatement {
+                command: cmd,
+                plan: Mutex::new(None),
+            };
+            Ok((info, statement))
+        }
+    }
+}
+
+/// One execution of a prepared statement: a query binds its plan (replanned only after
+/// DDL, or inside a transaction whose pending rows the plan must see).
+pub async fn run(
+    db: &Arc<Database>,
+    caller: &Caller,
+    prepared: &PreparedStatement,
+    params: Option<RecordBatch>,
+) -> Result<Outcome<QueryPlan>> {
+    let Command::Query(stmt) = &prepared.command else {
+        return super::run_command(db, caller, prepared.command.clone(), params).await;
+    };
+    let first = crate::sql::first_param_row(params.as_ref())?;
+    let generation = db.catalog.generation();
+    let cached = prepared
+        .plan
+        .lock()
+        .clone()
+        .filter(|(g, _)| *g == generation && caller.transaction().is_none());
+    let template = match cached {
+        Some((_, plan)) => plan,
+        None => {
+            let plan = Arc::new(super::plan::plan_query(db, caller, (**stmt).clone(), &[]).await?);
+            if caller.transaction().is_none() {
+                *prepared.plan.lock() = Some((generation, plan.clone()));
+            }
+            plan
+        }
+    };
+    let plan = template.bind(&first)?;
+    Ok(Outcome::Query {
+        schema: plan.schema(),
+        plan,
+    })
+}
