@@ -22,7 +22,7 @@ use quilldb_storage::hot::{HotStore, WriteRequest};
 use quilldb_storage::keys::PartitionKey;
 
 pub use model::{
-    AccessLevel, ColumnDef, DefaultExpr, FlushPolicy, NamespaceDef, TableDef, TableType,
+    AccessLevel, ColumnDef, DefaultExpr, FlushPolicy, NamespaceDef, TableDef, TableType, now_millis,
 };
 pub use storages::{DEFAULT_STORAGE, Storage, StorageDef, Storages};
 
@@ -77,11 +77,6 @@ impl std::fmt::Debug for Catalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Catalog").finish_non_exhaustive()
     }
-}
-
-/// Unix milliseconds now.
-pub fn now_millis() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl Catalog {

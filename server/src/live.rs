@@ -32,7 +32,6 @@ use tokio::sync::mpsc;
 
 pub use hub::{LiveEntry, LiveHub};
 use query::LiveQuery;
-use snapshot::split;
 use task::Task;
 
 use crate::engine::Database;

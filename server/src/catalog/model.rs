@@ -325,7 +325,7 @@ impl TableDef {
             (TableType::Stream, Some(ttl)) => ttl.saturating_mul(1000),
             _ => return None,
         };
-        let now = super::now_millis().max(0) as u64;
+        let now = now_millis().max(0) as u64;
         Some((
             now.saturating_sub(ttl_ms),
             (ttl_ms / 4).clamp(1000, 3_600_000),
@@ -400,4 +400,9 @@ pub struct NamespaceDef {
     pub name: String,
     /// Creation time, Unix milliseconds.
     pub created_at: i64,
+}
+
+/// Unix milliseconds now.
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }

@@ -171,7 +171,7 @@ impl Database {
 
     /// A read of one partition of `def` (every column and `_seq`; see [`TableRead`]).
     pub fn read(&self, def: Arc<TableDef>, partition: PartitionKey) -> Result<TableRead> {
-        TableRead::new(self, def, partition)
+        TableRead::new(&self.hot, &self.storages, def, partition)
     }
 
     /// The manifest of one partition of `def` (`None`: nothing flushed yet).

@@ -21,13 +21,12 @@ use arrow::array::Int64Array;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use futures::stream::BoxStream;
-use quilldb_storage::hot::{Overlay, SEQ_COLUMN, ScanSpec};
+use quilldb_storage::hot::{HotStore, Overlay, SEQ_COLUMN, ScanSpec};
 use quilldb_storage::keys::PartitionKey;
 use quilldb_storage::merge::{ColdSource, MergedRead, ReadStats, SegmentPruner};
 
-use super::database::Database;
 use super::fills::Fills;
-use crate::catalog::{TableDef, TableType};
+use crate::catalog::{Storages, TableDef, TableType};
 use crate::error::{Error, Result};
 
 /// Rows per batch out of a read.
@@ -53,11 +52,16 @@ impl std::fmt::Debug for TableRead {
 
 impl TableRead {
     /// A read of every column and `_seq` of `partition` of `def`, live rows only.
-    pub fn new(db: &Database, def: Arc<TableDef>, partition: PartitionKey) -> Result<Self> {
+    pub fn new(
+        hot: &Arc<HotStore>,
+        storages: &Storages,
+        def: Arc<TableDef>,
+        partition: PartitionKey,
+    ) -> Result<Self> {
         let cold = match def.table_type {
             // STREAM tables are never flushed.
             TableType::Stream => None,
-            _ => Some(cold_source(db, &def, &partition)?),
+            _ => Some(cold_source(storages, &def, &partition)?),
         };
         let spec = ScanSpec {
             partition,
@@ -70,7 +74,7 @@ impl TableRead {
             overlay: None,
         };
         let read = MergedRead {
-            hot: db.hot.clone(),
+            hot: hot.clone(),
             cold,
             pk_column_id: def.pk().map(|(_, c)| c.id).unwrap_or_default(),
             spec,
@@ -314,8 +318,12 @@ impl TableRead {
 }
 
 /// The cold folder of one partition of `def`.
-fn cold_source(db: &Database, def: &TableDef, partition: &PartitionKey) -> Result<ColdSource> {
-    let storage = db.storages.get(&def.storage_id)?;
+fn cold_source(
+    storages: &Storages,
+    def: &TableDef,
+    partition: &PartitionKey,
+) -> Result<ColdSource> {
+    let storage = storages.get(&def.storage_id)?;
     Ok(ColdSource {
         store: storage.cold.clone(),
         folder: storage.partition_folder(def, partition).0,

@@ -206,7 +206,7 @@ impl ChangeBatcher {
             cols.push(Arc::new(StringArray::from(users)));
         }
         let out = RecordBatch::try_new(self.q.schema(), cols)?;
-        Ok(super::split(vec![out], self.q.options.batch_size))
+        Ok(split(vec![out], self.q.options.batch_size))
     }
 
     /// Deleted keys whose prior rows are gone: the key column, other columns null.
@@ -229,4 +229,24 @@ impl ChangeBatcher {
         cols.push(Arc::new(Int64Array::from(seqs)) as ArrayRef);
         Ok(RecordBatch::try_new(schema, cols)?)
     }
+}
+
+/// Bytes of Arrow data one message carries at most: below gRPC's default 4 MiB limit of
+/// stock clients.
+const MESSAGE_BYTES: usize = 3 << 20;
+
+/// Cuts batches into pieces of at most `size` rows and about [`MESSAGE_BYTES`].
+pub fn split(batches: Vec<RecordBatch>, size: usize) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    for b in batches {
+        let per_row = b.get_array_memory_size() / b.num_rows().max(1);
+        let size = size.min((MESSAGE_BYTES / per_row.max(1)).max(1));
+        let mut at = 0;
+        while at < b.num_rows() {
+            let len = size.min(b.num_rows() - at);
+            out.push(b.slice(at, len));
+            at += len;
+        }
+    }
+    out
 }

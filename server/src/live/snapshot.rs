@@ -10,7 +10,7 @@ use arrow::record_batch::RecordBatch;
 use quilldb_flight::EventKind;
 use quilldb_storage::keys::PartitionKey;
 
-use super::changes;
+use super::changes::{self, split};
 use super::query::LiveQuery;
 use super::task::Task;
 use crate::catalog::TableType;
@@ -214,10 +214,6 @@ fn output(q: &LiveQuery, b: &RecordBatch, ops: Vec<i8>, user: &str) -> Result<Re
     Ok(RecordBatch::try_new(q.schema(), cols)?)
 }
 
-/// Bytes of Arrow data one message carries at most: below gRPC's default 4 MiB limit of
-/// stock clients.
-const MESSAGE_BYTES: usize = 3 << 20;
-
 /// Output batches of several users sorted into one ascending `_seq` order; with `last_rows`,
 /// the newest of them all.
 fn merged_by_seq(q: &LiveQuery, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
@@ -231,20 +227,4 @@ fn merged_by_seq(q: &LiveQuery, batches: Vec<RecordBatch>) -> Result<Vec<RecordB
         sorted = sorted.slice(skip, sorted.num_rows() - skip);
     }
     Ok(split(vec![sorted], q.options.batch_size))
-}
-
-/// Cuts batches into pieces of at most `size` rows and about [`MESSAGE_BYTES`].
-pub(super) fn split(batches: Vec<RecordBatch>, size: usize) -> Vec<RecordBatch> {
-    let mut out = Vec::new();
-    for b in batches {
-        let per_row = b.get_array_memory_size() / b.num_rows().max(1);
-        let size = size.min((MESSAGE_BYTES / per_row.max(1)).max(1));
-        let mut at = 0;
-        while at < b.num_rows() {
-            let len = size.min(b.num_rows() - at);
-            out.push(b.slice(at, len));
-            at += len;
-        }
-    }
-    out
 }
