@@ -18,6 +18,7 @@ use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
+use quilldb_flight::client::LiveStream;
 use quilldb_tests::{Client, TestServer};
 use serde_json::json;
 
@@ -321,14 +322,14 @@ async fn interleaved(clients: &mut [Client], queries: &[String], rounds: usize) 
 /// Reads CHANGE rows of `live` until `want` rows came; each row's `id` names the moment its
 /// write was sent (`sent`), and its latency is pushed to the answer.
 async fn receive(
-    mut live: quilldb_tests::Live,
+    mut live: LiveStream,
     want: usize,
     sent: Arc<parking_lot::Mutex<std::collections::HashMap<i64, Instant>>>,
 ) -> Vec<Duration> {
     let mut lat = Vec::with_capacity(want.min(100_000));
     let mut got = 0;
     while got < want {
-        let Some((event, batch)) = live.next_within(Duration::from_secs(60)).await else {
+        let Some((event, batch)) = live.next_within(Duration::from_secs(60)).await.unwrap() else {
             panic!("a subscriber waited 60 s: {got} of {want} rows");
         };
         assert!(event.kind != 4 && event.kind != 5, "ended: {event:?}");
@@ -385,7 +386,7 @@ async fn subscribers(
     tokens: &[String],
     n: usize,
     sql: &str,
-) -> Vec<quilldb_tests::Live> {
+) -> Vec<LiveStream> {
     let mut out = Vec::with_capacity(n);
     let mut channel = server.channel().await;
     for i in 0..n {
@@ -393,12 +394,15 @@ async fn subscribers(
             channel = server.channel().await;
         }
         let token = &tokens[i % tokens.len()];
-        let mut live = server
-            .subscribe_on(channel.clone(), Some(token), sql, None)
+        let mut live = quilldb_flight::client::subscribe(channel.clone(), Some(token), sql, None)
             .await
             .unwrap();
         loop {
-            let (event, _) = live.next().await;
+            let (event, _) = live
+                .next_within(Duration::from_secs(10))
+                .await
+                .unwrap()
+                .expect("a message within 10 s");
             if event.kind == 2 {
                 break;
             }

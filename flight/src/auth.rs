@@ -21,6 +21,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::backend::Backend;
+use crate::error::Error;
 
 /// What the auth layer learnt about a call, as a request extension.
 #[derive(Clone)]
@@ -113,9 +114,9 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 fn panicked(method: &str, panic: &(dyn std::any::Any + Send)) -> Status {
     let message = panic_message(panic);
     tracing::error!(method, panic = %message, "a call panicked");
-    Status::internal(format!(
+    Status::from(Error::Internal(format!(
         "internal error while serving {method}: {message} (a bug: the server keeps running)"
-    ))
+    )))
 }
 
 impl Drop for CountedBody {
@@ -241,9 +242,11 @@ fn credentials(headers: &http::HeaderMap) -> Result<Credentials, Status> {
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
         return Ok(Credentials::None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| Status::unauthenticated("the authorization header is not ASCII"))?;
+    let value = value.to_str().map_err(|_| {
+        Status::from(Error::Unauthenticated(
+            "the authorization header is not ASCII".into(),
+        ))
+    })?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if scheme.eq_ignore_ascii_case("basic") {
         // Some clients (Go's Flight client among them) send base64 without padding.
@@ -252,21 +255,28 @@ fn credentials(headers: &http::HeaderMap) -> Result<Credentials, Status> {
             base64::engine::GeneralPurposeConfig::new()
                 .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
         );
-        let decoded = engine
-            .decode(rest.trim())
-            .map_err(|_| Status::unauthenticated("Basic credentials are not valid base64"))?;
-        let text = String::from_utf8(decoded)
-            .map_err(|_| Status::unauthenticated("Basic credentials are not UTF-8"))?;
-        let (user, password) = text
-            .split_once(':')
-            .ok_or_else(|| Status::unauthenticated("Basic credentials need user:password"))?;
+        let decoded = engine.decode(rest.trim()).map_err(|_| {
+            Status::from(Error::Unauthenticated(
+                "Basic credentials are not valid base64".into(),
+            ))
+        })?;
+        let text = String::from_utf8(decoded).map_err(|_| {
+            Status::from(Error::Unauthenticated(
+                "Basic credentials are not UTF-8".into(),
+            ))
+        })?;
+        let (user, password) = text.split_once(':').ok_or_else(|| {
+            Status::from(Error::Unauthenticated(
+                "Basic credentials need user:password".into(),
+            ))
+        })?;
         Ok(Credentials::Basic(user.to_owned(), password.to_owned()))
     } else if scheme.eq_ignore_ascii_case("bearer") {
         Ok(Credentials::Bearer(rest.trim().to_owned()))
     } else {
-        Err(Status::unauthenticated(format!(
+        Err(Status::from(Error::Unauthenticated(format!(
             "unsupported authorization scheme {scheme:?}: use Basic or Bearer"
-        )))
+        ))))
     }
 }
 

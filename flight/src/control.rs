@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::backend::BatchStream;
+use crate::error::Error;
 
 /// Limits on queries.
 #[derive(Debug, Clone)]
@@ -64,10 +65,10 @@ impl Queries {
     /// Takes a query slot, or fails with RESOURCE_EXHAUSTED when the server runs its limit.
     fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
         self.permits.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
+            Status::from(Error::ResourceExhausted(format!(
                 "{} queries are running; the limit is {}: retry shortly",
                 self.limits.max_concurrent, self.limits.max_concurrent
-            ))
+            )))
         })
     }
 
@@ -126,16 +127,16 @@ impl Queries {
 }
 
 fn cancelled() -> Status {
-    Status::cancelled("the query was cancelled")
+    Status::from(Error::Cancelled("the query was cancelled".into()))
 }
 
 /// A query past its time limit; the message names the limit and the settings behind it.
 pub fn deadline_exceeded(limit: Duration) -> Status {
-    Status::deadline_exceeded(format!(
+    Status::from(Error::DeadlineExceeded(format!(
         "the query ran past its time limit of {} s (limits.query_timeout_seconds, \
          limits.role_query_timeout_seconds)",
         limit.as_secs()
-    ))
+    )))
 }
 
 /// Removes its query from the registry and frees the slot when the stream is dropped.

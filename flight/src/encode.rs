@@ -13,6 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use tonic::Status;
 
 use crate::backend::BatchStream;
+use crate::error::Error;
 
 /// Largest FlightData message we send; larger batches are split.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -51,11 +52,11 @@ pub fn result_schema(schema: &Schema) -> SchemaRef {
 /// names, nullability and metadata.
 pub fn to_wire(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Status> {
     if batch.num_columns() != schema.fields().len() {
-        return Err(Status::internal(format!(
+        return Err(Status::from(Error::Internal(format!(
             "result has {} columns, its schema {}",
             batch.num_columns(),
             schema.fields().len()
-        )));
+        ))));
     }
     let cols = batch
         .columns()
@@ -69,10 +70,10 @@ pub fn to_wire(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, S
             }
         })
         .collect::<Result<Vec<ArrayRef>, _>>()
-        .map_err(|e| Status::internal(format!("converting a result column: {e}")))?;
+        .map_err(|e| Status::from(Error::Internal(format!("converting a result column: {e}"))))?;
     let opts = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(schema.clone(), cols, &opts)
-        .map_err(|e| Status::internal(format!("building a result batch: {e}")))
+        .map_err(|e| Status::from(Error::Internal(format!("building a result batch: {e}"))))
 }
 
 /// The FlightData stream of a result: the schema first (even with no rows), then each batch.

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::backend::Backend;
+use crate::error::Error;
 use crate::service::QuillFlightSql;
 
 /// Actions arrow-flight lists by default that QuillDB does not carry out.
@@ -41,10 +42,12 @@ type Inner<B> = QuillFlightSql<B>;
 /// of an Arrow `ParseError`: it is the client's input, so it becomes INVALID_ARGUMENT.
 fn client_input<T>(r: Result<T, Status>) -> Result<T, Status> {
     r.map_err(|s| match s.message().strip_prefix("ParseError(") {
-        Some(rest) if s.code() == tonic::Code::Internal => Status::invalid_argument(format!(
-            "malformed command: {}",
-            rest.trim_end_matches(')').trim_matches('"')
-        )),
+        Some(rest) if s.code() == tonic::Code::Internal => {
+            Status::from(Error::InvalidArgument(format!(
+                "malformed command: {}",
+                rest.trim_end_matches(')').trim_matches('"')
+            )))
+        }
         _ => s,
     })
 }
@@ -94,7 +97,7 @@ impl<B: Backend> FlightService for QuillFlightService<B> {
         let schema = self.sql.schema_for(request).await?;
         let result = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
             .try_into()
-            .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+            .map_err(|e: arrow::error::ArrowError| Status::from(Error::Internal(e.to_string())))?;
         Ok(Response::new(result))
     }
 

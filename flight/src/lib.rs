@@ -17,12 +17,16 @@
 pub mod auth;
 /// The trait the database implements, and the values crossing it.
 pub mod backend;
+/// A Rust client of live queries over DoExchange.
+pub mod client;
 /// Query limits and cancellation.
 pub mod control;
 /// Wire schemas and the DoGet stream.
 pub mod encode;
 /// The gRPC Flight service: Flight SQL dispatch plus GetSchema and ListActions.
 pub mod endpoint;
+/// The Flight layer's errors and their gRPC codes.
+pub mod error;
 /// Live queries over DoExchange: framing and the `SubscriptionEvent` message.
 pub mod live;
 /// The `FlightSqlService` implementation.
@@ -38,6 +42,7 @@ pub use backend::{
 };
 pub use control::QueryLimits;
 pub use endpoint::QuillFlightService;
+pub use error::{Error, Result};
 pub use live::{EventKind, LiveMessage, SubscribeRequest, Subscription, SubscriptionEvent};
 pub use service::{QuillFlightSql, ServiceOptions};
 

@@ -14,6 +14,7 @@ use prost::Message;
 use tonic::{Status, Streaming};
 
 use crate::encode::{result_schema, to_wire};
+use crate::error::Error;
 
 /// `SubscriptionEvent` of `proto/subscription.proto`.
 #[derive(Clone, PartialEq, Message)]
@@ -127,24 +128,29 @@ const PARAMS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reads the command, and the parameter batch if the text has placeholders.
 pub async fn read_request(inbound: &mut Streaming<FlightData>) -> Result<SubscribeRequest, Status> {
-    let first = inbound
-        .message()
-        .await?
-        .ok_or_else(|| Status::invalid_argument("DoExchange: the client sent nothing"))?;
+    let first = inbound.message().await?.ok_or_else(|| {
+        Status::from(Error::InvalidArgument(
+            "DoExchange: the client sent nothing".into(),
+        ))
+    })?;
     let descriptor = first.flight_descriptor.clone().ok_or_else(|| {
-        Status::invalid_argument("DoExchange: the first message must carry a FlightDescriptor")
+        Status::from(Error::InvalidArgument(
+            "DoExchange: the first message must carry a FlightDescriptor".into(),
+        ))
     })?;
     let sql = String::from_utf8(descriptor.cmd.to_vec()).map_err(|_| {
-        Status::invalid_argument("DoExchange: the command must be UTF-8 SUBSCRIBE TO ... text")
+        Status::from(Error::InvalidArgument(
+            "DoExchange: the command must be UTF-8 SUBSCRIBE TO ... text".into(),
+        ))
     })?;
     if !sql
         .trim_start()
         .get(..9)
         .is_some_and(|w| w.eq_ignore_ascii_case("SUBSCRIBE"))
     {
-        return Err(Status::invalid_argument(
-            "DoExchange serves subscriptions only: send SUBSCRIBE TO ... as the command",
-        ));
+        return Err(Status::from(Error::InvalidArgument(
+            "DoExchange serves subscriptions only: send SUBSCRIBE TO ... as the command".into(),
+        )));
     }
     if !has_placeholder(&sql) {
         return Ok(SubscribeRequest { sql, params: None });
@@ -158,28 +164,33 @@ pub async fn read_request(inbound: &mut Streaming<FlightData>) -> Result<Subscri
         let next = tokio::time::timeout(PARAMS_WAIT, inbound.message())
             .await
             .map_err(|_| {
-                Status::invalid_argument(
+                Status::from(Error::InvalidArgument(
                     "the subscription has $n placeholders and no parameter batch came within \
-                     10 s: send their values as a one-row batch after the command",
-                )
+                     10 s: send their values as a one-row batch after the command"
+                        .into(),
+                ))
             })?;
         match next? {
             Some(m) if m.data_header.is_empty() && m.data_body.is_empty() => continue,
             Some(m) => messages.push(m),
             None => {
-                return Err(Status::invalid_argument(
-                    "the subscription has $n placeholders: send their values as a one-row batch",
-                ));
+                return Err(Status::from(Error::InvalidArgument(
+                    "the subscription has $n placeholders: send their values as a one-row batch"
+                        .into(),
+                )));
             }
         }
     }
     let batches = arrow_flight::utils::flight_data_to_batches(&messages).map_err(|e| {
-        Status::invalid_argument(format!("the parameter batch is not valid Arrow: {e}"))
+        Status::from(Error::InvalidArgument(format!(
+            "the parameter batch is not valid Arrow: {e}"
+        )))
     })?;
-    let params = batches
-        .into_iter()
-        .next()
-        .ok_or_else(|| Status::invalid_argument("the parameter message holds no batch"))?;
+    let params = batches.into_iter().next().ok_or_else(|| {
+        Status::from(Error::InvalidArgument(
+            "the parameter message holds no batch".into(),
+        ))
+    })?;
     Ok(SubscribeRequest {
         sql,
         params: Some(params),
@@ -212,7 +223,7 @@ pub fn encode_rows(schema: &SchemaRef, batch: &RecordBatch) -> Result<FlightData
             &IpcWriteOptions::default(),
             &mut IpcWriteContext::default(),
         )
-        .map_err(|e| Status::internal(format!("encoding a change batch: {e}")))?;
+        .map_err(|e| Status::from(Error::Internal(format!("encoding a change batch: {e}"))))?;
     Ok(FlightData::from(encoded))
 }
 

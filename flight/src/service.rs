@@ -43,6 +43,7 @@ use crate::auth::CallAuth;
 use crate::backend::{Backend, BatchStream, CallerInfo, IngestTarget, Outcome, PreparedInfo};
 use crate::control::{Queries, QueryLimits};
 use crate::encode::{flight_stream, once, result_schema};
+use crate::error::Error;
 use crate::session::{
     CANCEL_FLIGHT_INFO, CLOSE_SESSION, CloseSessionResult, CloseSessionStatus, ErrorValue,
     GET_SESSION_OPTIONS, GetSessionOptionsResult, OptionValue, SET_SESSION_OPTIONS,
@@ -118,7 +119,7 @@ type ActionStream =
     Pin<Box<dyn Stream<Item = Result<arrow_flight::Result, Status>> + Send + 'static>>;
 
 fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(e.to_string())
+    Status::from(Error::Internal(e.to_string()))
 }
 
 impl<B: Backend> QuillFlightSql<B> {
@@ -219,7 +220,7 @@ impl<B: Backend> QuillFlightSql<B> {
             FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()));
         let info = FlightInfo::new()
             .try_with_schema(&schema)
-            .map_err(|e| Status::internal(format!("encoding the result schema: {e}")))?
+            .map_err(|e| Status::from(Error::Internal(format!("encoding the result schema: {e}"))))?
             .with_endpoint(endpoint)
             .with_descriptor(descriptor)
             .with_total_records(rows)
@@ -237,7 +238,7 @@ impl<B: Backend> QuillFlightSql<B> {
         let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(cmd.as_any().encode_to_vec()));
         let info = FlightInfo::new()
             .try_with_schema(schema)
-            .map_err(|e| Status::internal(format!("encoding the result schema: {e}")))?
+            .map_err(|e| Status::from(Error::Internal(format!("encoding the result schema: {e}"))))?
             .with_endpoint(endpoint)
             .with_descriptor(descriptor);
         Ok(Response::new(info))
@@ -252,9 +253,9 @@ impl<B: Backend> QuillFlightSql<B> {
         match outcome {
             Outcome::Affected(n) => Ok(n),
             Outcome::Rows(b) => Ok(b.num_rows() as i64),
-            Outcome::Query { .. } => Err(Status::invalid_argument(
-                "a query cannot run as an update: send it as CommandStatementQuery",
-            )),
+            Outcome::Query { .. } => Err(Status::from(Error::InvalidArgument(
+                "a query cannot run as an update: send it as CommandStatementQuery".into(),
+            ))),
         }
     }
 
@@ -283,9 +284,9 @@ impl<B: Backend> QuillFlightSql<B> {
         if found {
             Ok(CancelStatus::Cancelled)
         } else {
-            Err(Status::not_found(
-                "no such query: it finished, expired or was never started",
-            ))
+            Err(Status::from(Error::NotFound(
+                "no such query: it finished, expired or was never started".into(),
+            )))
         }
     }
 
@@ -294,8 +295,9 @@ impl<B: Backend> QuillFlightSql<B> {
     pub async fn schema_for(&self, request: Request<FlightDescriptor>) -> Result<Schema, Status> {
         use arrow_flight::sql::Command;
         let any = Any::decode(request.get_ref().cmd.clone())
-            .map_err(|e| Status::invalid_argument(format!("malformed command: {e}")))?;
-        let cmd = Command::try_from(any).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| Status::from(Error::InvalidArgument(format!("malformed command: {e}"))))?;
+        let cmd = Command::try_from(any)
+            .map_err(|e| Status::from(Error::InvalidArgument(e.to_string())))?;
         let schema = match cmd {
             Command::CommandStatementQuery(q) => {
                 let caller = self.caller_in(&request, q.transaction_id.as_ref())?;
@@ -328,10 +330,10 @@ impl<B: Backend> QuillFlightSql<B> {
                 metadata::foreign_keys_schema().as_ref().clone()
             }
             other => {
-                return Err(Status::invalid_argument(format!(
+                return Err(Status::from(Error::InvalidArgument(format!(
                     "GetSchema does not serve {}",
                     other.type_url()
-                )));
+                ))));
             }
         };
         Ok(schema)
@@ -354,7 +356,9 @@ impl<B: Backend> QuillFlightSql<B> {
                 Some(OptionValue::StringValue(v)) => {
                     self.backend.set_session_option(caller, &name, Some(&v))
                 }
-                Some(_) => Err(Status::invalid_argument("session options take strings")),
+                Some(_) => Err(Status::from(Error::InvalidArgument(
+                    "session options take strings".into(),
+                ))),
             };
             if let Err(e) = outcome {
                 let value = if e.code() == tonic::Code::NotFound {
@@ -383,7 +387,9 @@ fn put_batches(stream: PeekableFlightDataStream) -> BatchStream {
     FlightRecordBatchStream::new_from_flight_data(data)
         .map_err(|e| match e {
             FlightError::Tonic(s) => *s,
-            other => Status::invalid_argument(format!("malformed Arrow data: {other}")),
+            other => Status::from(Error::InvalidArgument(format!(
+                "malformed Arrow data: {other}"
+            ))),
         })
         .boxed()
 }
@@ -395,8 +401,11 @@ async fn read_batches(stream: PeekableFlightDataStream) -> Result<Option<RecordB
         return Ok(None);
     };
     let schema = first.schema();
-    let batch = concat_batches(&schema, &batches)
-        .map_err(|e| Status::invalid_argument(format!("parameter batches differ: {e}")))?;
+    let batch = concat_batches(&schema, &batches).map_err(|e| {
+        Status::from(Error::InvalidArgument(format!(
+            "parameter batches differ: {e}"
+        )))
+    })?;
     Ok(Some(batch))
 }
 
@@ -408,7 +417,8 @@ fn ipc_schema(schema: &Schema) -> Result<Bytes, Status> {
 }
 
 fn decode<M: Message + Default>(what: &str, body: &[u8]) -> Result<M, Status> {
-    M::decode(body).map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
+    M::decode(body)
+        .map_err(|e| Status::from(Error::InvalidArgument(format!("malformed {what}: {e}"))))
 }
 
 #[tonic::async_trait]
@@ -427,7 +437,9 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
             .get::<CallAuth<B::Caller>>()
             .and_then(|a| a.issued_token.clone())
             .ok_or_else(|| {
-                Status::unauthenticated("Handshake needs `authorization: Basic` credentials")
+                Status::from(Error::Unauthenticated(
+                    "Handshake needs `authorization: Basic` credentials".into(),
+                ))
             })?;
         let reply = HandshakeResponse {
             protocol_version: 0,
@@ -516,29 +528,32 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
     ) -> Result<i64, Status> {
         let caller = self.caller_in(&request, cmd.transaction_id.as_ref())?;
         if cmd.temporary {
-            return Err(Status::invalid_argument(
-                "ingest into a temporary table is not supported: QuillDB has no temporary tables",
-            ));
+            return Err(Status::from(Error::InvalidArgument(
+                "ingest into a temporary table is not supported: QuillDB has no temporary tables"
+                    .into(),
+            )));
         }
         if let Some(c) = cmd.catalog.as_deref().filter(|c| *c != CATALOG) {
-            return Err(Status::not_found(format!(
+            return Err(Status::from(Error::NotFound(format!(
                 "catalog {c} does not exist: the one catalog is {CATALOG}"
-            )));
+            ))));
         }
         if let Some(opts) = &cmd.table_definition_options {
             if opts.if_exists == TableExistsOption::Replace as i32 {
-                return Err(Status::invalid_argument(
+                return Err(Status::from(Error::InvalidArgument(
                     "ingest cannot replace a table (mode replace): QuillDB appends to existing \
-                     tables only; empty it with DELETE and ingest with mode append",
-                ));
+                     tables only; empty it with DELETE and ingest with mode append"
+                        .into(),
+                )));
             }
             if opts.if_exists == TableExistsOption::Fail as i32
                 && opts.if_not_exist == TableNotExistOption::Create as i32
             {
-                return Err(Status::invalid_argument(
+                return Err(Status::from(Error::InvalidArgument(
                     "ingest cannot create a table (mode create): create it with CREATE TABLE, \
-                     then ingest with mode append",
-                ));
+                     then ingest with mode append"
+                        .into(),
+                )));
             }
         }
         let target = IngestTarget {
@@ -653,9 +668,9 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
             Ok(EndTransaction::Commit) => true,
             Ok(EndTransaction::Rollback) => false,
             _ => {
-                return Err(Status::invalid_argument(
-                    "EndTransaction needs COMMIT or ROLLBACK",
-                ));
+                return Err(Status::from(Error::InvalidArgument(
+                    "EndTransaction needs COMMIT or ROLLBACK".into(),
+                )));
             }
         };
         self.backend
@@ -702,9 +717,11 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         match action.r#type.as_str() {
             CANCEL_FLIGHT_INFO => {
                 let req: CancelFlightInfoRequest = decode("CancelFlightInfoRequest", &action.body)?;
-                let info = req
-                    .info
-                    .ok_or_else(|| Status::invalid_argument("CancelFlightInfo needs the info"))?;
+                let info = req.info.ok_or_else(|| {
+                    Status::from(Error::InvalidArgument(
+                        "CancelFlightInfo needs the info".into(),
+                    ))
+                })?;
                 let status = self.cancel(&caller, &info)?;
                 let result = CancelFlightInfoResult {
                     status: status as i32,
@@ -739,9 +756,9 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
                 };
                 Ok(Self::action_result(result.encode_to_vec()))
             }
-            other => Err(Status::invalid_argument(format!(
+            other => Err(Status::from(Error::InvalidArgument(format!(
                 "unknown action {other:?}: ListActions lists the actions this server serves"
-            ))),
+            )))),
         }
     }
 

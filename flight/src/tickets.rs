@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::error::Error;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rand::RngCore;
@@ -47,10 +48,10 @@ impl<T> HandleStore<T> {
         if entries.len() >= self.max {
             entries.retain(|_, e| e.expires > now);
             if entries.len() >= self.max {
-                return Err(Status::resource_exhausted(format!(
+                return Err(Status::from(Error::ResourceExhausted(format!(
                     "too many open {}s (limit {})",
                     self.what, self.max
-                )));
+                ))));
             }
         }
         entries.insert(
@@ -69,7 +70,7 @@ impl<T> HandleStore<T> {
     }
 
     fn unknown(&self) -> Status {
-        Status::not_found(format!("unknown or expired {}", self.what))
+        Status::from(Error::NotFound(format!("unknown or expired {}", self.what)))
     }
 
     /// The value of `handle`, if it exists, has not expired and belongs to `principal`.

@@ -508,18 +508,11 @@ pub fn http_get(base: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// One message of a subscription: its event and its rows, if any.
-pub type LiveEvent = (quilldb_flight::SubscriptionEvent, Option<RecordBatch>);
+pub use quilldb_flight::client::LiveEvent;
 
-/// An open subscription, read message by message. Messages without rows carry an empty
-/// `data_header` (as Flight's metadata-only messages do), so they are told apart here rather
-/// than by arrow-flight's decoder.
-pub struct Live {
-    stream: futures::stream::BoxStream<'static, Result<arrow_flight::FlightData, tonic::Status>>,
-    schema: Option<arrow::datatypes::SchemaRef>,
-    /// Keeps the client's side open; dropping it ends the subscription.
-    _requests: tokio::sync::mpsc::Sender<arrow_flight::FlightData>,
-}
+/// An open subscription (the Flight crate's client), read message by message; a message that
+/// does not come in time or does not decode fails the test.
+pub struct Live(quilldb_flight::client::LiveStream);
 
 impl std::fmt::Debug for Live {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -528,34 +521,9 @@ impl std::fmt::Debug for Live {
 }
 
 impl Live {
-    async fn raw(&mut self, limit: Duration) -> Option<arrow_flight::FlightData> {
-        use futures::StreamExt;
-        let item = tokio::time::timeout(limit, self.stream.next())
-            .await
-            .ok()??;
-        Some(item.expect("a valid message"))
-    }
-
     /// The next message, waiting at most `limit`.
     pub async fn next_within(&mut self, limit: Duration) -> Option<LiveEvent> {
-        use prost::Message;
-        if self.schema.is_none() {
-            self.schema().await;
-        }
-        let data = self.raw(limit).await?;
-        let event = quilldb_flight::SubscriptionEvent::decode(data.app_metadata.clone())
-            .expect("a SubscriptionEvent");
-        if data.data_header.is_empty() {
-            return Some((event, None));
-        }
-        let schema = self.schema.clone().expect("schema");
-        let batch = arrow_flight::utils::flight_data_to_arrow_batch(
-            &data,
-            schema,
-            &std::collections::HashMap::new(),
-        )
-        .expect("a record batch");
-        Some((event, Some(batch)))
+        self.0.next_within(limit).await.expect("a valid message")
     }
 
     /// The next message (10 s at most).
@@ -567,15 +535,11 @@ impl Live {
 
     /// The schema sent first.
     pub async fn schema(&mut self) -> arrow::datatypes::SchemaRef {
-        if let Some(s) = &self.schema {
-            return s.clone();
-        }
-        let data = self.raw(Duration::from_secs(10)).await.expect("a schema");
-        let schema = std::sync::Arc::new(
-            arrow::datatypes::Schema::try_from(&data).expect("the schema message first"),
-        );
-        self.schema = Some(schema.clone());
-        schema
+        self.0
+            .schema_within(Duration::from_secs(10))
+            .await
+            .expect("a valid message")
+            .expect("the schema message first")
     }
 }
 
@@ -600,49 +564,10 @@ impl TestServer {
         sql: &str,
         params: Option<RecordBatch>,
     ) -> Result<Live, tonic::Status> {
-        use futures::StreamExt;
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut first = arrow_flight::FlightData {
-            flight_descriptor: Some(arrow_flight::FlightDescriptor::new_cmd(sql.to_string())),
-            ..Default::default()
-        };
-        let mut rest = Vec::new();
-        if let Some(p) = params {
-            let encoded: Vec<arrow_flight::FlightData> =
-                arrow_flight::utils::batches_to_flight_data(&p.schema(), vec![p])
-                    .expect("encode the parameters");
-            let mut it = encoded.into_iter();
-            if let Some(schema) = it.next() {
-                first.data_header = schema.data_header;
-                first.data_body = schema.data_body;
-            }
-            rest.extend(it);
-        }
-        tx.send(first).await.expect("queue");
-        for m in rest {
-            tx.send(m).await.expect("queue");
-        }
-        let mut req = tonic::Request::new(tokio_stream_from(rx));
-        if let Some(t) = token {
-            req.metadata_mut().insert(
-                "authorization",
-                format!("Bearer {t}").parse().expect("header"),
-            );
-        }
-        let mut raw = arrow_flight::flight_service_client::FlightServiceClient::new(channel);
-        let resp = raw.do_exchange(req).await?;
-        Ok(Live {
-            stream: resp.into_inner().boxed(),
-            schema: None,
-            _requests: tx,
-        })
+        quilldb_flight::client::subscribe(channel, token, sql, params)
+            .await
+            .map(Live)
     }
-}
-
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> + Send + 'static {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// Where a scenario's rows are when it reads them.

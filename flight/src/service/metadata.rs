@@ -11,6 +11,7 @@ use tonic::Status;
 
 use crate::CATALOG;
 use crate::backend::{ServerInfo, TableEntry};
+use crate::error::Error;
 
 /// The SqlInfo values of the server.
 pub fn sql_info(info: &ServerInfo) -> Result<SqlInfoData, Status> {
@@ -60,7 +61,7 @@ pub fn sql_info(info: &ServerInfo) -> Result<SqlInfoData, Status> {
     b.append(SqlInfo::SqlSystemFunctions, SYSTEM_FUNCTIONS);
     b.append(SqlInfo::SqlDatetimeFunctions, DATETIME_FUNCTIONS);
     b.build()
-        .map_err(|e| Status::internal(format!("building SqlInfo: {e}")))
+        .map_err(|e| Status::from(Error::Internal(format!("building SqlInfo: {e}"))))
 }
 
 /// The schema of GetPrimaryKeys.
@@ -105,7 +106,8 @@ pub fn primary_keys(
         Arc::new(StringArray::from(vec![None::<&str>; n])),
         Arc::new(Int32Array::from(vec![1; n])),
     ];
-    RecordBatch::try_new(primary_keys_schema(), cols).map_err(|e| Status::internal(e.to_string()))
+    RecordBatch::try_new(primary_keys_schema(), cols)
+        .map_err(|e| Status::from(Error::Internal(e.to_string())))
 }
 
 /// The schema of GetExportedKeys, GetImportedKeys and GetCrossReference.
@@ -139,7 +141,7 @@ pub fn foreign_keys() -> Result<RecordBatch, Status> {
             _ => Arc::new(StringArray::from(Vec::<&str>::new())),
         })
         .collect();
-    RecordBatch::try_new(schema, cols).map_err(|e| Status::internal(e.to_string()))
+    RecordBatch::try_new(schema, cols).map_err(|e| Status::from(Error::Internal(e.to_string())))
 }
 
 const KEYWORDS: &[&str] = &[
