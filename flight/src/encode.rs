@@ -116,8 +116,8 @@ mod tests {
             Arc::new(s),
             vec![Arc::new(StringViewArray::from(vec!["x"]))],
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let out = to_wire(&b, &w).unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+        let out = to_wire(&b, &w).unwrap();
         assert_eq!(out.schema(), w);
     }
 }

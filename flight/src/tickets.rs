@@ -119,24 +119,24 @@ mod tests {
     #[test]
     fn handles_are_bound_to_their_principal() {
         let s = HandleStore::new("ticket", Duration::from_secs(60), 10);
-        let h = s.insert("alice", 5).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(*s.get("alice", &h).unwrap_or_else(|e| panic!("{e}")), 5);
+        let h = s.insert("alice", 5).unwrap();
+        assert_eq!(*s.get("alice", &h).unwrap(), 5);
         assert_eq!(
             s.get("bob", &h).err().map(|e| e.code()),
             Some(tonic::Code::NotFound)
         );
         assert!(s.get("alice", b"garbage").is_err());
-        s.remove("alice", &h).unwrap_or_else(|e| panic!("{e}"));
+        s.remove("alice", &h).unwrap();
         assert!(s.get("alice", &h).is_err());
-        let h = s.insert("alice", 6).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(*s.take("alice", &h).unwrap_or_else(|e| panic!("{e}")), 6);
+        let h = s.insert("alice", 6).unwrap();
+        assert_eq!(*s.take("alice", &h).unwrap(), 6);
         assert!(s.take("alice", &h).is_err(), "tickets are single use");
     }
 
     #[test]
     fn expired_handles_are_gone() {
         let s = HandleStore::new("ticket", Duration::from_millis(0), 10);
-        let h = s.insert("a", 1).unwrap_or_else(|e| panic!("{e}"));
+        let h = s.insert("a", 1).unwrap();
         assert!(s.get("a", &h).is_err());
     }
 }

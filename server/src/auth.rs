@@ -374,19 +374,19 @@ mod tests {
                 durability: quilldb_storage::hot::Durability::Async,
                 block_cache_bytes: 8 << 20,
             })
-            .unwrap_or_else(|e| panic!("{e}")),
+            .unwrap(),
         );
         let config = AuthConfig {
             root_password: root_password.map(Into::into),
             max_failed_logins: 2,
             ..AuthConfig::default()
         };
-        Authenticator::load(hot, &config).unwrap_or_else(|e| panic!("{e}"))
+        Authenticator::load(hot, &config).unwrap()
     }
 
     #[tokio::test]
     async fn root_without_password_only_from_loopback() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let a = open(dir.path(), None);
         assert!(a.login("root", "", loopback()).await.is_ok());
         assert!(
@@ -400,12 +400,12 @@ mod tests {
 
     #[tokio::test]
     async fn users_tokens_revocation_and_lockout() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let a = open(dir.path(), Some("s3cret-pass"));
         let (_, root_token) = a
             .login("root", "s3cret-pass", "10.1.2.3:5000".parse().ok())
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(
             a.resume(&root_token).map(|c| c.role).ok(),
             Some(Role::System)
@@ -422,17 +422,12 @@ mod tests {
             deleted_at: None,
             credentials: 1,
         };
-        a.save(alice.clone())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let (_, token) = a
-            .login("alice", "alice-pass-1", loopback())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        a.save(alice.clone()).await.unwrap();
+        let (_, token) = a.login("alice", "alice-pass-1", loopback()).await.unwrap();
         assert_eq!(a.resume(&token).map(|c| c.role).ok(), Some(Role::User));
         // A token survives a restart (a new authenticator over the same store).
         let hot = a.hot.clone();
-        let b = Authenticator::load(hot, &a.config).unwrap_or_else(|e| panic!("{e}"));
+        let b = Authenticator::load(hot, &a.config).unwrap();
         assert_eq!(
             b.resume(&token).map(|c| c.user.clone()).ok(),
             Some("alice".into())
@@ -441,7 +436,7 @@ mod tests {
         // A credentials change revokes it at once.
         let mut changed = alice.clone();
         changed.credentials = 2;
-        b.save(changed).await.unwrap_or_else(|e| panic!("{e}"));
+        b.save(changed).await.unwrap();
         assert!(b.resume(&token).is_err());
         // Two wrong passwords lock the account, even for the right one.
         assert!(b.login("alice", "wrong-pass-1", loopback()).await.is_err());

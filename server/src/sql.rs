@@ -4,6 +4,8 @@
 pub mod alter;
 /// Which role may run which statement.
 pub mod authorize;
+/// The statements, as parsed.
+pub mod command;
 /// Namespaces and tables.
 pub mod ddl;
 /// The nesting limit, counted on tokens.

@@ -461,12 +461,12 @@ mod tests {
                 Arc::new(
                     Decimal128Array::from(vec![Some(12345), Some(-1)])
                         .with_precision_and_scale(10, 2)
-                        .unwrap_or_else(|e| panic!("{e}")),
+                        .unwrap(),
                 ),
             ],
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let rows = encode_rows(&batch, &[1, 2, 3, 4]).unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+        let rows = encode_rows(&batch, &[1, 2, 3, 4]).unwrap();
         // Read back name, d and a column 9 that did not exist when the rows were written.
         let mut dec = RowDecoder::new(
             &[
@@ -476,11 +476,11 @@ mod tests {
             ],
             2,
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         for r in &rows {
-            dec.push(r).unwrap_or_else(|e| panic!("{e}"));
+            dec.push(r).unwrap();
         }
-        let cols = dec.finish().unwrap_or_else(|e| panic!("{e}"));
+        let cols = dec.finish().unwrap();
         let d = cols[0]
             .as_any()
             .downcast_ref::<Decimal128Array>()
@@ -498,7 +498,7 @@ mod tests {
 
     #[test]
     fn truncated_rows_are_errors_not_panics() {
-        let mut dec = RowDecoder::new(&[(1, DataType::Utf8)], 1).unwrap_or_else(|e| panic!("{e}"));
+        let mut dec = RowDecoder::new(&[(1, DataType::Utf8)], 1).unwrap();
         assert!(dec.push(&[1, TAG_BYTES, 10, b'a']).is_err());
         assert!(dec.push(&[1, TAG_I64, 1]).is_err());
     }

@@ -214,8 +214,8 @@ mod tests {
 
     #[test]
     fn partitions_do_not_overlap() {
-        let a = PartitionKey::new(1, b"ab").unwrap_or_else(|e| panic!("{e}"));
-        let b = PartitionKey::new(1, b"a").unwrap_or_else(|e| panic!("{e}"));
+        let a = PartitionKey::new(1, b"ab").unwrap();
+        let b = PartitionKey::new(1, b"a").unwrap();
         assert!(!a.as_bytes().starts_with(b.as_bytes()));
         assert_eq!(a.table_id(), 1);
     }

@@ -474,20 +474,19 @@ mod tests {
                 }
                 true
             })
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
             out
         })
         .join()
-        .unwrap_or_else(|_| panic!("read thread"))
+        .expect("read thread")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn flushed_and_hot_versions_merge() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let hot = Arc::new(crate::testing::open_hot(dir.path()));
-        let cold =
-            Arc::new(ColdStore::local(&dir.path().join("cold")).unwrap_or_else(|e| panic!("{e}")));
-        let part = Arc::new(PartitionKey::new(5, b"").unwrap_or_else(|e| panic!("{e}")));
+        let cold = Arc::new(ColdStore::local(&dir.path().join("cold")).unwrap());
+        let part = Arc::new(PartitionKey::new(5, b"").unwrap());
         let spec = FolderSpec {
             partition: part.clone(),
             folder: Path::from("ns/t"),
@@ -519,13 +518,11 @@ mod tests {
             pk_column_id: 1,
             pruner: None,
         };
-        let ok = |r: Result<crate::hot::WriteOutcome>| r.unwrap_or_else(|e| panic!("{e}"));
+        let ok = |r: Result<crate::hot::WriteOutcome>| r.unwrap();
         ok(hot
             .write(writes(&part, &[1, 2, 3, 4], "a", WriteMode::InsertNew))
             .await);
-        let out = flush(&hot, &cold, &spec, &NoSteps)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let out = flush(&hot, &cold, &spec, &NoSteps).await.unwrap();
         assert_eq!(out.map(|o| o.rows), Some(4));
         assert_eq!(rows(&read).len(), 4, "cold rows are read");
         // Replace a cold row, delete another, add a hot one; a cold duplicate insert fails.
@@ -547,9 +544,7 @@ mod tests {
         ];
         assert_eq!(rows(&read), want);
         // After a second flush the same answer comes from two segments.
-        flush(&hot, &cold, &spec, &NoSteps)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        flush(&hot, &cold, &spec, &NoSteps).await.unwrap();
         assert_eq!(rows(&read), want);
         let mut lookup = read.clone();
         lookup.keys = Some(vec![pk::int(2), pk::int(3), pk::int(4)]);
@@ -561,12 +556,9 @@ mod tests {
         };
         crate::flush::compact(&hot, &cold, &spec, opts, &NoSteps)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(rows(&read), want);
-        let m = cold
-            .manifest(&spec.folder)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let m = cold.manifest(&spec.folder).await.unwrap();
         assert_eq!(m.map(|m| m.segments.len()), Some(1));
     }
 }

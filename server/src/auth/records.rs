@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn hashes_verify_and_records_round_trip() {
-        let h = hash_password("correct horse").unwrap_or_else(|e| panic!("{e}"));
+        let h = hash_password("correct horse").unwrap();
         assert!(h.starts_with("$argon2id$"));
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse", &h));
@@ -177,10 +177,7 @@ mod tests {
             deleted_at: Some(3),
             credentials: 4,
         };
-        assert_eq!(
-            decode_user(&encode_user(&u)).unwrap_or_else(|e| panic!("{e}")),
-            u
-        );
+        assert_eq!(decode_user(&encode_user(&u)).unwrap(), u);
         assert!(check_password("short").is_err());
         assert!(check_password(&"x".repeat(73)).is_err());
         assert!(check_password("eight ch").is_ok());

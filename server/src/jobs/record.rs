@@ -275,6 +275,6 @@ mod tests {
             target: Some(("local".into(), "a/b".into())),
             retry_at_start: true,
         };
-        assert_eq!(decode(&encode(&j)).unwrap_or_else(|e| panic!("{e}")), j);
+        assert_eq!(decode(&encode(&j)).unwrap(), j);
     }
 }

@@ -1,23 +1,22 @@
 //! INSERT, UPDATE and DELETE. Each statement is planned into row ops that the hot store's
 //! writer applies atomically; row selection and expressions are DataFusion's.
 
-use std::collections::HashMap;
-use std::ops::ControlFlow;
+/// UPDATE and DELETE.
+mod change;
+/// INSERT ... ON CONFLICT DO UPDATE.
+mod upsert;
+
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, StringArray, UInt32Array, new_null_array,
-};
-use arrow::compute::{concat_batches, take};
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray, new_null_array};
+use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    AssignmentTarget, Delete, Expr, FromTable, Ident, Insert, ObjectName, OnConflictAction,
-    OnInsert, SelectItem, SetExpr, Statement, TableAlias, TableFactor, TableObject, UnaryOperator,
-    Update, Value, visit_expressions_mut,
+    Expr, Insert, OnConflictAction, OnInsert, SetExpr, TableObject, UnaryOperator, Value,
 };
 use quilldb_storage::codec::encode_rows;
-use quilldb_storage::hot::{RowOp, SEQ_COLUMN, WriteMode};
+use quilldb_storage::hot::{RowOp, WriteMode};
 use quilldb_storage::keys::PartitionKey;
 
 use crate::authz::Access;
@@ -28,7 +27,6 @@ use crate::engine::keys::{display_key, encode_pk_array};
 use crate::error::{Error, Result};
 use crate::session::Caller;
 use crate::sql::parser::{Command, normalize};
-use crate::sql::select::{column, from, named, select, table};
 
 /// Row ops of one statement execution, with what the duplicate-key error needs.
 #[derive(Default)]
@@ -340,8 +338,8 @@ pub async fn plan(
 ) -> Result<Planned> {
     match cmd {
         Command::Insert(ins) => insert(db, caller, ins, Source::Row(params)).await,
-        Command::Update(u) => update(db, caller, u, params).await,
-        Command::Delete(d) => delete(db, caller, d, params).await,
+        Command::Update(u) => change::update(db, caller, u, params).await,
+        Command::Delete(d) => change::delete(db, caller, d, params).await,
         _ => Err(Error::Internal("not a DML statement".into())),
     }
 }
@@ -522,318 +520,12 @@ async fn insert(
                     &mut out,
                 )?,
                 OnConflictAction::DoUpdate(du) => {
-                    upsert(db, caller, &def, &partition, batch, du, params, &mut out).await?
+                    upsert::upsert(db, caller, &def, &partition, batch, du, params, &mut out)
+                        .await?
                 }
             }
         }
         Some(other) => return Err(Error::InvalidArgument(format!("unsupported {other}"))),
-    }
-    Ok(out)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn upsert(
-    db: &Arc<Database>,
-    caller: &Caller,
-    def: &Arc<TableDef>,
-    partition: &Arc<PartitionKey>,
-    batch: RecordBatch,
-    du: &datafusion::sql::sqlparser::ast::DoUpdate,
-    params: &[ScalarValue],
-    out: &mut Planned,
-) -> Result<()> {
-    let (pk_index, pk) = def.pk()?;
-    let keys = encode_pk_array(batch.column(pk_index))?;
-    let mut seen = HashMap::with_capacity(keys.len());
-    for (i, k) in keys.iter().enumerate() {
-        if seen.insert(k.clone(), i).is_some() {
-            return Err(Error::InvalidArgument(format!(
-                "ON CONFLICT DO UPDATE cannot change the row {} = {} twice in one statement",
-                pk.name,
-                display_key(batch.column(pk_index), i)
-            )));
-        }
-    }
-    let (_, found) = db
-        .read(def.clone(), (**partition).clone())?
-        .keys(Some(keys.clone()))
-        .collect()
-        .await?;
-    let existing = concat_batches(&def.query_schema(), &found)?;
-    let existing_keys = encode_pk_array(existing.column(pk_index))?;
-    let at: HashMap<&[u8], usize> = existing_keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.as_slice(), i))
-        .collect();
-    let (mut fresh, mut conflicting, mut old_rows) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, k) in keys.iter().enumerate() {
-        match at.get(k.as_slice()) {
-            Some(j) => {
-                conflicting.push(i as u32);
-                old_rows.push(*j as u32);
-            }
-            None => fresh.push(i as u32),
-        }
-    }
-    if !fresh.is_empty() {
-        let idx = UInt32Array::from(fresh);
-        let cols = batch
-            .columns()
-            .iter()
-            .map(|c| take(c, &idx, None))
-            .collect::<Result<Vec<_>, _>>()?;
-        ops_for(
-            def,
-            partition,
-            &RecordBatch::try_new(batch.schema(), cols)?,
-            |_| WriteMode::InsertNew,
-            false,
-            out,
-        )?;
-    }
-    if conflicting.is_empty() {
-        return Ok(());
-    }
-    // Scratch rows: the existing row's columns and _seq, then EXCLUDED's as __excluded_<col>.
-    let old_idx = UInt32Array::from(old_rows);
-    let new_idx = UInt32Array::from(conflicting);
-    let mut fields: Vec<arrow::datatypes::Field> = existing
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    let mut cols: Vec<ArrayRef> = existing
-        .columns()
-        .iter()
-        .map(|c| take(c, &old_idx, None))
-        .collect::<Result<_, _>>()?;
-    for (i, c) in def.columns.iter().enumerate() {
-        fields.push(arrow::datatypes::Field::new(
-            format!("__excluded_{}", c.name),
-            c.ty.arrow(),
-            true,
-        ));
-        cols.push(take(batch.column(i), &new_idx, None)?);
-    }
-    let scratch = RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), cols)?;
-    let mut assignments: HashMap<String, Expr> = HashMap::new();
-    for a in &du.assignments {
-        let AssignmentTarget::ColumnName(n) = &a.target else {
-            return Err(Error::InvalidArgument(
-                "tuple assignments are not supported".into(),
-            ));
-        };
-        let name = crate::sql::parser::name_parts(n)?
-            .last()
-            .cloned()
-            .unwrap_or_default();
-        no_system_column(&name)?;
-        if def.column(&name).is_none() {
-            return Err(Error::NotFound(format!(
-                "column {name} does not exist in {}",
-                def.qualified()
-            )));
-        }
-        if name == pk.name {
-            return Err(Error::InvalidArgument(format!(
-                "the primary key {name} cannot be updated"
-            )));
-        }
-        let mut e = a.value.clone();
-        rewrite_excluded(&mut e);
-        assignments.insert(name, e);
-    }
-    let mut selection = du.selection.clone();
-    if let Some(s) = selection.as_mut() {
-        rewrite_excluded(s);
-    }
-    let stmt = changed_rows(def, table(&[&def.name]), &assignments, selection);
-    let updated = super::plan::scratch_query(db, caller, &def.name, scratch, stmt, params).await?;
-    push_updates(def, partition, updated, out)
-}
-
-fn rewrite_excluded(e: &mut Expr) {
-    let _ = visit_expressions_mut(e, |x: &mut Expr| {
-        if let Expr::CompoundIdentifier(parts) = x
-            && parts.len() == 2
-            && parts[0].value.eq_ignore_ascii_case("excluded")
-        {
-            *x = Expr::Identifier(Ident::new(format!("__excluded_{}", normalize(&parts[1]))));
-        }
-        ControlFlow::<()>::Continue(())
-    });
-}
-
-/// `SELECT <every column, assigned or kept>, _seq FROM <relation> [WHERE ...]`.
-fn changed_rows(
-    def: &TableDef,
-    relation: TableFactor,
-    assignments: &HashMap<String, Expr>,
-    selection: Option<Expr>,
-) -> Statement {
-    let mut projection: Vec<SelectItem> = def
-        .columns
-        .iter()
-        .map(|c| match assignments.get(&c.name) {
-            Some(e) => named(Expr::Nested(Box::new(e.clone())), &c.name),
-            None => SelectItem::UnnamedExpr(column(&c.name)),
-        })
-        .collect();
-    projection.push(SelectItem::UnnamedExpr(column(SEQ_COLUMN)));
-    select(projection, from(relation), selection)
-}
-
-fn push_updates(
-    def: &TableDef,
-    partition: &Arc<PartitionKey>,
-    batches: Vec<RecordBatch>,
-    out: &mut Planned,
-) -> Result<()> {
-    for b in batches {
-        if b.num_rows() == 0 {
-            continue;
-        }
-        let seq = seqs(&b)?;
-        let cols = def
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| crate::catalog::types::cast_column(b.column(i), &c.name, c.ty))
-            .collect::<Result<Vec<_>>>()?;
-        let batch = validate_rows(def, cols)?;
-        ops_for(
-            def,
-            partition,
-            &batch,
-            |i| WriteMode::IfSeq(seq[i]),
-            false,
-            out,
-        )?;
-    }
-    Ok(())
-}
-
-/// The table a statement changes and its alias.
-fn table_factor(f: &TableFactor) -> Result<(&ObjectName, Option<TableAlias>)> {
-    match f {
-        TableFactor::Table { name, alias, .. } => Ok((name, alias.clone())),
-        other => Err(Error::InvalidArgument(format!(
-            "cannot change rows of {other}"
-        ))),
-    }
-}
-
-/// `def` named in full, with the statement's alias.
-fn qualified(def: &TableDef, alias: Option<TableAlias>) -> TableFactor {
-    let mut relation = table(&[&def.namespace, &def.name]);
-    if let TableFactor::Table { alias: a, .. } = &mut relation {
-        *a = alias;
-    }
-    relation
-}
-
-async fn update(
-    db: &Arc<Database>,
-    caller: &Caller,
-    u: &Update,
-    params: &[ScalarValue],
-) -> Result<Planned> {
-    if !u.table.joins.is_empty() || u.from.is_some() {
-        return Err(Error::Unsupported("UPDATE with joins or FROM".into()));
-    }
-    let (name, alias) = table_factor(&u.table.relation)?;
-    let def = db.table_for(caller, name, Access::Write)?;
-    let relation = qualified(&def, alias);
-    let (_, pk) = def.pk()?;
-    let mut assignments = HashMap::new();
-    for a in &u.assignments {
-        let AssignmentTarget::ColumnName(n) = &a.target else {
-            return Err(Error::InvalidArgument(
-                "tuple assignments are not supported".into(),
-            ));
-        };
-        let col = crate::sql::parser::name_parts(n)?
-            .last()
-            .cloned()
-            .unwrap_or_default();
-        no_system_column(&col)?;
-        if def.column(&col).is_none() {
-            return Err(Error::NotFound(format!(
-                "column {col} does not exist in {}",
-                def.qualified()
-            )));
-        }
-        if col == pk.name {
-            return Err(Error::InvalidArgument(format!(
-                "the primary key {col} cannot be updated: delete the row and insert it again"
-            )));
-        }
-        assignments.insert(col, a.value.clone());
-    }
-    let stmt = changed_rows(&def, relation, &assignments, u.selection.clone());
-    let batches = super::plan::query_batches(db, caller, stmt, params).await?;
-    let partition = Arc::new(PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?);
-    let mut out = Planned::default();
-    push_updates(&def, &partition, batches, &mut out)?;
-    Ok(out)
-}
-
-async fn delete(
-    db: &Arc<Database>,
-    caller: &Caller,
-    d: &Delete,
-    params: &[ScalarValue],
-) -> Result<Planned> {
-    let from = match &d.from {
-        FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
-    };
-    if from.len() != 1 || !from[0].joins.is_empty() || d.using.is_some() || !d.tables.is_empty() {
-        return Err(Error::Unsupported("DELETE from several tables".into()));
-    }
-    let (name, alias) = table_factor(&from[0].relation)?;
-    let def = db.table_for(caller, name, Access::Write)?;
-    let (pk_index, pk) = def.pk()?;
-    let stmt = select(
-        vec![
-            SelectItem::UnnamedExpr(column(&pk.name)),
-            SelectItem::UnnamedExpr(column(SEQ_COLUMN)),
-        ],
-        crate::sql::select::from(qualified(&def, alias)),
-        d.selection.clone(),
-    );
-    let batches = super::plan::query_batches(db, caller, stmt, params).await?;
-    let partition = Arc::new(PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?);
-    let mut out = Planned::default();
-    for b in batches {
-        if b.num_rows() == 0 {
-            continue;
-        }
-        let seq = seqs(&b)?;
-        let key = crate::catalog::types::cast_column(b.column(0), &pk.name, pk.ty)?;
-        // ops_for reads the key at the table's pk position; build a batch that has it there.
-        let mut cols: Vec<ArrayRef> = def
-            .columns
-            .iter()
-            .map(|c| new_null_array(&c.ty.arrow(), b.num_rows()))
-            .collect();
-        cols[pk_index] = key;
-        let schema = Arc::new(arrow::datatypes::Schema::new(
-            def.columns
-                .iter()
-                .map(|c| arrow::datatypes::Field::new(&c.name, c.ty.arrow(), true))
-                .collect::<Vec<_>>(),
-        ));
-        let keys_only = RecordBatch::try_new(schema, cols)?;
-        ops_for(
-            &def,
-            &partition,
-            &keys_only,
-            |i| WriteMode::IfSeq(seq[i]),
-            true,
-            &mut out,
-        )?;
     }
     Ok(out)
 }

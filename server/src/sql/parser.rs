@@ -2,10 +2,8 @@
 //! recognised by their first words; everything else goes to sqlparser. Errors carry the line and
 //! column from sqlparser.
 
-use datafusion::sql::sqlparser::ast::CreateTable;
 use datafusion::sql::sqlparser::ast::{
-    Delete, Insert, ObjectName, SelectItem, Statement, TableFactor, Update,
-    WildcardAdditionalOptions,
+    SelectItem, Statement, TableFactor, WildcardAdditionalOptions,
 };
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -18,149 +16,7 @@ pub use crate::engine::limits::TextLimits;
 use crate::error::{Error, Result};
 use crate::live::query::LiveOptions;
 
-/// A parsed statement.
-#[derive(Debug, Clone)]
-pub enum Command {
-    /// CREATE NAMESPACE
-    CreateNamespace {
-        /// Name.
-        name: String,
-        /// IF NOT EXISTS
-        if_not_exists: bool,
-    },
-    /// DROP NAMESPACE
-    DropNamespace {
-        /// Name.
-        name: String,
-        /// IF EXISTS
-        if_exists: bool,
-    },
-    /// SHOW NAMESPACES
-    ShowNamespaces,
-    /// USE ns / SET NAMESPACE ns
-    Use(String),
-    /// CREATE [USER|SHARED|STREAM] TABLE
-    CreateTable {
-        /// The kind written before TABLE, if any.
-        prefix: Option<TableType>,
-        /// The rest, as sqlparser parsed it.
-        stmt: Box<CreateTable>,
-    },
-    /// DROP TABLE
-    DropTable {
-        /// Name.
-        name: ObjectName,
-        /// IF EXISTS
-        if_exists: bool,
-    },
-    /// SHOW TABLES [IN ns]
-    ShowTables(Option<String>),
-    /// DESCRIBE TABLE t
-    Describe(ObjectName),
-    /// INSERT
-    Insert(Box<Insert>),
-    /// UPDATE
-    Update(Box<Update>),
-    /// DELETE
-    Delete(Box<Delete>),
-    /// A query for DataFusion.
-    Query(Box<Statement>),
-    /// `SUBSCRIBE TO [ns.]t [WHERE ...] [OPTIONS (...)]` or `SUBSCRIBE TO SELECT ... [OPTIONS
-    /// (...)]`: the subscription's query (the table form as `SELECT * FROM t WHERE ...`).
-    Subscribe {
-        /// The query.
-        query: Box<Statement>,
-        /// `OPTIONS (...)`.
-        options: LiveOptions,
-    },
-    /// BEGIN / START TRANSACTION
-    Begin,
-    /// COMMIT
-    Commit,
-    /// ROLLBACK
-    Rollback,
-    /// STORAGE FLUSH TABLE t
-    FlushTable(ObjectName),
-    /// STORAGE FLUSH ALL [IN ns]
-    FlushAll(Option<String>),
-    /// STORAGE COMPACT TABLE t
-    CompactTable(ObjectName),
-    /// SHOW MANIFEST t
-    ShowManifest(ObjectName),
-    /// KILL JOB 'id'
-    KillJob(String),
-    /// KILL LIVE QUERY 'id'
-    KillLiveQuery(String),
-    /// CREATE STORAGE
-    CreateStorage {
-        /// Name.
-        name: String,
-        /// IF NOT EXISTS
-        if_not_exists: bool,
-        /// TYPE
-        kind: String,
-        /// Every other `KEY 'value'` option, keys upper-cased.
-        options: Vec<(String, String)>,
-    },
-    /// DROP STORAGE
-    DropStorage {
-        /// Name.
-        name: String,
-        /// IF EXISTS
-        if_exists: bool,
-    },
-    /// SHOW STORAGES
-    ShowStorages,
-    /// ALTER TABLE
-    AlterTable(Box<datafusion::sql::sqlparser::ast::AlterTable>),
-    /// CREATE USER name WITH PASSWORD '...' [ROLE r] [EMAIL '...']
-    CreateUser {
-        /// Name.
-        name: String,
-        /// IF NOT EXISTS
-        if_not_exists: bool,
-        /// The password.
-        password: String,
-        /// ROLE, if given.
-        role: Option<String>,
-        /// EMAIL, if given.
-        email: Option<String>,
-    },
-    /// ALTER USER name SET PASSWORD '...' | SET ROLE r | SET EMAIL '...'
-    AlterUser {
-        /// Name.
-        name: String,
-        /// What changes.
-        change: UserChange,
-    },
-    /// EXECUTE AS USER 'name' ( statement )
-    ExecuteAs {
-        /// The user to run as.
-        user: String,
-        /// The one statement.
-        inner: Box<Command>,
-    },
-    /// DROP USER
-    DropUser {
-        /// Name.
-        name: String,
-        /// IF EXISTS
-        if_exists: bool,
-    },
-    /// Recognised but served by a later version.
-    Unsupported(String),
-}
-
-/// What ALTER USER changes.
-#[derive(Debug, Clone)]
-pub enum UserChange {
-    /// SET PASSWORD
-    Password(String),
-    /// SET ROLE
-    Role(String),
-    /// SET EMAIL
-    Email(String),
-}
+pub use super::command::{Command, UserChange};
 
 fn word(t: &TokenWithSpan) -> Option<String> {
     match &t.token {

@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(m.segment_of(15), None);
         assert_eq!(m.segment_of(31), Some(2));
         assert_eq!(m.segment_of(41), None);
-        let back = Manifest::from_json(&m.to_json()).unwrap_or_else(|e| panic!("{e}"));
+        let back = Manifest::from_json(&m.to_json()).unwrap();
         assert_eq!(back, m);
         assert_eq!(m.max_seq(), 40);
     }

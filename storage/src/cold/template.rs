@@ -130,13 +130,12 @@ mod tests {
 
     #[test]
     fn compiles_and_resolves() {
-        let t = PathTemplate::compile(USER_DEFAULT, true).unwrap_or_else(|e| panic!("{e}"));
+        let t = PathTemplate::compile(USER_DEFAULT, true).unwrap();
         assert_eq!(
             t.folder("chat", "messages", Some("alice")).as_ref(),
             "chat/messages/alice"
         );
-        let t = PathTemplate::compile("data/{namespace}-{table}", false)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let t = PathTemplate::compile("data/{namespace}-{table}", false).unwrap();
         assert_eq!(t.folder("a", "b", None).as_ref(), "data/a-b");
         for bad in [
             "{namespace}",

@@ -585,19 +585,19 @@ mod tests {
                 out.extend(a.values().iter().copied());
                 true
             })
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         out
     }
 
     #[tokio::test]
     async fn duplicate_keys_write_nothing_and_versions_resolve() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let store = crate::testing::open_hot(dir.path());
-        let part = Arc::new(PartitionKey::new(7, b"").unwrap_or_else(|e| panic!("{e}")));
+        let part = Arc::new(PartitionKey::new(7, b"").unwrap());
         store
             .write(inserts(&part, &[1, 2, 3], WriteMode::InsertNew))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let err = store
             .write(inserts(&part, &[4, 2], WriteMode::InsertNew))
             .await;
@@ -608,7 +608,7 @@ mod tests {
         store
             .write(inserts(&part, &[1], WriteMode::Upsert))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         store
             .write(WriteRequest {
                 rows: vec![RowOp {
@@ -621,17 +621,14 @@ mod tests {
                 ..Default::default()
             })
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(ids(&store, &part), vec![3, 1]);
-        assert_eq!(
-            store.count_live(&part, 0).unwrap_or_else(|e| panic!("{e}")),
-            2
-        );
+        assert_eq!(store.count_live(&part, 0).unwrap(), 2);
         // A deleted key can be inserted again.
         store
             .write(inserts(&part, &[2], WriteMode::InsertNew))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let found = store
             .view(|v| {
                 let mut seqs: Vec<u64> = [pk::int(2), pk::int(9)]
@@ -642,20 +639,20 @@ mod tests {
                     .collect();
                 v.rows(&spec(&part), &mut seqs, Vec::new())
             })
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(found.num_rows(), 1);
     }
 
     #[tokio::test]
     async fn bulk_requests_check_every_key() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let store = crate::testing::open_hot(dir.path());
-        let part = Arc::new(PartitionKey::new(3, b"").unwrap_or_else(|e| panic!("{e}")));
+        let part = Arc::new(PartitionKey::new(3, b"").unwrap());
         let first: Vec<i64> = (0..5000).collect();
         store
             .write(inserts(&part, &first, WriteMode::InsertNew))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         // A large request holding one existing key fails whole, naming that op.
         let mut second: Vec<i64> = (5000..10_000).collect();
         second[4321] = 17;
@@ -676,28 +673,25 @@ mod tests {
             matches!(err, Err(Error::DuplicateKey { op: 4999 })),
             "{err:?}"
         );
-        assert_eq!(
-            store.count_live(&part, 0).unwrap_or_else(|e| panic!("{e}")),
-            5000
-        );
+        assert_eq!(store.count_live(&part, 0).unwrap(), 5000);
         // Upserting them all replaces each version once.
         store
             .write(inserts(&part, &first, WriteMode::Upsert))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(ids(&store, &part), first);
     }
 
     #[tokio::test]
     async fn seq_survives_restart() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let part = Arc::new(PartitionKey::new(1, b"").unwrap_or_else(|e| panic!("{e}")));
+        let dir = tempfile::tempdir().unwrap();
+        let part = Arc::new(PartitionKey::new(1, b"").unwrap());
         let last = {
             let store = crate::testing::open_hot(dir.path());
             store
                 .write(inserts(&part, &[1, 2], WriteMode::InsertNew))
                 .await
-                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap()
                 .last_seq
         };
         let store = crate::testing::open_hot(dir.path());
