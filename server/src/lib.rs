@@ -5,12 +5,15 @@
 //!  Flight SQL call ─► quilldb_flight (auth layer, commands, tickets)
 //!                         │ Backend trait
 //!                         ▼
-//!                  backend::QuillBackend ─► sql::run ─┬─ DDL ─► catalog (records in the hot store)
-//!                                                      ├─ DML ─► sql::dml ─► RowOps ─► hot store writer
-//!                                                      └─ query ─► DataFusion plan
-//!                                                                      │ provider::catalog / table
-//!                                                                      ▼
-//!                                                            HotScanExec ─► hot store scan ─► DoGet
+//!  backend::QuillBackend ─► sql (one parser; authorize, prepare, plan; DDL, DML, SUBSCRIBE)
+//!                             │                 │                      │
+//!                             ▼                 ▼                      ▼
+//!                     provider (DataFusion   live (hub, task,     DDL ─► catalog
+//!                      tables, system)        snapshot)             └─► CatalogEvent ─► live
+//!                             │                 │
+//!                             ▼                 ▼
+//!  engine: Database (stores, catalog, auth, limits, planner, events)
+//!          TableRead ─► storage::merge::MergedRead (cold + hot) ─► Fills ─► batches
 //! ```
 
 /// Authentication: credentials, sessions, tokens.

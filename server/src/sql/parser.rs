@@ -144,7 +144,7 @@ fn parse_inner(sql: &str, limits: &TextLimits) -> Result<Command> {
     if p.peek_token().token == Token::EOF {
         return Err(Error::Parse("empty statement".into()));
     }
-    let cmd = parse_one(&mut p, limits)?;
+    let cmd = parse_one(&mut p)?;
     while p.consume_token(&Token::SemiColon) {}
     let next = p.peek_token();
     if next.token != Token::EOF {
@@ -156,7 +156,7 @@ fn parse_inner(sql: &str, limits: &TextLimits) -> Result<Command> {
     Ok(cmd)
 }
 
-fn parse_one(p: &mut Parser, limits: &TextLimits) -> Result<Command> {
+fn parse_one(p: &mut Parser) -> Result<Command> {
     let first = peek_word(p, 0).unwrap_or_default();
     let second = peek_word(p, 1).unwrap_or_default();
     match (first.as_str(), second.as_str()) {
@@ -439,28 +439,15 @@ fn parse_one(p: &mut Parser, limits: &TextLimits) -> Result<Command> {
             if p.next_token().token != Token::LParen {
                 return Err(Error::Parse(format!("expected {usage}")));
             }
-            // The statement is the text up to the matching ')', whitespace and all: it is
-            // parsed again as one statement.
-            let mut depth = 1;
-            let mut text = String::new();
-            loop {
-                let Some(t) = p.next_token_no_skip().cloned() else {
-                    return Err(Error::Parse(format!("unclosed '(': {usage}")));
-                };
-                match &t.token {
-                    Token::EOF => return Err(Error::Parse(format!("unclosed '(': {usage}"))),
-                    Token::LParen => depth += 1,
-                    Token::RParen => {
-                        depth -= 1;
-                        if depth == 0 {
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-                text.push_str(&t.token.to_string());
+            // The statement is parsed in place, from the same tokens, up to the ')'.
+            let inner = parse_one(p)?;
+            while p.consume_token(&Token::SemiColon) {}
+            if !p.consume_token(&Token::RParen) {
+                return Err(Error::Parse(format!(
+                    "expected ')' after the statement, found {}: {usage}",
+                    p.peek_token().token
+                )));
             }
-            let inner = parse(&text, limits)?;
             if matches!(
                 inner,
                 Command::ExecuteAs { .. } | Command::Begin | Command::Commit | Command::Rollback
