@@ -62,12 +62,7 @@ impl Fills {
         if self.0.is_empty() || batch.num_rows() == 0 {
             return Ok(batch);
         }
-        let seqs = batch
-            .column(seq)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(|| Error::Internal("_seq is not BIGINT".into()))?
-            .clone();
+        let seqs = seq_column(&batch, seq)?.clone();
         let mut cols = batch.columns().to_vec();
         for fill in self.0.iter() {
             let bound = Int64Array::new_scalar(fill.before as i64);
@@ -81,4 +76,13 @@ impl Fills {
         }
         Ok(RecordBatch::try_new(batch.schema(), cols)?)
     }
+}
+
+/// The `_seq` column of `batch`, at position `at`.
+pub fn seq_column(batch: &RecordBatch, at: usize) -> Result<&Int64Array> {
+    batch
+        .column(at)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| Error::Internal("_seq is not BIGINT".into()))
 }

@@ -17,7 +17,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::Int64Array;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use futures::stream::BoxStream;
@@ -25,7 +24,7 @@ use quilldb_storage::hot::{HotStore, Overlay, SEQ_COLUMN, ScanSpec};
 use quilldb_storage::keys::PartitionKey;
 use quilldb_storage::merge::{ColdSource, MergedRead, ReadStats, SegmentPruner};
 
-use super::fills::Fills;
+use super::fills::{Fills, seq_column};
 use crate::catalog::{Storages, TableDef, TableType};
 use crate::error::{Error, Result};
 
@@ -291,12 +290,7 @@ impl TableRead {
         let mut out = HashMap::new();
         for b in source.versions(&self.read.spec.columns, seqs).await? {
             let b = fills.apply(b, seq_at)?;
-            let versions = b
-                .column(seq_at)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .ok_or_else(|| Error::Internal("_seq is not BIGINT".into()))?
-                .clone();
+            let versions = seq_column(&b, seq_at)?;
             for i in 0..b.num_rows() {
                 out.insert(versions.value(i) as u64, b.slice(i, 1));
             }

@@ -2,9 +2,7 @@
 //! recognised by their first words; everything else goes to sqlparser. Errors carry the line and
 //! column from sqlparser.
 
-use datafusion::sql::sqlparser::ast::{
-    SelectItem, Statement, TableFactor, WildcardAdditionalOptions,
-};
+use datafusion::sql::sqlparser::ast::{SelectItem, Statement, WildcardAdditionalOptions};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
@@ -254,18 +252,7 @@ fn parse_one(p: &mut Parser) -> Result<Command> {
                 } else {
                     None
                 };
-                let relation = TableFactor::Table {
-                    name,
-                    alias: None,
-                    args: None,
-                    with_hints: Vec::new(),
-                    version: None,
-                    with_ordinality: false,
-                    partitions: Vec::new(),
-                    json_path: None,
-                    sample: None,
-                    index_hints: Vec::new(),
-                };
+                let relation = super::select::table_named(name);
                 let all = SelectItem::Wildcard(WildcardAdditionalOptions::default());
                 super::select::select(vec![all], super::select::from(relation), selection)
             };

@@ -28,8 +28,15 @@ pub fn named(expr: Expr, name: &str) -> SelectItem {
 
 /// The table `parts` (quoted), with no alias.
 pub fn table(parts: &[&str]) -> TableFactor {
+    table_named(ObjectName::from(
+        parts.iter().map(|p| ident(p)).collect::<Vec<_>>(),
+    ))
+}
+
+/// The table `name`, with no alias.
+pub fn table_named(name: ObjectName) -> TableFactor {
     TableFactor::Table {
-        name: ObjectName::from(parts.iter().map(|p| ident(p)).collect::<Vec<_>>()),
+        name,
         alias: None,
         args: None,
         with_hints: Vec::new(),

@@ -10,8 +10,8 @@ use arrow::array::{ArrayRef, new_null_array};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    AssignmentTarget, Delete, Expr, FromTable, ObjectName, SelectItem, Statement, TableAlias,
-    TableFactor, Update,
+    Assignment, AssignmentTarget, Delete, Expr, FromTable, ObjectName, SelectItem, Statement,
+    TableAlias, TableFactor, Update,
 };
 use quilldb_storage::hot::{SEQ_COLUMN, WriteMode};
 use quilldb_storage::keys::PartitionKey;
@@ -24,6 +24,38 @@ use crate::session::Caller;
 use crate::sql::select::{column, from, named, select, table};
 
 use super::{Planned, no_system_column, ops_for, seqs, validate_rows};
+
+/// `SET col = expr, ...` by column name: each a column of `def`, none a system column or the
+/// primary key.
+pub(super) fn assignments(def: &TableDef, list: &[Assignment]) -> Result<HashMap<String, Expr>> {
+    let (_, pk) = def.pk()?;
+    let mut out = HashMap::with_capacity(list.len());
+    for a in list {
+        let AssignmentTarget::ColumnName(n) = &a.target else {
+            return Err(Error::InvalidArgument(
+                "tuple assignments are not supported".into(),
+            ));
+        };
+        let col = crate::sql::parser::name_parts(n)?
+            .last()
+            .cloned()
+            .unwrap_or_default();
+        no_system_column(&col)?;
+        if def.column(&col).is_none() {
+            return Err(Error::NotFound(format!(
+                "column {col} does not exist in {}",
+                def.qualified()
+            )));
+        }
+        if col == pk.name {
+            return Err(Error::InvalidArgument(format!(
+                "the primary key {col} cannot be updated: delete the row and insert it again"
+            )));
+        }
+        out.insert(col, a.value.clone());
+    }
+    Ok(out)
+}
 
 /// `SELECT <every column, assigned or kept>, _seq FROM <relation> [WHERE ...]`.
 pub(super) fn changed_rows(
@@ -105,32 +137,7 @@ pub(super) async fn update(
     let (name, alias) = table_factor(&u.table.relation)?;
     let def = db.table_for(caller, name, Access::Write)?;
     let relation = qualified(&def, alias);
-    let (_, pk) = def.pk()?;
-    let mut assignments = HashMap::new();
-    for a in &u.assignments {
-        let AssignmentTarget::ColumnName(n) = &a.target else {
-            return Err(Error::InvalidArgument(
-                "tuple assignments are not supported".into(),
-            ));
-        };
-        let col = crate::sql::parser::name_parts(n)?
-            .last()
-            .cloned()
-            .unwrap_or_default();
-        no_system_column(&col)?;
-        if def.column(&col).is_none() {
-            return Err(Error::NotFound(format!(
-                "column {col} does not exist in {}",
-                def.qualified()
-            )));
-        }
-        if col == pk.name {
-            return Err(Error::InvalidArgument(format!(
-                "the primary key {col} cannot be updated: delete the row and insert it again"
-            )));
-        }
-        assignments.insert(col, a.value.clone());
-    }
+    let assignments = assignments(&def, &u.assignments)?;
     let stmt = changed_rows(&def, relation, &assignments, u.selection.clone());
     let batches = crate::sql::plan::query_batches(db, caller, stmt, params).await?;
     let partition = Arc::new(PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?);

@@ -12,7 +12,7 @@ use arrow::array::{ArrayRef, UInt32Array};
 use arrow::compute::{concat_batches, take};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
-use datafusion::sql::sqlparser::ast::{AssignmentTarget, Expr, Ident, visit_expressions_mut};
+use datafusion::sql::sqlparser::ast::{Expr, Ident, visit_expressions_mut};
 use quilldb_storage::hot::WriteMode;
 use quilldb_storage::keys::PartitionKey;
 
@@ -24,8 +24,8 @@ use crate::session::Caller;
 use crate::sql::parser::normalize;
 use crate::sql::select::table;
 
-use super::change::{changed_rows, push_updates};
-use super::{Planned, no_system_column, ops_for};
+use super::change::{assignments, changed_rows, push_updates};
+use super::{Planned, ops_for};
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn upsert(
@@ -114,32 +114,9 @@ pub(super) async fn upsert(
         cols.push(take(batch.column(i), &new_idx, None)?);
     }
     let scratch = RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), cols)?;
-    let mut assignments: HashMap<String, Expr> = HashMap::new();
-    for a in &du.assignments {
-        let AssignmentTarget::ColumnName(n) = &a.target else {
-            return Err(Error::InvalidArgument(
-                "tuple assignments are not supported".into(),
-            ));
-        };
-        let name = crate::sql::parser::name_parts(n)?
-            .last()
-            .cloned()
-            .unwrap_or_default();
-        no_system_column(&name)?;
-        if def.column(&name).is_none() {
-            return Err(Error::NotFound(format!(
-                "column {name} does not exist in {}",
-                def.qualified()
-            )));
-        }
-        if name == pk.name {
-            return Err(Error::InvalidArgument(format!(
-                "the primary key {name} cannot be updated"
-            )));
-        }
-        let mut e = a.value.clone();
-        rewrite_excluded(&mut e);
-        assignments.insert(name, e);
+    let mut assignments = assignments(def, &du.assignments)?;
+    for e in assignments.values_mut() {
+        rewrite_excluded(e);
     }
     let mut selection = du.selection.clone();
     if let Some(s) = selection.as_mut() {
