@@ -71,10 +71,14 @@ pub fn subscribe(
         entry: entry.clone(),
         tx,
     };
-    let owner = hub.clone();
+    let registered = Registered {
+        hub: hub.clone(),
+        entry,
+    };
     hub.spawn(async move {
+        // Unregistered however the task ends: done, panicked, or stopped at shutdown.
+        let _registered = registered;
         task.run().await;
-        owner.unregister(&entry);
     });
     let messages = tokio_stream::wrappers::ReceiverStream::new(rx).boxed();
     Ok(Subscription {
@@ -82,4 +86,16 @@ pub fn subscribe(
         schema,
         messages,
     })
+}
+
+/// A subscription's place in the hub, given back when its task ends.
+struct Registered {
+    hub: Arc<LiveHub>,
+    entry: Arc<LiveEntry>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.hub.unregister(&self.entry);
+    }
 }
