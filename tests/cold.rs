@@ -459,6 +459,9 @@ async fn flush_policy_by_interval_runs_by_itself() {
 /// Loads `rows` rows and starts a flush; answers the job id once it is running (or `None` if it
 /// finished before it was seen running).
 async fn running_flush(c: &mut Client, rows: usize) -> (String, bool) {
+    // The flush watched is this one: the rows policy must not flush the rows first.
+    c.ok("ALTER TABLE app.t SET (FLUSH_POLICY = 'interval:86400')")
+        .await;
     c.ok(&format!(
         "INSERT INTO app.t SELECT value AS id, 'b' || CAST(value AS TEXT) AS body, \
          CAST(value AS INT) AS n FROM generate_series(0, {})",
