@@ -132,6 +132,30 @@ async fn statement_update_and_prepared_statements() {
     assert_eq!(count(&c.rows("SELECT * FROM app.kv WHERE k = 20").await), 0);
     insert.close().await.unwrap();
 
+    // A prepared UPDATE types each parameter by what it is assigned to or compared with.
+    let mut update = c
+        .inner
+        .prepare("UPDATE app.kv SET v = $1 WHERE k = $2".into(), None)
+        .await
+        .unwrap();
+    let params = update.parameter_schema().unwrap().clone();
+    assert_eq!(params.field(0).data_type(), &DataType::Utf8);
+    assert_eq!(params.field(1).data_type(), &DataType::Int64);
+    let p = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("$1", DataType::Utf8, false),
+            Field::new("$2", DataType::Int64, false),
+        ])),
+        vec![
+            Arc::new(StringArray::from(vec!["y"])),
+            Arc::new(Int64Array::from(vec![11])),
+        ],
+    )
+    .unwrap();
+    update.set_parameters(p).unwrap();
+    assert_eq!(update.execute_update().await.unwrap(), 1);
+    update.close().await.unwrap();
+
     // Parameterized query.
     let mut q = c
         .inner

@@ -149,3 +149,9 @@ pub enum UserChange {
     /// SET EMAIL
     Email(String),
 }
+
+/// Why a subscription has no ORDER BY.
+pub const SUBSCRIBE_NO_ORDER: &str =
+    "a subscription cannot use ORDER BY: changes come in commit order";
+/// Why a subscription has no LIMIT.
+pub const SUBSCRIBE_NO_LIMIT: &str = "a subscription cannot use LIMIT: use OPTIONS (last_rows = N)";

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::live::query::LiveOptions;
 
 pub use super::command::{Command, UserChange};
+use super::command::{SUBSCRIBE_NO_LIMIT, SUBSCRIBE_NO_ORDER};
 
 fn word(t: &TokenWithSpan) -> Option<String> {
     match &t.token {
@@ -256,6 +257,13 @@ fn parse_one(p: &mut Parser) -> Result<Command> {
                 let all = SelectItem::Wildcard(WildcardAdditionalOptions::default());
                 super::select::select(vec![all], super::select::from(relation), selection)
             };
+            match peek_word(p, 0).as_deref() {
+                Some("ORDER") => return Err(Error::InvalidArgument(SUBSCRIBE_NO_ORDER.into())),
+                Some("LIMIT" | "FETCH" | "OFFSET") => {
+                    return Err(Error::InvalidArgument(SUBSCRIBE_NO_LIMIT.into()));
+                }
+                _ => {}
+            }
             let options = if p.parse_keyword(Keyword::OPTIONS) {
                 live_options(p)?
             } else {
@@ -710,6 +718,8 @@ mod tests {
             "SUBSCRIBE TO a.b OPTIONS (colour = 1)",
             "SUBSCRIBE TO a.b OPTIONS last_rows = 1",
             "SUBSCRIBE TO a.b WHERE",
+            "SUBSCRIBE TO a.b ORDER BY id",
+            "SUBSCRIBE TO a.b LIMIT 1",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

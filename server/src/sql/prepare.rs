@@ -72,12 +72,15 @@ async fn selection_parameters(
                 .assignments
                 .iter()
                 .filter_map(|a| match &a.target {
-                    AssignmentTarget::ColumnName(n) => Some(select::eq(
-                        Expr::CompoundIdentifier(
-                            n.0.iter().filter_map(|p| p.as_ident().cloned()).collect(),
-                        ),
-                        a.value.clone(),
-                    )),
+                    AssignmentTarget::ColumnName(n) => {
+                        let mut parts: Vec<_> =
+                            n.0.iter().filter_map(|p| p.as_ident().cloned()).collect();
+                        let column = match parts.len() {
+                            1 => Expr::Identifier(parts.remove(0)),
+                            _ => Expr::CompoundIdentifier(parts),
+                        };
+                        Some(select::eq(column, a.value.clone()))
+                    }
                     AssignmentTarget::Tuple(_) => None,
                 })
                 .collect::<Vec<_>>();

@@ -18,6 +18,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use quilldb_flight::{SubscribeRequest, Subscription};
 
+use super::command::{SUBSCRIBE_NO_LIMIT, SUBSCRIBE_NO_ORDER};
 use super::parser::{Command, normalize, parse};
 use crate::authz::Access;
 use crate::catalog::{TableDef, TableType};
@@ -61,14 +62,10 @@ pub fn build(
         return Err(invalid("a subscription cannot use WITH"));
     }
     if query.order_by.is_some() {
-        return Err(invalid(
-            "a subscription cannot use ORDER BY: changes come in commit order",
-        ));
+        return Err(invalid(SUBSCRIBE_NO_ORDER));
     }
     if query.limit_clause.is_some() || query.fetch.is_some() {
-        return Err(invalid(
-            "a subscription cannot use LIMIT: use OPTIONS (last_rows = N)",
-        ));
+        return Err(invalid(SUBSCRIBE_NO_LIMIT));
     }
     let SetExpr::Select(s) = *query.body else {
         return Err(invalid(
