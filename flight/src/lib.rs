@@ -11,6 +11,9 @@
 //!                                                  ▼
 //!                                  encode::result_schema + encode::flight_stream
 //!                                  (one schema for FlightInfo and DoGet, no view types)
+//!
+//!  errors: error::Error ─► one From<Error> for tonic::Status
+//!  client::subscribe ──DoExchange──► live (SUBSCRIBE framing) ──► Backend::subscribe
 //! ```
 
 /// HTTP-level authentication and request ids around the Flight service.
