@@ -55,16 +55,6 @@ impl QueryPlan {
         Arc::new(self.plan.schema().as_arrow().clone())
     }
 
-    /// The logical plan.
-    pub fn logical(&self) -> &LogicalPlan {
-        &self.plan
-    }
-
-    /// The context that planned it.
-    pub fn context(&self) -> &SessionContext {
-        &self.ctx
-    }
-
     /// The same plan with its placeholders bound (a prepared query's execution).
     pub fn bind(&self, params: &[ScalarValue]) -> Result<QueryPlan> {
         let plan = if params.is_empty() {
