@@ -9,6 +9,9 @@
 //! to `benches/results/latest-<durability>.json` and a timestamped copy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The cost of one small call.
+mod calls;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +42,9 @@ struct Args {
     /// Rows bulk-ingested through CommandStatementIngest in one call.
     #[arg(long, default_value_t = 1_000_000)]
     ingest_rows: usize,
+    /// Calls of each kind in the `calls` part.
+    #[arg(long, default_value_t = 2_000)]
+    calls: usize,
     /// Point lookups.
     #[arg(long, default_value_t = 2_000)]
     lookups: usize,
@@ -48,7 +54,7 @@ struct Args {
     /// Users in the USER-table part.
     #[arg(long, default_value_t = 10_000)]
     users: usize,
-    /// Run one part only: single, batched, parallel, ingest, scan, cold, auth, users or live.
+    /// Run one part only: calls, single, batched, parallel, ingest, scan, cold, auth, users or live.
     #[arg(long)]
     only: Option<String>,
     /// Where to write the JSON results.
@@ -497,6 +503,12 @@ async fn main() {
     let mut rows: Vec<Row> = Vec::new();
 
     let want = |part: &str| args.only.as_deref().is_none_or(|o| o == part);
+
+    // 0. What one small call costs the server, in the raw and the ADBC driver's pattern.
+    if want("calls") {
+        let token = c.inner.token().cloned().unwrap();
+        rows.extend(calls::run(&server, &token, args.calls).await);
+    }
 
     // 1. Single-row parameterized inserts, one client, then the same unprepared.
     if want("single") {

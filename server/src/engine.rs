@@ -34,5 +34,5 @@ pub mod read;
 pub use database::Database;
 pub use events::{CatalogEvent, LiveQueries, LiveQueryInfo};
 pub use limits::{Limits, TextLimits};
-pub use planner::{Planner, QueryPlan};
+pub use planner::{Planner, QueryPlan, Tables};
 pub use read::{SCAN_BATCH_ROWS, TableRead};

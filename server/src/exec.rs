@@ -2,16 +2,18 @@
 //! the gRPC runtime through a small bounded channel, so a CPU-heavy query occupies the query
 //! threads and never the threads that answer calls (cancellation, other clients, health).
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SessionState;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::prelude::DataFrame;
 use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::runtime::{Handle, Runtime};
@@ -57,13 +59,14 @@ impl Executor {
         &self,
         state: SessionState,
         plan: LogicalPlan,
+        runtime: Arc<RuntimeEnv>,
     ) -> Result<SendableRecordBatchStream> {
         let schema = Arc::new(plan.schema().as_arrow().clone());
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let (ready_tx, ready_rx) = oneshot::channel();
         let task = self.handle.spawn(async move {
             let mut ready = Some(ready_tx);
-            let run = AssertUnwindSafe(run(state, plan, &tx, &mut ready));
+            let run = AssertUnwindSafe(run(state, plan, runtime, &tx, &mut ready));
             if let Err(panic) = run.catch_unwind().await {
                 // A bug in an operator ends this query with an error, never with a stream that
                 // looks complete.
@@ -107,14 +110,31 @@ impl Drop for Executor {
 }
 
 /// Plans `plan` physically and sends its batches to `tx`; `ready` is told once the stream is
-/// open (or why it could not open).
+/// open (or why it could not open). The query runs in `runtime` (its memory pool); its task
+/// context carries no function registry, which only plan deserialization reads.
 async fn run(
     state: SessionState,
     plan: LogicalPlan,
+    runtime: Arc<RuntimeEnv>,
     tx: &mpsc::Sender<DfResult<RecordBatch>>,
     ready: &mut Option<oneshot::Sender<DfResult<()>>>,
 ) {
-    let stream = DataFrame::new(state, plan).execute_stream().await;
+    let stream = match state.create_physical_plan(&plan).await {
+        Ok(physical) => {
+            let task = TaskContext::new(
+                None,
+                state.session_id().to_string(),
+                state.config().clone(),
+                HashMap::new(),
+                HashMap::new(),
+                HashMap::new(),
+                HashMap::new(),
+                runtime,
+            );
+            execute_stream(physical, Arc::new(task))
+        }
+        Err(e) => Err(e),
+    };
     let mut stream = match stream {
         Ok(s) => {
             if let Some(r) = ready.take() {

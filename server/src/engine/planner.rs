@@ -8,15 +8,37 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use datafusion::catalog::CatalogProvider;
-use datafusion::common::ScalarValue;
+use std::collections::HashMap;
+
+use arrow::datatypes::DataType;
+use datafusion::catalog::cte_worktable::CteWorkTable;
+use datafusion::catalog::information_schema::{INFORMATION_SCHEMA, InformationSchemaProvider};
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProviderList, SchemaProvider,
+    TableFunctionArgs, TableProvider,
+};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::{
+    DFSchema, ResolvedTableReference, Result as DfResult, ScalarValue, TableReference,
+    plan_datafusion_err,
+};
+use datafusion::datasource::provider_as_source;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner, RelationPlanner};
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::logical_expr::{
+    AggregateUDF, Expr, HigherOrderUDF, LogicalPlan, ScalarUDF, TableSource, WindowUDF,
+};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::physical_plan::PhysicalExpr;
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::planner::{ParserOptions, PlannerContext, SqlToRel};
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Statement};
 use futures::TryStreamExt;
 use quilldb_storage::hot::HotStore;
 
@@ -29,10 +51,10 @@ use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::session::Caller;
 
-/// A planned query and the context that planned it (its catalog view is the caller's).
+/// A planned query: the logical plan of one statement, its tables resolved for the caller who
+/// planned it. It holds no session: each execution starts from the shared one.
 #[derive(Clone)]
 pub struct QueryPlan {
-    ctx: SessionContext,
     plan: LogicalPlan,
 }
 
@@ -45,11 +67,6 @@ impl std::fmt::Debug for QueryPlan {
 }
 
 impl QueryPlan {
-    /// A plan built in `ctx`.
-    pub fn new(ctx: SessionContext, plan: LogicalPlan) -> Self {
-        Self { ctx, plan }
-    }
-
     /// The result schema.
     pub fn schema(&self) -> SchemaRef {
         Arc::new(self.plan.schema().as_arrow().clone())
@@ -62,10 +79,7 @@ impl QueryPlan {
         } else {
             self.plan.clone().with_param_values(params.to_vec())?
         };
-        Ok(QueryPlan {
-            ctx: self.ctx.clone(),
-            plan,
-        })
+        Ok(QueryPlan { plan })
     }
 
     /// The types DataFusion inferred for `$n` placeholders.
@@ -74,6 +88,24 @@ impl QueryPlan {
     ) -> std::collections::HashMap<String, Option<arrow::datatypes::DataType>> {
         self.plan.get_parameter_types().unwrap_or_default()
     }
+}
+
+/// Where the table names of a statement lead.
+pub enum Tables {
+    /// The caller's catalog; a name without a namespace is in `default_schema`.
+    Catalog {
+        /// The `quill` catalog as the caller sees it.
+        catalog: Arc<dyn CatalogProvider>,
+        /// The caller's namespace.
+        default_schema: String,
+    },
+    /// One in-memory table and nothing else (the rows an `ON CONFLICT DO UPDATE` works on).
+    One {
+        /// Its name.
+        name: String,
+        /// Its rows.
+        table: Arc<dyn TableProvider>,
+    },
 }
 
 /// Plans and runs queries.
@@ -129,68 +161,81 @@ impl Planner {
         })
     }
 
-    /// A context for one statement of `caller`, seeing the tables of `catalog`.
-    pub fn context(&self, caller: &Caller, catalog: Arc<dyn CatalogProvider>) -> SessionContext {
-        let ctx = SessionContext::new_with_state(self.state(caller));
-        ctx.register_catalog(quilldb_flight::CATALOG, catalog);
-        ctx
-    }
-
-    /// A context with one in-memory table `table` holding `rows` and nothing else (the rows
-    /// an `ON CONFLICT DO UPDATE` works on).
-    pub fn scratch_context(
+    /// Plans `stmt` for `caller` over `tables`, its parameter values bound. The shared session
+    /// is read, never copied: the statement's tables and the caller's own functions come from
+    /// a context built for this statement alone.
+    pub async fn plan(
         &self,
         caller: &Caller,
-        table: &str,
-        rows: RecordBatch,
-    ) -> Result<SessionContext> {
-        let mut state = self.state(caller);
-        let opts = state.config_mut().options_mut();
-        opts.catalog.default_catalog = "scratch".into();
-        opts.catalog.default_schema = "scratch".into();
-        let config = state
-            .config()
-            .clone()
-            .with_create_default_catalog_and_schema(true);
-        let ctx = SessionContext::new_with_state(
-            SessionStateBuilder::new_from_existing(state)
-                .with_config(config)
-                .build(),
-        );
-        ctx.register_batch(table, rows)?;
-        Ok(ctx)
+        tables: Tables,
+        stmt: Statement,
+        params: &[ScalarValue],
+    ) -> Result<QueryPlan> {
+        let stmt = DfStatement::Statement(Box::new(stmt));
+        let mut context = StatementContext::new(&self.base, caller, &tables);
+        for reference in self.base.resolve_table_references(&stmt)? {
+            context.resolve(&tables, reference).await?;
+        }
+        let plan = SqlToRel::new_with_options(&context, parser_options(&self.base))
+            .statement_to_plan(stmt)?;
+        let plan = if params.is_empty() {
+            plan
+        } else {
+            plan.with_param_values(params.to_vec())?
+        };
+        Ok(QueryPlan { plan })
     }
 
-    fn state(&self, caller: &Caller) -> SessionState {
-        // Each query gets its own memory pool (`limits.max_query_memory_mb`), sharing the
-        // disk manager for spills and the caches.
+    /// A SQL expression over the columns of `schema` as `caller` means it (a subscription's
+    /// filter): names resolve to columns, functions include the caller's own.
+    pub fn expr(&self, caller: &Caller, expr: SqlExpr, schema: &DFSchema) -> Result<Expr> {
+        let tables = Tables::One {
+            name: String::new(),
+            table: Arc::new(datafusion::datasource::empty::EmptyTable::new(Arc::new(
+                arrow::datatypes::Schema::empty(),
+            ))),
+        };
+        let context = StatementContext::new(&self.base, caller, &tables);
+        Ok(
+            SqlToRel::new_with_options(&context, parser_options(&self.base)).sql_to_expr(
+                expr,
+                schema,
+                &mut PlannerContext::new(),
+            )?,
+        )
+    }
+
+    /// The executable form of `expr` over `schema`, its clock started now.
+    pub fn physical_expr(&self, expr: Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        Ok(self.started().create_physical_expr(expr, schema)?)
+    }
+
+    /// The shared session with its clock started now (`now()` is the start of a statement).
+    fn started(&self) -> SessionState {
+        let mut state = self.base.clone();
+        state.mark_start_execution();
+        state
+    }
+
+    /// The runtime of one query: its own memory pool (`limits.max_query_memory_mb`), sharing
+    /// the disk manager for spills and the caches.
+    fn query_runtime(&self) -> Arc<RuntimeEnv> {
         let runtime = RuntimeEnvBuilder::from_runtime_env(self.base.runtime_env())
             .with_memory_pool(Arc::new(TrackConsumersPool::new(
                 GreedyMemoryPool::new(self.max_query_memory),
                 std::num::NonZeroUsize::MIN.saturating_add(4),
             )))
             .build_arc();
-        let mut state = match runtime {
-            Ok(env) => SessionStateBuilder::new_from_existing(self.base.clone())
-                .with_runtime_env(env)
-                .build(),
-            Err(e) => {
-                tracing::error!(error = %e, "query memory pool");
-                self.base.clone()
-            }
-        };
-        state.config_mut().options_mut().catalog.default_schema =
-            caller.namespace().unwrap_or_else(|| "public".into());
-        for udf in functions::session(&caller.user, &caller.role.to_string()) {
-            let _ = state.register_udf(Arc::new(udf));
-        }
-        state
+        runtime.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "query memory pool");
+            self.base.runtime_env().clone()
+        })
     }
 
     /// Runs a planned query as a stream, on the query executor.
     pub async fn execute(&self, plan: &QueryPlan) -> Result<SendableRecordBatchStream> {
         self.executor
-            .stream(plan.ctx.state(), plan.plan.clone())
+            .stream(self.started(), plan.plan.clone(), self.query_runtime())
             .await
     }
 
@@ -202,5 +247,194 @@ impl Planner {
     /// Stops query execution.
     pub fn shutdown(&self) {
         self.executor.shutdown();
+    }
+}
+
+/// DataFusion's SQL options, as the session's configuration sets them.
+fn parser_options(state: &SessionState) -> ParserOptions {
+    let o = &state.config().options().sql_parser;
+    ParserOptions {
+        parse_float_as_decimal: o.parse_float_as_decimal,
+        enable_ident_normalization: o.enable_ident_normalization,
+        enable_options_value_normalization: o.enable_options_value_normalization,
+        support_varchar_with_length: o.support_varchar_with_length,
+        map_string_types_to_utf8view: o.map_string_types_to_utf8view,
+        collect_spans: o.collect_spans,
+        default_null_ordering: o.default_null_ordering.as_str().into(),
+    }
+}
+
+/// What one statement's planning sees: the shared session's functions and planners, the
+/// caller's own functions, and the tables the statement names, resolved before planning (the
+/// lookups may wait; planning may not).
+struct StatementContext<'a> {
+    base: &'a SessionState,
+    catalog: &'static str,
+    schema: String,
+    session: Vec<Arc<ScalarUDF>>,
+    tables: HashMap<ResolvedTableReference, Arc<dyn TableSource>>,
+}
+
+/// The catalog and schema of the one-table context.
+const SCRATCH: &str = "scratch";
+
+impl<'a> StatementContext<'a> {
+    fn new(base: &'a SessionState, caller: &Caller, tables: &Tables) -> Self {
+        let (catalog, schema) = match tables {
+            Tables::Catalog { default_schema, .. } => {
+                (quilldb_flight::CATALOG, default_schema.clone())
+            }
+            Tables::One { .. } => (SCRATCH, SCRATCH.to_string()),
+        };
+        Self {
+            base,
+            catalog,
+            schema,
+            session: functions::session(&caller.user, &caller.role.to_string())
+                .into_iter()
+                .map(Arc::new)
+                .collect(),
+            tables: HashMap::new(),
+        }
+    }
+
+    fn resolved(&self, reference: TableReference) -> ResolvedTableReference {
+        reference.resolve(self.catalog, &self.schema)
+    }
+
+    /// Looks `reference` up; a name that leads nowhere stays unresolved, and planning reports
+    /// it. A lookup's own error (a refusal) is the statement's error.
+    async fn resolve(&mut self, tables: &Tables, reference: TableReference) -> Result<()> {
+        let resolved = self.resolved(reference);
+        if self.tables.contains_key(&resolved) {
+            return Ok(());
+        }
+        let table = match tables {
+            Tables::Catalog { catalog, .. } => {
+                let schema: Option<Arc<dyn SchemaProvider>> = if *resolved.catalog != *self.catalog
+                {
+                    None
+                } else if *resolved.schema == *INFORMATION_SCHEMA {
+                    let list = Arc::new(MemoryCatalogProviderList::new());
+                    list.register_catalog(self.catalog.to_string(), catalog.clone());
+                    Some(Arc::new(
+                        InformationSchemaProvider::new(list)
+                            .with_table_functions(self.base.table_functions().clone()),
+                    ))
+                } else {
+                    catalog.schema(&resolved.schema)
+                };
+                match schema {
+                    Some(s) => s.table(&resolved.table).await?,
+                    None => None,
+                }
+            }
+            Tables::One { name, table } => (*resolved.catalog == *SCRATCH
+                && *resolved.schema == *SCRATCH
+                && *resolved.table == **name)
+                .then(|| table.clone()),
+        };
+        if let Some(t) = table {
+            self.tables.insert(resolved, provider_as_source(t));
+        }
+        Ok(())
+    }
+}
+
+impl ContextProvider for StatementContext<'_> {
+    fn get_table_source(&self, name: TableReference) -> DfResult<Arc<dyn TableSource>> {
+        let name = self.resolved(name);
+        self.tables
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| plan_datafusion_err!("table '{name}' not found"))
+    }
+
+    fn get_table_function_source(
+        &self,
+        name: &str,
+        args: Vec<Expr>,
+    ) -> DfResult<Arc<dyn TableSource>> {
+        let function = self
+            .base
+            .table_functions()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| plan_datafusion_err!("table function '{name}' not found"))?;
+        let simplifier = ExprSimplifier::new(
+            SimplifyContext::builder()
+                .with_config_options(self.base.config_options().clone())
+                .build(),
+        );
+        let empty = DFSchema::empty();
+        let args = args
+            .into_iter()
+            .map(|a| simplifier.coerce(a, &empty).and_then(|e| simplifier.simplify(e)))
+            .collect::<DfResult<Vec<_>>>()?;
+        let provider =
+            function.create_table_provider_with_args(TableFunctionArgs::new(&args, self.base))?;
+        Ok(provider_as_source(provider))
+    }
+
+    fn create_cte_work_table(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+    ) -> DfResult<Arc<dyn TableSource>> {
+        Ok(provider_as_source(Arc::new(CteWorkTable::new(name, schema))))
+    }
+
+    fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
+        self.base.expr_planners()
+    }
+
+    fn get_relation_planners(&self) -> &[Arc<dyn RelationPlanner>] {
+        self.base.relation_planners()
+    }
+
+    fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
+        self.session
+            .iter()
+            .find(|f| f.name() == name)
+            .or_else(|| self.base.scalar_functions().get(name))
+            .cloned()
+    }
+
+    fn get_higher_order_meta(&self, name: &str) -> Option<Arc<HigherOrderUDF>> {
+        self.base.higher_order_functions().get(name).cloned()
+    }
+
+    fn get_aggregate_meta(&self, name: &str) -> Option<Arc<AggregateUDF>> {
+        self.base.aggregate_functions().get(name).cloned()
+    }
+
+    fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
+        self.base.window_functions().get(name).cloned()
+    }
+
+    fn get_variable_type(&self, _variable_names: &[String]) -> Option<DataType> {
+        None
+    }
+
+    fn options(&self) -> &ConfigOptions {
+        self.base.config_options()
+    }
+
+    fn udf_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.session.iter().map(|f| f.name().into()).collect();
+        names.extend(self.base.scalar_functions().keys().cloned());
+        names
+    }
+
+    fn higher_order_function_names(&self) -> Vec<String> {
+        self.base.higher_order_functions().keys().cloned().collect()
+    }
+
+    fn udaf_names(&self) -> Vec<String> {
+        self.base.aggregate_functions().keys().cloned().collect()
+    }
+
+    fn udwf_names(&self) -> Vec<String> {
+        self.base.window_functions().keys().cloned().collect()
     }
 }

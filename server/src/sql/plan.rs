@@ -4,38 +4,21 @@
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
+use datafusion::catalog::MemTable;
 use datafusion::common::ScalarValue;
-use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 
-use crate::engine::{Database, QueryPlan};
+use crate::engine::{Database, QueryPlan, Tables};
 use crate::error::Result;
 use crate::provider::catalog::QuillCatalog;
 use crate::session::Caller;
 
-/// A DataFusion context for one statement of `caller`.
-pub fn context(db: &Arc<Database>, caller: &Caller) -> SessionContext {
-    let catalog = Arc::new(QuillCatalog::new(db.clone(), caller.clone()));
-    db.planner.context(caller, catalog)
-}
-
-/// Plans `stmt` in `ctx` with its parameter values bound.
-pub async fn plan_in(
-    ctx: SessionContext,
-    stmt: Statement,
-    params: &[ScalarValue],
-) -> Result<QueryPlan> {
-    let plan = ctx
-        .state()
-        .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
-        .await?;
-    let plan = if params.is_empty() {
-        plan
-    } else {
-        plan.with_param_values(params.to_vec())?
-    };
-    Ok(QueryPlan::new(ctx, plan))
+/// The tables `caller` sees: the `quill` catalog as the caller may read it.
+pub fn tables(db: &Arc<Database>, caller: &Caller) -> Tables {
+    Tables::Catalog {
+        catalog: Arc::new(QuillCatalog::new(db.clone(), caller.clone())),
+        default_schema: caller.namespace().unwrap_or_else(|| "public".into()),
+    }
 }
 
 /// Plans a query of `caller` with its parameter values bound.
@@ -45,7 +28,9 @@ pub async fn plan_query(
     stmt: Statement,
     params: &[ScalarValue],
 ) -> Result<QueryPlan> {
-    plan_in(context(db, caller), stmt, params).await
+    db.planner
+        .plan(caller, tables(db, caller), stmt, params)
+        .await
 }
 
 /// Runs a query of `caller` to completion (the rows a DML statement changes).
@@ -68,7 +53,11 @@ pub async fn scratch_query(
     stmt: Statement,
     params: &[ScalarValue],
 ) -> Result<Vec<RecordBatch>> {
-    let ctx = db.planner.scratch_context(caller, table, rows)?;
-    let plan = plan_in(ctx, stmt, params).await?;
+    let scratch = MemTable::try_new(rows.schema(), vec![vec![rows]])?;
+    let tables = Tables::One {
+        name: table.to_string(),
+        table: Arc::new(scratch),
+    };
+    let plan = db.planner.plan(caller, tables, stmt, params).await?;
     db.planner.collect(&plan).await
 }

@@ -13,7 +13,7 @@ use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::Expr as DfExpr;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast::{
-    Expr, ExprWithAlias, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor,
+    Expr, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor,
     visit_expressions,
 };
 use quilldb_flight::{SubscribeRequest, Subscription};
@@ -163,23 +163,16 @@ fn filter_expr(
     if subquery {
         return Err(invalid("a subscription filter cannot use subqueries"));
     }
-    let ctx = super::plan::context(db, caller);
     let schema = DFSchema::try_from(def.query_schema().as_ref().clone())?;
-    let expr = ctx.state().create_logical_expr_from_sql_expr(
-        ExprWithAlias {
-            expr: cond.clone(),
-            alias: None,
-        },
-        &schema,
-    )?;
+    let expr = db.planner.expr(caller, cond.clone(), &schema)?;
     let expr = expr.infer_placeholder_types(&schema)?.0;
     let expr = bind(expr, params)?;
-    ctx.create_physical_expr(expr, &schema).map_err(|e| {
+    db.planner.physical_expr(expr, &schema).map_err(|e| {
         let text = e.to_string();
         if text.contains("Aggregate") || text.contains("aggregate") {
             invalid("a subscription filter cannot use aggregates")
         } else {
-            Error::from(e)
+            e
         }
     })
 }
