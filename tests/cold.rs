@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
-use quilldb_tests::{Client, TestServer, column, count, http_get};
+use quilldb_tests::{Client, TestServer, column, count, metric};
 use tonic::Code;
 
 async fn setup(env: &[(&str, &str)]) -> (TestServer, Client) {
@@ -25,15 +25,6 @@ fn manifest(server: &TestServer, folder: &str) -> serde_json::Value {
         .join("manifest.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
-}
-
-fn metric(server: &TestServer, name: &str) -> f64 {
-    let (_, text) = http_get(&server.http_url, "/metrics");
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Runs `sql` every 50 ms until `done` holds for its rows (at most 20 s); answers those rows.

@@ -12,6 +12,7 @@ mod live;
 mod live_matrix;
 mod live_model;
 mod matrix;
+mod point_reads;
 mod server;
 mod sql_ddl;
 mod sql_dml;

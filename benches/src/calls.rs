@@ -110,7 +110,12 @@ impl Raw {
             r#type: r#type.into(),
             body: body.as_any().encode_to_vec().into(),
         };
-        let mut results = self.inner.do_action(self.req(a)).await.unwrap().into_inner();
+        let mut results = self
+            .inner
+            .do_action(self.req(a))
+            .await
+            .unwrap()
+            .into_inner();
         let first = results.message().await.unwrap().map(|r| r.body);
         while results.message().await.unwrap().is_some() {}
         first
@@ -277,8 +282,10 @@ pub async fn run(server: &TestServer, root_token: &str, n: usize) -> Vec<Row> {
          WITH (FLUSH_POLICY = 'interval:86400')",
     )
     .await;
-    raw.update("INSERT INTO bench.calls SELECT value, 'row ' || value FROM generate_series(0, 9999)")
-        .await;
+    raw.update(
+        "INSERT INTO bench.calls SELECT value, 'row ' || value FROM generate_series(0, 9999)",
+    )
+    .await;
     let r = &mut raw;
     let mut costs = Vec::new();
     costs.push(
@@ -314,7 +321,10 @@ pub async fn run(server: &TestServer, root_token: &str, n: usize) -> Vec<Row> {
         measure(server, "PK lookup (adbc)", n, async |i| {
             let id = ((i * 7919) % 10_000) as i64;
             let b = r
-                .adbc_query("SELECT * FROM bench.calls WHERE id = $1", Some(one("$1", id)))
+                .adbc_query(
+                    "SELECT * FROM bench.calls WHERE id = $1",
+                    Some(one("$1", id)),
+                )
                 .await;
             assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
         })

@@ -22,7 +22,7 @@ use arrow_flight::error::FlightError;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use quilldb_flight::client::LiveStream;
-use quilldb_tests::{Client, TestServer};
+use quilldb_tests::{Client, TestServer, metric};
 use serde_json::json;
 
 #[derive(Debug, Parser)]
@@ -416,14 +416,6 @@ async fn subscribers(
         out.push(live);
     }
     out
-}
-
-/// One unlabelled figure of the server's /metrics (0 when absent).
-fn metric(server: &TestServer, name: &str) -> f64 {
-    let (_, text) = quilldb_tests::http_get(&server.http_url, "/metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// CPU seconds process `pid` (`self`: this client) has used, from /proc (0 elsewhere).

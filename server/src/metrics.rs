@@ -35,6 +35,8 @@ pub struct Metrics {
     pub statement_seconds: Histogram,
     /// Rows sent by DoGet.
     pub rows_streamed: IntCounter,
+    /// Queries answered by the primary-key point read, without planning.
+    pub point_reads: IntCounter,
     /// Bytes of Arrow data sent by DoGet.
     pub bytes_streamed: IntCounter,
     /// Rows changed by DML.
@@ -106,6 +108,10 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
         )?;
         let rows_streamed = IntCounter::new("rows_streamed_total", "Rows sent by DoGet")?;
+        let point_reads = IntCounter::new(
+            "point_reads_total",
+            "Queries answered by the primary-key point read, without planning",
+        )?;
         let bytes_streamed = IntCounter::new("bytes_streamed_total", "Arrow bytes sent by DoGet")?;
         let rows_written = IntCounter::new("rows_written_total", "Rows changed by DML")?;
         let active_sessions = IntGauge::new("active_sessions", "Logged-in sessions")?;
@@ -180,6 +186,7 @@ impl Metrics {
         registry.register(Box::new(statements.clone()))?;
         registry.register(Box::new(statement_seconds.clone()))?;
         registry.register(Box::new(rows_streamed.clone()))?;
+        registry.register(Box::new(point_reads.clone()))?;
         registry.register(Box::new(bytes_streamed.clone()))?;
         registry.register(Box::new(rows_written.clone()))?;
         registry.register(Box::new(active_sessions.clone()))?;
@@ -194,6 +201,7 @@ impl Metrics {
             statements,
             statement_seconds,
             rows_streamed,
+            point_reads,
             bytes_streamed,
             rows_written,
             active_sessions,

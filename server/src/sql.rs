@@ -20,6 +20,8 @@ pub mod ingest;
 pub mod parser;
 /// Planning a statement's query for a caller.
 pub mod plan;
+/// Primary-key point reads without DataFusion.
+pub mod point;
 /// Prepared statements: parse, authorize, type the parameters, cache the plan.
 pub mod prepare;
 /// SELECT statements built from AST parts.
@@ -204,6 +206,11 @@ pub async fn run_command(
         )),
         Command::Query(stmt) => {
             let first = first_param_row(params.as_ref())?;
+            if let Some(q) = point::shape(&stmt)
+                && let Some(rows) = point::read(db, caller, &q, &first).await
+            {
+                return Ok(Outcome::Rows(rows));
+            }
             let plan = plan::plan_query(db, caller, *stmt, &first).await?;
             Ok(Outcome::Query {
                 schema: plan.schema(),

@@ -436,6 +436,14 @@ pub fn to_status(e: arrow_flight::error::FlightError) -> tonic::Status {
     }
 }
 
+/// One unlabelled figure of the server's `/metrics` (0 when absent).
+pub fn metric(server: &TestServer, name: &str) -> f64 {
+    let (_, text) = http_get(&server.http_url, "/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A batch of `id BIGINT NOT NULL, v TEXT` rows.
 pub fn id_v_batch(ids: &[i64], v: impl Fn(i64) -> String) -> RecordBatch {
     use std::sync::Arc;

@@ -369,7 +369,11 @@ impl ContextProvider for StatementContext<'_> {
         let empty = DFSchema::empty();
         let args = args
             .into_iter()
-            .map(|a| simplifier.coerce(a, &empty).and_then(|e| simplifier.simplify(e)))
+            .map(|a| {
+                simplifier
+                    .coerce(a, &empty)
+                    .and_then(|e| simplifier.simplify(e))
+            })
             .collect::<DfResult<Vec<_>>>()?;
         let provider =
             function.create_table_provider_with_args(TableFunctionArgs::new(&args, self.base))?;
@@ -381,7 +385,9 @@ impl ContextProvider for StatementContext<'_> {
         name: &str,
         schema: SchemaRef,
     ) -> DfResult<Arc<dyn TableSource>> {
-        Ok(provider_as_source(Arc::new(CteWorkTable::new(name, schema))))
+        Ok(provider_as_source(Arc::new(CteWorkTable::new(
+            name, schema,
+        ))))
     }
 
     fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {

@@ -66,6 +66,11 @@ impl PartitionTable {
         })
     }
 
+    /// The table this provider reads.
+    pub fn definition(&self) -> &Arc<TableDef> {
+        self.read.table()
+    }
+
     /// The partition this provider reads.
     pub fn partition(&self) -> &PartitionKey {
         self.read.partition()
@@ -188,28 +193,9 @@ impl TableProvider for PartitionTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let def = self.read.table();
         let all: Vec<usize> = (0..self.schema.fields().len()).collect();
         let projection = projection.cloned().unwrap_or(all);
-        let seq_index = def.columns.len();
-        let out_schema = Arc::new(self.schema.project(&projection)?);
-        let columns: Vec<usize> = projection
-            .iter()
-            .copied()
-            .filter(|i| *i != seq_index)
-            .collect();
-        let with_seq = projection.contains(&seq_index);
-        // The read yields columns then _seq; `order` puts them back in the projection's order.
-        let mut order = Vec::with_capacity(projection.len());
-        let mut next_col = 0;
-        for i in &projection {
-            if *i == seq_index {
-                order.push(columns.len());
-            } else {
-                order.push(next_col);
-                next_col += 1;
-            }
-        }
+        let def = self.read.table();
         let pruning = Pruning::from_filters(def, filters);
         let pruner = match conjunction(filters.iter().cloned()) {
             Some(predicate) if pruning.keys.is_none() => {
@@ -222,6 +208,46 @@ impl TableProvider for PartitionTable {
             }
             _ => None,
         };
+        let (read, out_schema, order) = self.projected(&projection, pruning, limit, pruner)?;
+        Ok(Arc::new(TableScanExec::new(
+            read,
+            self.metrics.clone(),
+            out_schema,
+            order,
+        )))
+    }
+}
+
+impl PartitionTable {
+    /// The read of the columns at `projection` (positions in [`TableProvider::schema`], `_seq`
+    /// last), pruned as `pruning` says: the read, the projection's schema, and where each of
+    /// its columns sits in the read's batches.
+    fn projected(
+        &self,
+        projection: &[usize],
+        pruning: Pruning,
+        limit: Option<usize>,
+        pruner: Option<Arc<dyn SegmentPruner>>,
+    ) -> DfResult<(TableRead, SchemaRef, Vec<usize>)> {
+        let seq_index = self.read.table().columns.len();
+        let out_schema = Arc::new(self.schema.project(projection)?);
+        let columns: Vec<usize> = projection
+            .iter()
+            .copied()
+            .filter(|i| *i != seq_index)
+            .collect();
+        let with_seq = projection.contains(&seq_index);
+        // The read yields columns then _seq; `order` puts them back in the projection's order.
+        let mut order = Vec::with_capacity(projection.len());
+        let mut next_col = 0;
+        for i in projection {
+            if *i == seq_index {
+                order.push(columns.len());
+            } else {
+                order.push(next_col);
+                next_col += 1;
+            }
+        }
         let read = self
             .read
             .clone()
@@ -230,12 +256,31 @@ impl TableProvider for PartitionTable {
             .keys(pruning.keys)
             .limit(limit)
             .pruner(pruner);
-        Ok(Arc::new(TableScanExec::new(
-            read,
-            self.metrics.clone(),
-            out_schema,
-            order,
-        )))
+        Ok((read, out_schema, order))
+    }
+
+    /// The row whose primary key is `key`, if any, as the columns at `projection`: what a scan
+    /// of this table filtered by `pk = key` answers, without planning one.
+    pub async fn point(&self, projection: &[usize], key: &ScalarValue) -> DfResult<RecordBatch> {
+        let def = self.read.table();
+        let pk = def.pk().map_err(external)?.1.name.clone();
+        let filter = Expr::Column(datafusion::common::Column::from_name(pk))
+            .eq(Expr::Literal(key.clone(), None));
+        let pruning = Pruning::from_filters(def, &[filter]);
+        let (read, schema, order) = self.projected(projection, pruning, None, None)?;
+        let (stats, batches) = read.collect().await.map_err(external)?;
+        self.metrics.segments_read.inc_by(stats.segments_read);
+        self.metrics
+            .segments_pruned
+            .inc_by(stats.segments_total.saturating_sub(stats.segments_read));
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        self.metrics.rows_streamed.inc_by(rows as u64);
+        self.metrics.point_reads.inc();
+        let batches = batches
+            .into_iter()
+            .map(|b| reorder(b, &schema, &order))
+            .collect::<DfResult<Vec<_>>>()?;
+        Ok(arrow::compute::concat_batches(&schema, &batches)?)
     }
 }
 

@@ -12,7 +12,7 @@ use quilldb_flight::service::rows_affected_schema;
 use quilldb_flight::{Outcome, PreparedInfo};
 
 use super::parser::{Command, name_parts, parse};
-use super::select;
+use super::{point, select};
 use crate::authz::Access;
 use crate::engine::{Database, QueryPlan};
 use crate::error::Result;
@@ -22,6 +22,8 @@ use crate::session::Caller;
 pub struct PreparedStatement {
     command: Command,
     plan: Mutex<Option<(u64, Arc<QueryPlan>)>>,
+    /// The statement as a point read, when it is one.
+    point: Option<point::PointQuery>,
 }
 
 /// The parameters of a query, typed where DataFusion could infer them from their use.
@@ -174,6 +176,7 @@ pub async fn prepare(
                 parameter_schema,
             };
             let statement = PreparedStatement {
+                point: point::shape(stmt),
                 command: cmd,
                 plan: Mutex::new(Some((generation, Arc::new(plan)))),
             };
@@ -195,6 +198,7 @@ pub async fn prepare(
             let statement = PreparedStatement {
                 command: cmd,
                 plan: Mutex::new(None),
+                point: None,
             };
             Ok((info, statement))
         }
@@ -213,6 +217,11 @@ pub async fn run(
         return super::run_command(db, caller, prepared.command.clone(), params).await;
     };
     let first = crate::sql::first_param_row(params.as_ref())?;
+    if let Some(q) = &prepared.point
+        && let Some(rows) = point::read(db, caller, q, &first).await
+    {
+        return Ok(Outcome::Rows(rows));
+    }
     let generation = db.catalog.generation();
     let cached = prepared
         .plan

@@ -13,8 +13,7 @@ use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::Expr as DfExpr;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast::{
-    Expr, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor,
-    visit_expressions,
+    Expr, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor, visit_expressions,
 };
 use quilldb_flight::{SubscribeRequest, Subscription};
 
