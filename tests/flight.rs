@@ -330,3 +330,60 @@ async fn request_ids_are_echoed_and_logged() {
     assert_eq!(resp.metadata().get("x-request-id").unwrap(), "req-4242");
     assert!(server.log().contains("req-4242"), "{}", server.log());
 }
+
+/// Creating the same statement again (the ADBC driver does for every execution) reuses what
+/// was made for that caller: the answers stay each caller's own, and DDL remakes it.
+#[tokio::test]
+async fn prepared_statements_made_again_are_per_caller_and_follow_ddl() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    c.ok("CREATE NAMESPACE app").await;
+    c.ok("CREATE TABLE app.kv (k BIGINT PRIMARY KEY, v TEXT)")
+        .await;
+    c.ok("CREATE USER TABLE app.mine (id BIGINT PRIMARY KEY, body TEXT)")
+        .await;
+    c.ok("INSERT INTO app.kv VALUES (1, 'a')").await;
+    let sql = "SELECT * FROM app.kv WHERE k = $1";
+    let fields = |c: &mut quilldb_tests::Client| {
+        let mut c = c.inner.clone();
+        async move {
+            let q = c.prepare(sql.into(), None).await.unwrap();
+            let n = q.dataset_schema().unwrap().fields().len();
+            q.close().await.unwrap();
+            n
+        }
+    };
+    assert_eq!(fields(&mut c).await, 3); // k, v, _seq
+    assert_eq!(fields(&mut c).await, 3);
+    c.ok("ALTER TABLE app.kv ADD COLUMN w BIGINT DEFAULT 7")
+        .await;
+    assert_eq!(fields(&mut c).await, 4, "made again after the ALTER");
+
+    // Two users prepare the same text on a USER table: each reads their own row.
+    for u in ["alice", "bob"] {
+        c.ok(&format!("CREATE USER {u} WITH PASSWORD 'pw-{u}-123'"))
+            .await;
+        let mut uc = server.client_as(u, &format!("pw-{u}-123")).await.unwrap();
+        uc.ok(&format!("INSERT INTO app.mine VALUES (1, '{u}')"))
+            .await;
+    }
+    for u in ["alice", "bob", "alice"] {
+        let mut uc = server.client_as(u, &format!("pw-{u}-123")).await.unwrap();
+        for text in [
+            "SELECT body FROM app.mine WHERE id = $1",
+            "SELECT body FROM app.mine WHERE id = $1 AND TRUE",
+        ] {
+            let mut q = uc.inner.prepare(text.into(), None).await.unwrap();
+            let p = RecordBatch::try_new(
+                Arc::new(Schema::new(vec![Field::new("$1", DataType::Int64, false)])),
+                vec![Arc::new(Int64Array::from(vec![1]))],
+            )
+            .unwrap();
+            q.set_parameters(p).unwrap();
+            let info = q.execute().await.unwrap();
+            q.close().await.unwrap();
+            let batches = uc.fetch(info).await.unwrap();
+            assert_eq!(column(&batches, "body"), vec![u], "{text}");
+        }
+    }
+}

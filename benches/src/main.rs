@@ -45,6 +45,9 @@ struct Args {
     /// Calls of each kind in the `calls` part.
     #[arg(long, default_value_t = 2_000)]
     calls: usize,
+    /// In the `calls` part, only the calls whose name contains this (to profile one).
+    #[arg(long)]
+    call: Option<String>,
     /// Point lookups.
     #[arg(long, default_value_t = 2_000)]
     lookups: usize,
@@ -499,7 +502,7 @@ async fn main() {
     // 0. What one small call costs the server, in the raw and the ADBC driver's pattern.
     if want("calls") {
         let token = c.inner.token().cloned().unwrap();
-        rows.extend(calls::run(&server, &token, args.calls).await);
+        rows.extend(calls::run(&server, &token, args.calls, args.call.as_deref()).await);
     }
 
     // 1. Single-row parameterized inserts, one client, then the same unprepared.

@@ -16,18 +16,28 @@ use crate::engine::{Database, QueryPlan};
 use crate::error::{Error, Result};
 use crate::live::LiveHub;
 use crate::session::Caller;
+use crate::sql::prepare::{PreparedCache, PreparedStatement};
+
+/// Prepared statements kept for reuse by text (per caller), in each of the cache's two
+/// generations.
+const PREPARED_CACHE_ENTRIES: usize = 1024;
 
 /// The Flight SQL backend.
 #[derive(Debug)]
 pub struct QuillBackend {
     db: Arc<Database>,
     live: Arc<LiveHub>,
+    prepared: PreparedCache,
 }
 
 impl QuillBackend {
     /// A backend over `db`, its subscriptions served by `live`.
     pub fn new(db: Arc<Database>, live: Arc<LiveHub>) -> Self {
-        Self { db, live }
+        Self {
+            db,
+            live,
+            prepared: PreparedCache::new(PREPARED_CACHE_ENTRIES),
+        }
     }
 
     fn observe<T>(&self, call: &str, started: Instant, r: Result<T>) -> Result<T, Status> {
@@ -80,7 +90,7 @@ impl QuillBackend {
 impl Backend for QuillBackend {
     type Caller = Caller;
     type Plan = QueryPlan;
-    type Prepared = crate::sql::prepare::PreparedStatement;
+    type Prepared = Arc<PreparedStatement>;
 
     async fn login(
         &self,
@@ -120,16 +130,16 @@ impl Backend for QuillBackend {
         &self,
         caller: &Caller,
         sql: &str,
-    ) -> Result<(PreparedInfo, crate::sql::prepare::PreparedStatement), Status> {
+    ) -> Result<(PreparedInfo, Arc<PreparedStatement>), Status> {
         let started = Instant::now();
-        let r = crate::sql::prepare::prepare(&self.db, caller, sql).await;
+        let r = self.prepared.prepare(&self.db, caller, sql).await;
         self.observe("prepare", started, r)
     }
 
     async fn run_prepared(
         &self,
         caller: &Caller,
-        prepared: &crate::sql::prepare::PreparedStatement,
+        prepared: &Arc<PreparedStatement>,
         params: Option<RecordBatch>,
     ) -> Result<Outcome<QueryPlan>, Status> {
         let started = Instant::now();

@@ -2,6 +2,7 @@
 //! once per catalog generation and bound per execution; DML parameters take the types of what
 //! they are compared with or written to.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema};
@@ -24,6 +25,103 @@ pub struct PreparedStatement {
     plan: Mutex<Option<(u64, Arc<QueryPlan>)>>,
     /// The statement as a point read, when it is one.
     point: Option<point::PointQuery>,
+}
+
+/// Who a prepared statement was made for, and its text: what its parse, rights, plan and
+/// parameter types depend on (with the catalog generation).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    user: String,
+    role: String,
+    namespace: Option<String>,
+    sql: String,
+}
+
+/// A made prepared statement and the catalog generation it was made under.
+type Made = (u64, PreparedInfo, Arc<PreparedStatement>);
+
+/// Prepared statements by caller and text: a client that creates the same statement for every
+/// execution (the ADBC driver's pattern) parses, authorizes and plans it once per catalog
+/// generation. Bounded: two generations of at most `capacity` entries each; a hit in the older
+/// one moves to the newer, and when the newer fills, the older is dropped (least recently used
+/// entries go first).
+pub struct PreparedCache {
+    capacity: usize,
+    maps: Mutex<[HashMap<CacheKey, Made>; 2]>,
+}
+
+impl std::fmt::Debug for PreparedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedCache")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedCache {
+    /// A cache of about `capacity` to `2 * capacity` statements.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            maps: Mutex::new([HashMap::new(), HashMap::new()]),
+        }
+    }
+
+    /// The prepared statement `sql` of `caller`: made once, then shared while the catalog
+    /// does not change. A caller inside a transaction always makes its own (its plan must see
+    /// the transaction's pending rows).
+    pub async fn prepare(
+        &self,
+        db: &Arc<Database>,
+        caller: &Caller,
+        sql: &str,
+    ) -> Result<(PreparedInfo, Arc<PreparedStatement>)> {
+        if caller.transaction().is_some() {
+            let (info, statement) = prepare(db, caller, sql).await?;
+            return Ok((info, Arc::new(statement)));
+        }
+        let key = CacheKey {
+            user: caller.user.clone(),
+            role: caller.role.to_string(),
+            namespace: caller.namespace(),
+            sql: sql.to_string(),
+        };
+        let generation = db.catalog.generation();
+        if let Some((info, statement)) = self.get(&key, generation) {
+            return Ok((info, statement));
+        }
+        let (info, statement) = prepare(db, caller, sql).await?;
+        let statement = Arc::new(statement);
+        self.put(key, (generation, info.clone(), statement.clone()));
+        Ok((info, statement))
+    }
+
+    fn get(
+        &self,
+        key: &CacheKey,
+        generation: u64,
+    ) -> Option<(PreparedInfo, Arc<PreparedStatement>)> {
+        let mut maps = self.maps.lock();
+        let [new, old] = &mut *maps;
+        let made = match new.get(key) {
+            Some(m) => m.clone(),
+            None => {
+                let m = old.remove(key)?;
+                new.insert(key.clone(), m.clone());
+                m
+            }
+        };
+        let (g, info, statement) = made;
+        (g == generation).then_some((info, statement))
+    }
+
+    fn put(&self, key: CacheKey, made: Made) {
+        let mut maps = self.maps.lock();
+        if maps[0].len() >= self.capacity {
+            maps[1] = std::mem::take(&mut maps[0]);
+        }
+        maps[0].insert(key, made);
+    }
 }
 
 /// The parameters of a query, typed where DataFusion could infer them from their use.
