@@ -9,6 +9,8 @@
 //! to `benches/results/latest-<durability>.json` and a timestamped copy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// Analytics against DataFusion in-process on the same files.
+mod analytics;
 /// The cost of one small call.
 mod calls;
 
@@ -48,6 +50,9 @@ struct Args {
     /// In the `calls` part, only the calls whose name contains this (to profile one).
     #[arg(long)]
     call: Option<String>,
+    /// Rows in the analytics part's table.
+    #[arg(long, default_value_t = 1_000_000)]
+    analytics_rows: usize,
     /// Point lookups.
     #[arg(long, default_value_t = 2_000)]
     lookups: usize,
@@ -57,7 +62,8 @@ struct Args {
     /// Users in the USER-table part.
     #[arg(long, default_value_t = 10_000)]
     users: usize,
-    /// Run one part only: calls, single, batched, parallel, ingest, scan, cold, auth, users or live.
+    /// Run one part only: calls, single, batched, parallel, ingest, scan, cold, analytics, auth,
+    /// users or live.
     #[arg(long)]
     only: Option<String>,
     /// Where to write the JSON results.
@@ -700,6 +706,11 @@ async fn main() {
         let mut row = Row::latency("Lookups, 100 segments", args.lookups, total, p50, p99);
         row.extra["p50_over_1_segment"] = json!(p50 / p50_1);
         rows.push(row);
+    }
+
+    // 6b. Analytics over flushed and hot data against DataFusion on the same Parquet files.
+    if want("analytics") {
+        rows.extend(analytics::run(&server, &mut c, args.analytics_rows, 5).await);
     }
 
     // 7. Authentication: the same point lookups on a PUBLIC table, anonymous and signed in.
