@@ -20,10 +20,22 @@ const QUERIES: [(&str, &str); 5] = [
         "Analytics: GROUP BY 97 groups",
         "SELECT bucket, count(*) AS n, sum(score) AS s FROM {t} GROUP BY bucket",
     ),
-    ("Analytics: filtered count", "SELECT count(*) AS n FROM {t} WHERE score > 250000.0"),
-    ("Analytics: aggregate all", "SELECT avg(score) AS a, max(name) AS m, min(id) AS i FROM {t}"),
-    ("Analytics: filtered scan 1%", "SELECT id, name, score FROM {t} WHERE bucket = 7"),
-    ("Analytics: top 10", "SELECT id, score FROM {t} ORDER BY score DESC LIMIT 10"),
+    (
+        "Analytics: filtered count",
+        "SELECT count(*) AS n FROM {t} WHERE score > 250000.0",
+    ),
+    (
+        "Analytics: aggregate all",
+        "SELECT avg(score) AS a, max(name) AS m, min(id) AS i FROM {t}",
+    ),
+    (
+        "Analytics: filtered scan 1%",
+        "SELECT id, name, score FROM {t} WHERE bucket = 7",
+    ),
+    (
+        "Analytics: top 10",
+        "SELECT id, score FROM {t} ORDER BY score DESC LIMIT 10",
+    ),
 ];
 
 fn rows(batches: &[RecordBatch]) -> usize {
