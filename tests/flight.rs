@@ -387,3 +387,30 @@ async fn prepared_statements_made_again_are_per_caller_and_follow_ddl() {
         }
     }
 }
+
+/// A prepared query over a system table reads it at each execution, whether the statement is
+/// executed again or created again (system tables hold the rows of the moment they are
+/// planned, so their plans are never kept).
+#[tokio::test]
+async fn prepared_queries_over_system_tables_see_new_rows() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    // The server's uptime moves without any catalog change.
+    let sql = "SELECT value FROM system.stats WHERE name = 'uptime_seconds'";
+    let uptime = |batches: &[RecordBatch]| column(batches, "value")[0].parse::<u64>().unwrap();
+    let mut kept = c.inner.prepare(sql.into(), None).await.unwrap();
+    let info = kept.execute().await.unwrap();
+    let first = uptime(&c.fetch(info).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let info = kept.execute().await.unwrap();
+    assert!(
+        uptime(&c.fetch(info).await.unwrap()) >= first + 2,
+        "executed again"
+    );
+    let mut again = c.inner.prepare(sql.into(), None).await.unwrap();
+    let info = again.execute().await.unwrap();
+    assert!(
+        uptime(&c.fetch(info).await.unwrap()) >= first + 2,
+        "created again"
+    );
+}

@@ -18,11 +18,12 @@ use datafusion::catalog::{
     TableFunctionArgs, TableProvider,
 };
 use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{
     DFSchema, ResolvedTableReference, Result as DfResult, ScalarValue, TableReference,
     plan_datafusion_err,
 };
-use datafusion::datasource::provider_as_source;
+use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
@@ -80,6 +81,23 @@ impl QueryPlan {
             self.plan.clone().with_param_values(params.to_vec())?
         };
         Ok(QueryPlan { plan })
+    }
+
+    /// Whether every table the plan scans passes `keep`: a plan kept for later executions must
+    /// be one whose tables read their rows when it runs, not when it was planned.
+    pub fn scans_only(&self, keep: impl Fn(&dyn TableProvider) -> bool) -> bool {
+        let mut all = true;
+        let _ = self.plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                all &= source_as_provider(&scan.source).is_ok_and(|p| keep(p.as_ref()));
+            }
+            Ok(if all {
+                TreeNodeRecursion::Continue
+            } else {
+                TreeNodeRecursion::Stop
+            })
+        });
+        all
     }
 
     /// The types DataFusion inferred for `$n` placeholders.

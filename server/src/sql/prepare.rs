@@ -17,6 +17,7 @@ use super::{point, select};
 use crate::authz::Access;
 use crate::engine::{Database, QueryPlan};
 use crate::error::Result;
+use crate::provider::table::PartitionTable;
 use crate::session::Caller;
 
 /// A prepared statement: parsed once; a query also planned once per catalog generation.
@@ -122,6 +123,13 @@ impl PreparedCache {
         }
         maps[0].insert(key, made);
     }
+}
+
+/// Whether a plan may serve later executions: it reads only QuillDB tables, which read their
+/// rows when the plan runs. System tables and `information_schema` hold the rows of the moment
+/// they were planned.
+fn reusable(plan: &QueryPlan) -> bool {
+    plan.scans_only(|p| p.downcast_ref::<PartitionTable>().is_some())
 }
 
 /// The parameters of a query, typed where DataFusion could infer them from their use.
@@ -273,10 +281,11 @@ pub async fn prepare(
                 dataset_schema: plan.schema(),
                 parameter_schema,
             };
+            let kept = reusable(&plan).then(|| (generation, Arc::new(plan)));
             let statement = PreparedStatement {
                 point: point::shape(stmt),
                 command: cmd,
-                plan: Mutex::new(Some((generation, Arc::new(plan)))),
+                plan: Mutex::new(kept),
             };
             Ok((info, statement))
         }
@@ -330,7 +339,7 @@ pub async fn run(
         Some((_, plan)) => plan,
         None => {
             let plan = Arc::new(super::plan::plan_query(db, caller, (**stmt).clone(), &[]).await?);
-            if caller.transaction().is_none() {
+            if caller.transaction().is_none() && reusable(&plan) {
                 *prepared.plan.lock() = Some((generation, plan.clone()));
             }
             plan
