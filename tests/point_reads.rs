@@ -16,42 +16,38 @@ backend_matrix!(point_reads_answer_like_planned_queries);
 /// What a statement answered: its FlightInfo schema and rows, or its error.
 type Answer = Result<(Schema, String), (tonic::Code, String)>;
 
+/// The code and message of a refused call.
+fn refused(s: tonic::Status) -> (tonic::Code, String) {
+    (s.code(), s.message().to_string())
+}
+
+/// [`refused`] for the Flight SQL client's errors.
+fn failed(e: arrow_flight::error::FlightError) -> (tonic::Code, String) {
+    refused(quilldb_tests::to_status(e))
+}
+
+/// The FlightInfo's schema and the rows its ticket leads to.
+async fn read(c: &mut Client, info: arrow_flight::FlightInfo) -> Answer {
+    let schema = info.clone().try_decode_schema().unwrap();
+    let rows = c.fetch(info).await.map_err(refused)?;
+    Ok((schema, pretty(&rows)))
+}
+
 async fn answer(c: &mut Client, sql: &str) -> Answer {
     let info = c
         .inner
         .execute(sql.to_string(), None)
         .await
-        .map_err(quilldb_tests::to_status)
-        .map_err(|s| (s.code(), s.message().to_string()))?;
-    let schema = info.clone().try_decode_schema().unwrap();
-    let rows = c
-        .fetch(info)
-        .await
-        .map_err(|s| (s.code(), s.message().to_string()))?;
-    Ok((schema, pretty(&rows)))
+        .map_err(failed)?;
+    read(c, info).await
 }
 
 async fn prepared(c: &mut Client, sql: &str, param: RecordBatch) -> Answer {
-    let mut q = c
-        .inner
-        .prepare(sql.into(), None)
-        .await
-        .map_err(quilldb_tests::to_status)
-        .map_err(|s| (s.code(), s.message().to_string()))?;
+    let mut q = c.inner.prepare(sql.into(), None).await.map_err(failed)?;
     q.set_parameters(param).unwrap();
-    let info = q
-        .execute()
-        .await
-        .map_err(quilldb_tests::to_status)
-        .map_err(|s| (s.code(), s.message().to_string()));
+    let info = q.execute().await.map_err(failed);
     q.close().await.unwrap();
-    let info = info?;
-    let schema = info.clone().try_decode_schema().unwrap();
-    let rows = c
-        .fetch(info)
-        .await
-        .map_err(|s| (s.code(), s.message().to_string()))?;
-    Ok((schema, pretty(&rows)))
+    read(c, info?).await
 }
 
 fn param(ty: DataType, v: i64) -> RecordBatch {
@@ -193,46 +189,51 @@ async fn point_reads_answer_like_planned_queries(b: Backend) {
     // USER tables: each user reads their own row under the same key.
     c.ok("CREATE USER alice WITH PASSWORD 'pw-alice-1'").await;
     c.ok("CREATE USER bob WITH PASSWORD 'pw-bob-12'").await;
-    let mut alice = server.client_as("alice", "pw-alice-1").await.unwrap();
-    let mut bob = server.client_as("bob", "pw-bob-12").await.unwrap();
-    alice
+    let mut users = [
+        server.client_as("alice", "pw-alice-1").await.unwrap(),
+        server.client_as("bob", "pw-bob-12").await.unwrap(),
+    ];
+    users[0]
         .ok("INSERT INTO app.mine VALUES (1, 'alice''s')")
         .await;
-    bob.ok("INSERT INTO app.mine VALUES (1, 'bob''s')").await;
+    users[1]
+        .ok("INSERT INTO app.mine VALUES (1, 'bob''s')")
+        .await;
     b.settle(&mut c, "app.mine", 0).await;
-    let a = same(
-        &server,
-        &mut alice,
-        "SELECT body FROM app.mine WHERE id = 1",
-        true,
-    )
-    .await;
-    assert!(a.unwrap().1.contains("alice's"));
-    let o = same(
-        &server,
-        &mut bob,
-        "SELECT body FROM app.mine WHERE id = 1",
-        true,
-    )
-    .await;
-    assert!(o.unwrap().1.contains("bob's"));
-    // A user reads a shared table as its access level allows, the same either way.
-    let open = same(
-        &server,
-        &mut alice,
-        "SELECT * FROM app.named WHERE name = 'ann'",
-        true,
-    )
-    .await;
-    assert!(open.unwrap().1.contains("1.5"));
-    let refused = same(
-        &server,
-        &mut alice,
-        "SELECT * FROM app.secret WHERE id = 1",
-        false,
-    )
-    .await;
-    assert_eq!(refused.unwrap_err().0, tonic::Code::PermissionDenied);
+    // Each user reads their own row under the same key; a user reads a shared table as its
+    // access level allows, the same either way.
+    for (who, sql, fast, expected) in [
+        (
+            0,
+            "SELECT body FROM app.mine WHERE id = 1",
+            true,
+            Ok("alice's"),
+        ),
+        (
+            1,
+            "SELECT body FROM app.mine WHERE id = 1",
+            true,
+            Ok("bob's"),
+        ),
+        (
+            0,
+            "SELECT * FROM app.named WHERE name = 'ann'",
+            true,
+            Ok("1.5"),
+        ),
+        (
+            0,
+            "SELECT * FROM app.secret WHERE id = 1",
+            false,
+            Err(tonic::Code::PermissionDenied),
+        ),
+    ] {
+        match (same(&server, &mut users[who], sql, fast).await, expected) {
+            (Ok((_, rows)), Ok(text)) => assert!(rows.contains(text), "{sql}: {rows}"),
+            (Err((code, _)), Err(want)) => assert_eq!(code, want, "{sql}"),
+            (got, want) => panic!("{sql}: {got:?}, expected {want:?}"),
+        }
+    }
 
     // A transaction's point read sees its own pending rows.
     c.ok("BEGIN").await;
