@@ -592,3 +592,46 @@ async fn replacing_many_cold_rows_queues_a_compaction() {
         20
     );
 }
+
+/// A lookup in a large segment reads the pages its version can lie on: keys on the first and
+/// last rows of pages and row groups, and versions replaced by a later segment, all answer
+/// their own row (single keys, key lists and prepared lookups alike).
+#[tokio::test]
+async fn lookups_in_a_large_segment_find_every_page() {
+    let (_server, mut c) = setup(&[("QUILLDB_STORAGE__AUTO_COMPACT_SEGMENTS", "0")]).await;
+    c.ok("ALTER TABLE app.t SET (FLUSH_POLICY = 'interval:86400')")
+        .await;
+    c.ok("INSERT INTO app.t SELECT value AS id, 'b' || value AS body, CAST(value AS INT) AS n FROM generate_series(0, 19999)")
+        .await;
+    c.flush("app.t").await;
+    c.ok("UPDATE app.t SET body = 'new' WHERE id IN (1024, 8192, 15000)")
+        .await;
+    c.flush("app.t").await;
+    let keys = [
+        0, 1, 1023, 1024, 1025, 2047, 2048, 8191, 8192, 8193, 12345, 15000, 16383, 16384, 19998,
+        19999,
+    ];
+    for id in keys {
+        let body = if [1024, 8192, 15000].contains(&id) {
+            "new".to_string()
+        } else {
+            format!("b{id}")
+        };
+        let rows = c
+            .rows(&format!("SELECT body FROM app.t WHERE id = {id}"))
+            .await;
+        assert_eq!(column(&rows, "body"), vec![body], "id {id}");
+    }
+    let list: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    let rows = c
+        .rows(&format!(
+            "SELECT id FROM app.t WHERE id IN ({}) ORDER BY id",
+            list.join(", ")
+        ))
+        .await;
+    assert_eq!(column(&rows, "id"), list);
+    assert_eq!(
+        count(&c.rows("SELECT * FROM app.t WHERE id = 20000").await),
+        0
+    );
+}

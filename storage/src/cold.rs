@@ -16,6 +16,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parking_lot::Mutex;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::file::metadata::PageIndexPolicy;
 
 pub use manifest::{ColumnStats, MANIFEST_FILE, Manifest, SegmentMeta};
 pub use segment::{SegmentRead, SegmentStream, SegmentWriter};
@@ -136,7 +137,9 @@ impl ColdStore {
             return Ok(m.clone());
         }
         let mut reader = reader::ObjectReader::new(self.store.clone(), path.clone(), seg.bytes);
-        let meta = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+        // With the page index: point lookups read only the pages that can hold their version.
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let meta = ArrowReaderMetadata::load_async(&mut reader, options)
             .await
             .map_err(|e| Error::parquet(&path, e))?;
         self.footers.lock().insert(path, meta.clone());

@@ -16,11 +16,14 @@ use arrow::datatypes::{
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
+use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::arrow::{
     ArrowWriter, PARQUET_FIELD_ID_META_KEY, ParquetRecordBatchStreamBuilder, ProjectionMask,
 };
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
 use serde_json::Value;
@@ -33,6 +36,9 @@ use crate::{Error, Result};
 /// Small enough that a lookup, which finds its row group by `_seq` statistics, decodes little;
 /// large enough that scans stream batches of full size.
 const ROW_GROUP_ROWS: usize = 8 * 1024;
+/// Rows per data page: a point lookup decodes the pages that can hold its version (by the
+/// `_seq` column's page index), not its whole row group.
+const PAGE_ROWS: usize = 1024;
 
 /// Builds one segment in memory from batches of `[columns..., _seq, _deleted]`.
 pub struct SegmentWriter {
@@ -73,6 +79,7 @@ impl SegmentWriter {
                 ZstdLevel::try_new(1).map_err(|e| Error::parquet("segment", e))?,
             ))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_data_page_row_count_limit(PAGE_ROWS)
             .build();
         let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
             .map_err(|e| Error::parquet("segment", e))?;
@@ -408,10 +415,16 @@ impl ColdStore {
 
         let reader =
             super::reader::ObjectReader::new(self.object_store().clone(), path.clone(), seg.bytes);
-        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
+        let selection = read
+            .seqs
+            .and_then(|seqs| seq_pages(&parquet_meta, &groups, seq_idx, seqs));
+        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
             .with_projection(mask)
             .with_row_groups(groups)
             .with_batch_size(read.batch_size);
+        if let Some(selection) = selection {
+            builder = builder.with_row_selection(selection);
+        }
         let stream = builder.build().map_err(|e| Error::parquet(&path, e))?;
         let out_schema = read.schema();
         let whole = seg.deleted == 0
@@ -432,6 +445,45 @@ impl ColdStore {
             whole,
         }))
     }
+}
+
+/// The rows of `groups` that lie on pages of the `_seq` column (at `seq_idx`) whose bounds can
+/// hold one of `seqs`; `None` when the file has no page index to tell (all rows are read).
+fn seq_pages(
+    meta: &ParquetMetaData,
+    groups: &[usize],
+    seq_idx: usize,
+    seqs: &HashSet<u64>,
+) -> Option<RowSelection> {
+    let offsets = meta.offset_index()?;
+    let bounds = meta.column_index()?;
+    let mut selectors = Vec::new();
+    for &g in groups {
+        let rows = usize::try_from(meta.row_group(g).num_rows()).ok()?;
+        let pages = offsets.get(g)?.get(seq_idx)?.page_locations();
+        let ColumnIndexMetaData::INT64(index) = bounds.get(g)?.get(seq_idx)? else {
+            return None;
+        };
+        for (p, page) in pages.iter().enumerate() {
+            let start = usize::try_from(page.first_row_index).ok()?;
+            let end = match pages.get(p + 1) {
+                Some(next) => usize::try_from(next.first_row_index).ok()?,
+                None => rows,
+            };
+            let holds = match (index.min_value(p), index.max_value(p)) {
+                (Some(lo), Some(hi)) => seqs
+                    .iter()
+                    .any(|q| i64::try_from(*q).is_ok_and(|q| q >= *lo && q <= *hi)),
+                _ => true,
+            };
+            selectors.push(if holds {
+                RowSelector::select(end - start)
+            } else {
+                RowSelector::skip(end - start)
+            });
+        }
+    }
+    Some(RowSelection::from(selectors))
 }
 
 impl SegmentStream {
