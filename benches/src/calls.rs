@@ -33,7 +33,7 @@ use serde_json::json;
 use tonic::transport::Channel;
 
 use crate::{Row, cpu_seconds, percentile};
-use quilldb_tests::TestServer;
+use quilldb_tests::{Client, TestServer};
 
 /// A bare Flight client that sends a bearer token with every call.
 pub struct Raw {
@@ -47,6 +47,16 @@ impl Raw {
         Self {
             inner,
             bearer: format!("Bearer {token}").parse().unwrap(),
+        }
+    }
+
+    /// The same connection and token as a Flight SQL client.
+    pub fn of(c: &Client) -> Self {
+        Self {
+            inner: c.inner.inner().clone(),
+            bearer: format!("Bearer {}", c.inner.token().cloned().unwrap_or_default())
+                .parse()
+                .unwrap(),
         }
     }
 
@@ -146,7 +156,8 @@ impl Raw {
         DoPutUpdateResult::decode(meta).unwrap().record_count
     }
 
-    async fn prepare(&mut self, sql: &str) -> bytes::Bytes {
+    /// Creates a prepared statement; answers its handle.
+    pub async fn prepare(&mut self, sql: &str) -> bytes::Bytes {
         let body = self
             .action(
                 "CreatePreparedStatement",
@@ -187,19 +198,22 @@ impl Raw {
         out
     }
 
+    /// Runs a prepared update once per row of `params`, in one DoPut that carries them (as the
+    /// ADBC driver does); answers the rows changed.
+    pub async fn prepared_update(&mut self, handle: &bytes::Bytes, params: RecordBatch) -> i64 {
+        let cmd = CommandPreparedStatementUpdate {
+            prepared_statement_handle: handle.clone(),
+        };
+        let meta = self.put(cmd, Some(params)).await;
+        DoPutUpdateResult::decode(meta).unwrap().record_count
+    }
+
     /// The ADBC driver's update: create, DoPut with the parameters, close.
     pub async fn adbc_update(&mut self, sql: &str, params: RecordBatch) -> i64 {
         let handle = self.prepare(sql).await;
-        let meta = self
-            .put(
-                CommandPreparedStatementUpdate {
-                    prepared_statement_handle: handle.clone(),
-                },
-                Some(params),
-            )
-            .await;
+        let n = self.prepared_update(&handle, params).await;
         self.close(handle).await;
-        DoPutUpdateResult::decode(meta).unwrap().record_count
+        n
     }
 
     /// The floor: GetFlightInfo + DoGet of GetTableTypes, which runs no SQL.

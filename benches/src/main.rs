@@ -146,61 +146,26 @@ async fn create(c: &mut Client, table: &str) {
 
 /// Creates a prepared statement; answers its handle.
 async fn prepare(c: &mut Client, sql: String) -> bytes::Bytes {
-    use arrow_flight::sql::{
-        ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
-        ProstMessageExt,
-    };
-    use prost::Message;
-    let cmd = ActionCreatePreparedStatementRequest {
-        query: sql,
-        transaction_id: None,
-    };
-    let action = arrow_flight::Action {
-        r#type: "CreatePreparedStatement".into(),
-        body: cmd.as_any().encode_to_vec().into(),
-    };
-    let mut results = c.inner.do_action(action).await.unwrap();
-    let result = results.message().await.unwrap().unwrap();
-    let created: ActionCreatePreparedStatementResult = Any::decode(&*result.body)
-        .unwrap()
-        .unpack()
-        .unwrap()
-        .unwrap();
-    created.prepared_statement_handle
+    calls::Raw::of(c).prepare(&sql).await
 }
 
 /// Runs a prepared update once per row of `params`, in one DoPut that carries the parameters
 /// (as the ADBC driver does; arrow-rs's `PreparedStatement` spends a second call binding).
 async fn prepared_update(c: &mut Client, handle: &bytes::Bytes, params: RecordBatch) -> i64 {
-    use arrow_flight::encode::FlightDataEncoderBuilder;
-    use arrow_flight::sql::{CommandPreparedStatementUpdate, DoPutUpdateResult, ProstMessageExt};
-    use prost::Message;
-    let cmd = CommandPreparedStatementUpdate {
-        prepared_statement_handle: handle.clone(),
-    };
-    let descriptor = arrow_flight::FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec());
-    let data: Vec<arrow_flight::FlightData> = FlightDataEncoderBuilder::new()
-        .with_flight_descriptor(Some(descriptor))
-        .build(futures::stream::iter([Ok(params)]))
-        .try_collect()
-        .await
-        .unwrap();
-    let mut put = c.inner.do_put(futures::stream::iter(data)).await.unwrap();
-    let result = put.message().await.unwrap().unwrap();
-    DoPutUpdateResult::decode(&*result.app_metadata)
-        .unwrap()
-        .record_count
+    calls::Raw::of(c).prepared_update(handle, params).await
 }
 
 async fn single_inserts(c: &mut Client, table: &str, ids: std::ops::Range<i64>) -> Duration {
-    let handle = prepare(
-        c,
-        format!("INSERT INTO bench.{table} (id, name, score, bucket) VALUES ($1, $2, $3, $4)"),
-    )
-    .await;
+    let mut raw = calls::Raw::of(c);
+    let handle = raw
+        .prepare(&format!(
+            "INSERT INTO bench.{table} (id, name, score, bucket) VALUES ($1, $2, $3, $4)"
+        ))
+        .await;
     let start = Instant::now();
     for id in ids {
-        assert_eq!(prepared_update(c, &handle, params(id..id + 1)).await, 1);
+        let n = raw.prepared_update(&handle, params(id..id + 1)).await;
+        assert_eq!(n, 1);
     }
     start.elapsed()
 }

@@ -124,6 +124,8 @@ pub enum Tables {
         /// Its rows.
         table: Arc<dyn TableProvider>,
     },
+    /// No table (an expression over the columns of one row).
+    None,
 }
 
 /// Plans and runs queries.
@@ -207,13 +209,7 @@ impl Planner {
     /// A SQL expression over the columns of `schema` as `caller` means it (a subscription's
     /// filter): names resolve to columns, functions include the caller's own.
     pub fn expr(&self, caller: &Caller, expr: SqlExpr, schema: &DFSchema) -> Result<Expr> {
-        let tables = Tables::One {
-            name: String::new(),
-            table: Arc::new(datafusion::datasource::empty::EmptyTable::new(Arc::new(
-                arrow::datatypes::Schema::empty(),
-            ))),
-        };
-        let context = StatementContext::new(&self.base, caller, &tables);
+        let context = StatementContext::new(&self.base, caller, &Tables::None);
         Ok(
             SqlToRel::new_with_options(&context, parser_options(&self.base)).sql_to_expr(
                 expr,
@@ -302,7 +298,7 @@ impl<'a> StatementContext<'a> {
             Tables::Catalog { default_schema, .. } => {
                 (quilldb_flight::CATALOG, default_schema.clone())
             }
-            Tables::One { .. } => (SCRATCH, SCRATCH.to_string()),
+            Tables::One { .. } | Tables::None => (SCRATCH, SCRATCH.to_string()),
         };
         Self {
             base,
@@ -351,6 +347,7 @@ impl<'a> StatementContext<'a> {
                 && *resolved.schema == *SCRATCH
                 && *resolved.table == **name)
                 .then(|| table.clone()),
+            Tables::None => None,
         };
         if let Some(t) = table {
             self.tables.insert(resolved, provider_as_source(t));
