@@ -14,6 +14,7 @@ mod live_model;
 mod matrix;
 mod point_reads;
 mod server;
+mod shell;
 mod sql_ddl;
 mod sql_dml;
 mod streams;

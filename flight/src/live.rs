@@ -126,13 +126,12 @@ pub struct SubscribeRequest {
 /// How long the server waits for the parameter batch of a subscription with placeholders.
 const PARAMS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Reads the command, and the parameter batch if the text has placeholders.
-pub async fn read_request(inbound: &mut Streaming<FlightData>) -> Result<SubscribeRequest, Status> {
-    let first = inbound.message().await?.ok_or_else(|| {
-        Status::from(Error::InvalidArgument(
-            "DoExchange: the client sent nothing".into(),
-        ))
-    })?;
+/// Reads the command of the first message, and the parameter batch if the text has
+/// placeholders.
+pub async fn read_request(
+    first: FlightData,
+    inbound: &mut Streaming<FlightData>,
+) -> Result<SubscribeRequest, Status> {
     let descriptor = first.flight_descriptor.clone().ok_or_else(|| {
         Status::from(Error::InvalidArgument(
             "DoExchange: the first message must carry a FlightDescriptor".into(),

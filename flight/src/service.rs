@@ -4,6 +4,7 @@
 /// The service's own work around the Flight SQL calls: callers, limits, FlightInfo, tickets,
 /// cancellation, session options, parameter batches.
 mod calls;
+mod exchange;
 /// SqlInfo, keys and type info.
 pub mod metadata;
 
@@ -388,14 +389,24 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
     }
 
     /// Live queries: `SUBSCRIBE TO ...` over DoExchange (see [`crate::live`]). The client ends
-    /// the subscription by closing its side or cancelling the call.
+    /// the subscription by closing its side or cancelling the call. A query command instead
+    /// runs that query in this one call (see [`exchange`]).
     async fn do_exchange_fallback(
         &self,
         request: Request<Streaming<arrow_flight::FlightData>>,
     ) -> Result<Response<<Self as FlightService>::DoExchangeStream>, Status> {
         let caller = self.caller(&request);
         let mut inbound = request.into_inner();
-        let wanted = crate::live::read_request(&mut inbound).await?;
+        let first = inbound.message().await?.ok_or_else(|| {
+            Status::from(Error::InvalidArgument(
+                "DoExchange: the client sent nothing".into(),
+            ))
+        })?;
+        if let Some(command) = exchange::query_command(&first) {
+            let stream = self.exchange_query(caller, command, first, inbound).await?;
+            return Ok(Response::new(stream));
+        }
+        let wanted = crate::live::read_request(first, &mut inbound).await?;
         let subscription = self
             .timed(&caller, self.backend.subscribe(&caller, wanted))
             .await?;

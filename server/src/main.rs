@@ -25,12 +25,15 @@ enum Command {
     Serve(ServeArgs),
     /// Print the version, the git commit and the build date.
     Version,
+    /// The SQL shell: run statements against a server, interactively or from -c / -f.
+    Sql(quilldb_cli::SqlArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     match cli.command {
         Command::Version => println!("{}", version_line()),
+        Command::Sql(args) => std::process::exit(quilldb_cli::main(args)),
         Command::Serve(args) => {
             let config = match Config::load(&args) {
                 Ok(c) => c,

@@ -11,10 +11,10 @@ use arrow::record_batch::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::metadata::XdbcTypeInfoDataBuilder;
-use arrow_flight::sql::server::PeekableFlightDataStream;
 use arrow_flight::sql::{Any, ProstMessageExt, TicketStatementQuery};
 use arrow_flight::{
-    CancelStatus, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc, Ticket,
+    CancelStatus, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage,
+    SchemaAsIpc, Ticket,
 };
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -73,7 +73,15 @@ impl<B: Backend> QuillFlightSql<B> {
         req: &Request<T>,
         txn: Option<&Bytes>,
     ) -> Result<B::Caller, Status> {
-        let caller = self.caller(req);
+        self.in_transaction(self.caller(req), txn)
+    }
+
+    /// `caller` inside the transaction `txn`, when there is one.
+    pub(super) fn in_transaction(
+        &self,
+        caller: B::Caller,
+        txn: Option<&Bytes>,
+    ) -> Result<B::Caller, Status> {
         match txn {
             Some(id) if !id.is_empty() => self.backend.in_transaction(&caller, id),
             _ => Ok(caller),
@@ -120,16 +128,8 @@ impl<B: Backend> QuillFlightSql<B> {
                 };
                 (schema, pending, -1)
             }
-            Outcome::Affected(n) => {
-                let schema = rows_affected_schema();
-                let batch = RecordBatch::try_new(
-                    schema.clone(),
-                    vec![Arc::new(arrow::array::Int64Array::from(vec![n]))],
-                )
-                .map_err(internal)?;
-                (schema, Pending::Batch(batch), 1)
-            }
-            Outcome::Rows(batch) => {
+            rows => {
+                let batch = Self::outcome_batch(rows)?;
                 let schema = result_schema(&batch.schema());
                 let rows = batch.num_rows() as i64;
                 (schema, Pending::Batch(batch), rows)
@@ -149,6 +149,21 @@ impl<B: Backend> QuillFlightSql<B> {
             .with_total_records(rows)
             .with_ordered(true);
         Ok(Response::new(info))
+    }
+
+    /// The rows of an outcome that is not a plan: its own, or the affected-rows count.
+    pub(super) fn outcome_batch(outcome: Outcome<B::Plan>) -> Result<RecordBatch, Status> {
+        match outcome {
+            Outcome::Rows(batch) => Ok(batch),
+            Outcome::Affected(n) => RecordBatch::try_new(
+                rows_affected_schema(),
+                vec![Arc::new(arrow::array::Int64Array::from(vec![n]))],
+            )
+            .map_err(internal),
+            Outcome::Query { .. } => Err(Status::from(Error::Internal(
+                "a planned query has no rows until it runs".into(),
+            ))),
+        }
     }
 
     /// A FlightInfo for a metadata command whose ticket is the command itself.
@@ -306,7 +321,9 @@ impl<B: Backend> QuillFlightSql<B> {
 }
 
 /// Reads the Arrow batches of a DoPut as a stream; malformed data is INVALID_ARGUMENT.
-pub(super) fn put_batches(stream: PeekableFlightDataStream) -> BatchStream {
+pub(super) fn put_batches(
+    stream: impl futures::Stream<Item = Result<FlightData, Status>> + Send + 'static,
+) -> BatchStream {
     // The first message may carry only the command descriptor; it holds no Arrow data.
     let data = stream
         .try_filter(|m| futures::future::ready(!m.data_header.is_empty()))
@@ -323,7 +340,7 @@ pub(super) fn put_batches(stream: PeekableFlightDataStream) -> BatchStream {
 
 /// Reads all the Arrow batches of a DoPut into one (prepared-statement parameters).
 pub(super) async fn read_batches(
-    stream: PeekableFlightDataStream,
+    stream: impl futures::Stream<Item = Result<FlightData, Status>> + Send + 'static,
 ) -> Result<Option<RecordBatch>, Status> {
     let batches: Vec<RecordBatch> = put_batches(stream).try_collect().await?;
     let Some(first) = batches.first() else {

@@ -1,0 +1,105 @@
+//! Queries in one call: DoExchange whose descriptor is a Flight SQL query command.
+//!
+//! Flight SQL runs a query in two calls (GetFlightInfo, then DoGet of its ticket) and a
+//! parameterized one in three (DoPut to bind, GetFlightInfo, DoGet). For the small reads an app
+//! makes all day, those round trips cost more than the query. QuillDB also accepts, on
+//! DoExchange, a first message whose descriptor command is an `Any`-wrapped
+//! `CommandStatementQuery` or `CommandPreparedStatementQuery`, followed (for a prepared
+//! statement) by its parameter batch; the client then closes its side and the server answers
+//! the result as it would on DoGet: the schema, then the batches. The parameters bind to this
+//! call only, never to the statement's handle, so calls on one handle do not race. Anything
+//! else on DoExchange is a subscription ([`crate::live`]).
+
+use arrow_flight::FlightData;
+use arrow_flight::sql::{Any, Command};
+use bytes::Bytes;
+use futures::StreamExt;
+use prost::Message;
+use tonic::{Status, Streaming};
+
+use super::calls::read_batches;
+use super::{DoGetStream, QuillFlightSql};
+use crate::backend::{Backend, CallerInfo, Outcome};
+use crate::encode::{flight_stream, result_schema};
+use crate::error::Error;
+
+/// The query command a DoExchange descriptor carries, if it is one (not SUBSCRIBE text).
+pub(super) fn query_command(first: &FlightData) -> Option<Command> {
+    let cmd = &first.flight_descriptor.as_ref()?.cmd;
+    if !cmd.starts_with(b"\x0a") {
+        return None;
+    }
+    let any = Any::decode(cmd.as_ref()).ok()?;
+    match Command::try_from(any).ok()? {
+        c @ (Command::CommandStatementQuery(_) | Command::CommandPreparedStatementQuery(_)) => {
+            Some(c)
+        }
+        _ => None,
+    }
+}
+
+impl<B: Backend> QuillFlightSql<B> {
+    /// Runs the query of `command` for `caller` and streams its result.
+    pub(super) async fn exchange_query(
+        &self,
+        caller: B::Caller,
+        command: Command,
+        first: FlightData,
+        inbound: Streaming<FlightData>,
+    ) -> Result<DoGetStream, Status> {
+        let outcome = match command {
+            Command::CommandStatementQuery(q) => {
+                let caller = self.in_transaction(caller, q.transaction_id.as_ref())?;
+                let outcome = self
+                    .timed(&caller, self.backend.run(&caller, &q.query, None))
+                    .await?;
+                (caller, outcome)
+            }
+            Command::CommandPreparedStatementQuery(cmd) => {
+                let prepared = self
+                    .prepared
+                    .get(caller.principal(), &cmd.prepared_statement_handle)?;
+                let caller = self.in_transaction(caller, prepared.transaction.as_ref())?;
+                let sent = futures::stream::once(async move { Ok(first) }).chain(inbound);
+                let params = match read_batches(sent).await? {
+                    Some(p) => Some(p),
+                    None => prepared.params.lock().clone(),
+                };
+                let outcome = self
+                    .timed(
+                        &caller,
+                        self.backend
+                            .run_prepared(&caller, &prepared.statement, params),
+                    )
+                    .await?;
+                (caller, outcome)
+            }
+            _ => {
+                return Err(Status::from(Error::InvalidArgument(
+                    "DoExchange runs CommandStatementQuery, CommandPreparedStatementQuery or \
+                     SUBSCRIBE text"
+                        .into(),
+                )));
+            }
+        };
+        let (caller, outcome) = outcome;
+        match outcome {
+            Outcome::Query { schema, plan } => {
+                let schema = result_schema(&schema);
+                let limit = self.timeout(&caller);
+                let deadline = tokio::time::Instant::now() + limit;
+                // The call itself is the handle's lifetime: cancelling it cancels the query.
+                let mut id = [0u8; 16];
+                rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
+                let handle = Bytes::copy_from_slice(&id);
+                let start = self.backend.execute(&caller, &plan);
+                let stream = self
+                    .queries
+                    .run(handle, caller.principal(), (deadline, limit), start)
+                    .await?;
+                Ok(flight_stream(schema, stream))
+            }
+            other => Ok(Self::batch_response(Self::outcome_batch(other)?).into_inner()),
+        }
+    }
+}
