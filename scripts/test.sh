@@ -28,4 +28,6 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r python-client/requirements-test.txt
+# The client package as a user installs it (not editable: the tests use what pip installed).
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps ./python-client
 "$venv/bin/python" -m pytest -q python-client/tests

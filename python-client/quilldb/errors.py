@@ -117,7 +117,8 @@ _BY_CODE: Dict[str, Type[Error]] = {
     )
 }
 
-# pyarrow's wording of each gRPC code ("Flight returned <words> error, with message: ...").
+# pyarrow's wording of each gRPC code ("Flight returned <words> error, with message: ...", or
+# "gRPC returned ..." for codes Flight has no status of its own for).
 _BY_WORDS = {
     "invalid argument": "INVALID_ARGUMENT",
     "not found": "NOT_FOUND",
@@ -150,7 +151,7 @@ _BY_TYPE = (
 )
 
 _DEBUG_CODE = re.compile(r"gRPC client debug context: ([A-Z_]+):")
-_RETURNED = re.compile(r"Flight returned ([a-z ]+?) error, with message: (.*)", re.S)
+_RETURNED = re.compile(r"(?:Flight|gRPC) returned ([a-z ]+?) error, with message: (.*)", re.S)
 
 
 def from_flight(exc: BaseException) -> Error:

@@ -115,7 +115,10 @@ class Subscription:
                 writer.write_batch(self._params)
             reader.schema  # the server answers its schema first, or the subscription's error
         except (flight.FlightError, pa.ArrowException) as e:
-            writer.close()
+            try:
+                writer.close()
+            except (flight.FlightError, pa.ArrowException):
+                pass  # closing repeats the call's own error
             raise errors.from_flight(e) from None
         with self._lock:
             # A resumed subscription has a channel of its own, closed when it is replaced.

@@ -25,7 +25,7 @@ def quilldb_binary() -> str:
 
 
 class Server:
-    def __init__(self, data_dir: pathlib.Path):
+    def __init__(self, data_dir: pathlib.Path, flight_addr: str = "127.0.0.1:0"):
         self.log_path = data_dir / "server.log"
         self.data_dir = data_dir / "data"
         env = dict(os.environ)
@@ -34,11 +34,11 @@ class Server:
             [
                 quilldb_binary(), "serve",
                 "--data-dir", str(data_dir / "data"),
-                "--flight-addr", "127.0.0.1:0",
+                "--flight-addr", flight_addr,
                 "--http-addr", "127.0.0.1:0",
             ],
             stdout=subprocess.PIPE,
-            stderr=open(self.log_path, "wb"),
+            stderr=open(self.log_path, "ab"),
             env=env,
             text=True,
         )
