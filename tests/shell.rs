@@ -213,6 +213,13 @@ fn regex_like(s: &str, head: &str, tail: &str) -> bool {
         .any(|l| l.starts_with(head) && format!("{l}\n").ends_with(tail))
 }
 
+/// Types `keys` (no Enter) and waits for `shown`.
+fn typed(p: &mut rexpect::session::PtySession, keys: &str, shown: &str) {
+    p.send(keys).unwrap();
+    p.flush().unwrap();
+    p.exp_string(shown).unwrap();
+}
+
 fn shell(server: &TestServer, home: &Path) -> rexpect::session::PtySession {
     let mut cmd = Command::new(binary());
     cmd.args(["sql", "--url", &server.flight_url])
@@ -251,15 +258,9 @@ async fn the_interactive_shell_completes_keeps_history_cancels_and_follows_a_sub
     p.exp_regex(r"\(1 row, \d+\.\d{3} s\)").unwrap();
 
     // Completion of a namespace, a table and a column from the catalog.
-    p.send("SELECT shopfloor.orders.quan\t").unwrap();
-    p.flush().unwrap();
-    p.exp_string("quantity").unwrap();
-    p.send(" FROM shopf\t").unwrap();
-    p.flush().unwrap();
-    p.exp_string("shopfloor").unwrap();
-    p.send(".ord\t").unwrap();
-    p.flush().unwrap();
-    p.exp_string("orders").unwrap();
+    typed(&mut p, "SELECT shopfloor.orders.quan\t", "quantity");
+    typed(&mut p, " FROM shopf\t", "shopfloor");
+    typed(&mut p, ".ord\t", "orders");
     p.send_line(";").unwrap();
     p.exp_string("| 5        |").unwrap();
 
@@ -308,12 +309,8 @@ async fn the_interactive_shell_completes_keeps_history_cancels_and_follows_a_sub
 
     // The next session finds the history: Up recalls `\q`, then `\use shopfloor`.
     let mut p = shell(&server, home.path());
-    p.send("\x1b[A").unwrap();
-    p.flush().unwrap();
-    p.exp_string("\\q").unwrap();
-    p.send("\x1b[A").unwrap();
-    p.flush().unwrap();
-    p.exp_string("\\use shopfloor").unwrap();
+    typed(&mut p, "\x1b[A", "\\q");
+    typed(&mut p, "\x1b[A", "\\use shopfloor");
     p.send_line("").unwrap();
     p.exp_string("quilldb:shopfloor> ").unwrap();
     p.send_control('d').unwrap();

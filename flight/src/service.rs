@@ -283,20 +283,8 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let caller = self.caller(&request);
-        let prepared = self
-            .prepared
-            .get(caller.principal(), &cmd.prepared_statement_handle)?;
-        let caller = self.caller_in(&request, prepared.transaction.as_ref())?;
-        let params = match read_batches(request.into_inner()).await? {
-            Some(p) => Some(p),
-            None => prepared.params.lock().clone(),
-        };
-        let outcome = self
-            .timed(
-                &caller,
-                self.backend
-                    .run_prepared(&caller, &prepared.statement, params),
-            )
+        let (_, outcome) = self
+            .run_prepared_sent(caller, &cmd.prepared_statement_handle, request.into_inner())
             .await?;
         Self::affected(outcome)
     }

@@ -1,40 +1,20 @@
-"""Flight SQL commands encoded by hand: pyarrow.flight speaks Flight, not Flight SQL, and the
-pinned test environment has no protobuf runtime. Only the few fields the tests use."""
-
-import struct
+"""Flight SQL commands encoded by hand for tests that drive pyarrow.flight directly: pyarrow
+speaks Flight, not Flight SQL, and the test environment has no protobuf runtime. Only the few
+fields the tests use."""
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
-SQL = "type.googleapis.com/arrow.flight.protocol.sql."
+from quilldb import _proto
 
-
-def varint(n: int) -> bytes:
-    out = b""
-    while n >= 0x80:
-        out += bytes([(n & 0x7F) | 0x80])
-        n >>= 7
-    return out + bytes([n])
-
-
-def field(num: int, payload: bytes) -> bytes:
-    """A length-delimited field (strings, bytes, messages)."""
-    return varint((num << 3) | 2) + varint(len(payload)) + payload
-
-
-def int_field(num: int, value: int) -> bytes:
-    return varint(num << 3) + varint(value)
-
-
-def any_of(name: str, body: bytes) -> bytes:
-    return field(1, (SQL + name).encode()) + field(2, body)
-
-
-def statement_query(sql: str, transaction_id: bytes = b"") -> bytes:
-    body = field(1, sql.encode())
-    if transaction_id:
-        body += field(2, transaction_id)
-    return any_of("CommandStatementQuery", body)
+# The protobuf wire codec is the client package's (quilldb._proto); the commands below are
+# built field by field so the tests can send what the package never does.
+varint = _proto._varint
+field = _proto._bytes
+int_field = _proto._int
+parse = _proto.parse
+any_of = _proto.any_of
+statement_query = _proto.statement_query
 
 
 def primary_keys(table: str, db_schema: str) -> bytes:
@@ -47,37 +27,6 @@ def exported_keys(table: str) -> bytes:
 
 def xdbc_type_info() -> bytes:
     return any_of("CommandGetXdbcTypeInfo", b"")
-
-
-def parse(buf: bytes) -> dict:
-    """Decodes one protobuf message into {field number: [values]} (varints and bytes)."""
-    out: dict = {}
-    i = 0
-    while i < len(buf):
-        key, i = _read_varint(buf, i)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _read_varint(buf, i)
-        elif wire == 2:
-            n, i = _read_varint(buf, i)
-            value, i = buf[i:i + n], i + n
-        elif wire == 1:
-            value, i = struct.unpack("<q", buf[i:i + 8])[0], i + 8
-        else:
-            raise ValueError(f"wire type {wire}")
-        out.setdefault(num, []).append(value)
-    return out
-
-
-def _read_varint(buf: bytes, i: int):
-    shift = value = 0
-    while True:
-        b = buf[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, i
-        shift += 7
 
 
 def run(conn, sql, params=None) -> pa.Table:

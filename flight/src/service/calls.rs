@@ -151,6 +151,31 @@ impl<B: Backend> QuillFlightSql<B> {
         Ok(Response::new(info))
     }
 
+    /// Runs the prepared statement `handle` of `caller` (in its transaction, if it was prepared
+    /// in one) with the parameter batch in `sent`, or, when `sent` carries none, the batch bound
+    /// to the handle.
+    pub(super) async fn run_prepared_sent(
+        &self,
+        caller: B::Caller,
+        handle: &Bytes,
+        sent: impl futures::Stream<Item = Result<FlightData, Status>> + Send + 'static,
+    ) -> Result<(B::Caller, Outcome<B::Plan>), Status> {
+        let prepared = self.prepared.get(caller.principal(), handle)?;
+        let caller = self.in_transaction(caller, prepared.transaction.as_ref())?;
+        let params = match read_batches(sent).await? {
+            Some(p) => Some(p),
+            None => prepared.params.lock().clone(),
+        };
+        let outcome = self
+            .timed(
+                &caller,
+                self.backend
+                    .run_prepared(&caller, &prepared.statement, params),
+            )
+            .await?;
+        Ok((caller, outcome))
+    }
+
     /// The rows of an outcome that is not a plan: its own, or the affected-rows count.
     pub(super) fn outcome_batch(outcome: Outcome<B::Plan>) -> Result<RecordBatch, Status> {
         match outcome {

@@ -17,7 +17,6 @@ use futures::StreamExt;
 use prost::Message;
 use tonic::{Status, Streaming};
 
-use super::calls::read_batches;
 use super::{DoGetStream, QuillFlightSql};
 use crate::backend::{Backend, CallerInfo, Outcome};
 use crate::encode::{flight_stream, result_schema};
@@ -56,23 +55,9 @@ impl<B: Backend> QuillFlightSql<B> {
                 (caller, outcome)
             }
             Command::CommandPreparedStatementQuery(cmd) => {
-                let prepared = self
-                    .prepared
-                    .get(caller.principal(), &cmd.prepared_statement_handle)?;
-                let caller = self.in_transaction(caller, prepared.transaction.as_ref())?;
                 let sent = futures::stream::once(async move { Ok(first) }).chain(inbound);
-                let params = match read_batches(sent).await? {
-                    Some(p) => Some(p),
-                    None => prepared.params.lock().clone(),
-                };
-                let outcome = self
-                    .timed(
-                        &caller,
-                        self.backend
-                            .run_prepared(&caller, &prepared.statement, params),
-                    )
-                    .await?;
-                (caller, outcome)
+                self.run_prepared_sent(caller, &cmd.prepared_statement_handle, sent)
+                    .await?
             }
             _ => {
                 return Err(Status::from(Error::InvalidArgument(
