@@ -414,3 +414,127 @@ async fn prepared_queries_over_system_tables_see_new_rows() {
         "created again"
     );
 }
+
+/// Runs a query in one DoExchange call (QuillDB's extension): the descriptor carries `command`,
+/// then the parameter batch if any; answers the result's batches.
+async fn exchange_query(
+    server: &TestServer,
+    token: &str,
+    command: Vec<u8>,
+    params: Option<RecordBatch>,
+) -> Result<Vec<RecordBatch>, tonic::Status> {
+    use arrow_flight::{FlightData, FlightDescriptor};
+    let mut messages = match &params {
+        Some(p) => {
+            arrow_flight::utils::batches_to_flight_data(&p.schema(), vec![p.clone()]).unwrap()
+        }
+        None => vec![FlightData::default()],
+    };
+    messages[0].flight_descriptor = Some(FlightDescriptor::new_cmd(command));
+    let mut req = tonic::Request::new(futures::stream::iter(messages));
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let resp = server.raw_client().await.do_exchange(req).await?;
+    let data = resp
+        .into_inner()
+        .map_err(arrow_flight::error::FlightError::from);
+    arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(data)
+        .try_collect()
+        .await
+        .map_err(to_status)
+}
+
+#[tokio::test]
+async fn a_query_runs_in_one_exchange_call_with_its_own_parameters() {
+    use arrow_flight::sql::{
+        ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
+        CommandPreparedStatementQuery, CommandStatementQuery, ProstMessageExt,
+    };
+    use prost::Message;
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    c.ok("CREATE NAMESPACE app").await;
+    c.ok("CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)")
+        .await;
+    c.ok("INSERT INTO app.t VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+        .await;
+    let token = c.inner.token().unwrap().clone();
+
+    let plain = CommandStatementQuery {
+        query: "SELECT count(*) AS n FROM app.t".into(),
+        transaction_id: None,
+    };
+    let rows = exchange_query(&server, &token, plain.as_any().encode_to_vec(), None)
+        .await
+        .unwrap();
+    assert_eq!(column(&rows, "n"), ["3"]);
+
+    let request = ActionCreatePreparedStatementRequest {
+        query: "SELECT v FROM app.t WHERE id = $1".into(),
+        transaction_id: None,
+    };
+    let action =
+        arrow_flight::Action::new("CreatePreparedStatement", request.as_any().encode_to_vec());
+    let result: Vec<arrow_flight::Result> = c
+        .inner
+        .do_action(action)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let any = Any::decode(result[0].body.clone()).unwrap();
+    let prepared: ActionCreatePreparedStatementResult = any.unpack().unwrap().unwrap();
+    let command = CommandPreparedStatementQuery {
+        prepared_statement_handle: prepared.prepared_statement_handle.clone(),
+    }
+    .as_any()
+    .encode_to_vec();
+    let param = |id: i64| {
+        let schema = Arc::new(Schema::new(vec![Field::new("1", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![id]))]).unwrap()
+    };
+    // Calls on one handle at once each see their own parameters.
+    let runs = futures::future::join_all(
+        (1..=3).map(|id| exchange_query(&server, &token, command.clone(), Some(param(id)))),
+    )
+    .await;
+    let got: Vec<String> = runs
+        .into_iter()
+        .map(|r| column(&r.unwrap(), "v").concat())
+        .collect();
+    assert_eq!(got, ["one", "two", "three"]);
+
+    // Errors keep their codes; another caller cannot use the handle.
+    let bad = CommandStatementQuery {
+        query: "SELECT * FROM app.nope".into(),
+        transaction_id: None,
+    };
+    let err = exchange_query(&server, &token, bad.as_any().encode_to_vec(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err}");
+    c.ok("CREATE USER eve WITH PASSWORD 'eve-pass-123' ROLE dba")
+        .await;
+    let eve = server.client_as("eve", "eve-pass-123").await.unwrap();
+    let eve_token = eve.inner.token().unwrap().clone();
+    let err = exchange_query(&server, &eve_token, command.clone(), Some(param(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err}");
+    // Subscriptions still share DoExchange.
+    let mut live = quilldb_flight::client::subscribe(
+        server.channel().await,
+        Some(&token),
+        "SUBSCRIBE TO app.t",
+        None,
+    )
+    .await
+    .unwrap();
+    let (ack, _) = live
+        .next_within(std::time::Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ack.kind(), quilldb_flight::EventKind::Ack);
+}
