@@ -211,7 +211,12 @@ class _Session:
         prepared = _Prepared(handle, _schema(dataset), _schema(params) or pa.schema([]))
         evicted = []
         with self._cache_lock:
-            self._prepared[sql] = prepared
+            won = self._prepared.get(sql)
+            if won is not None:  # another thread prepared the same text meanwhile
+                evicted.append(prepared)
+                prepared = won
+            else:
+                self._prepared[sql] = prepared
             while len(self._prepared) > PREPARED_CACHE_SIZE:
                 evicted.append(self._prepared.popitem(last=False)[1])
         for old in evicted:
