@@ -30,4 +30,6 @@ fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r python-client/requirements-test.txt
 # The client package as a user installs it (not editable: the tests use what pip installed).
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps ./python-client
+echo "== mypy (the package is typed: py.typed)"
+(cd python-client && .venv/bin/python -m mypy --ignore-missing-imports quilldb)
 "$venv/bin/python" -m pytest -q python-client/tests

@@ -93,14 +93,16 @@ class Subscription:
         self._ended = False
         self._acked = self._snapshot_done = False
         self._lock = threading.Lock()
-        self._reader = self._writer = self._client = None
+        self._reader: Any = None
+        self._writer: Any = None
+        self._client: Any = None
         self._owns_client = False
         self._open(fresh=False)
 
     @property
     def schema(self) -> pa.Schema:
         """The schema of the subscription's batches."""
-        return self._reader.schema  # type: ignore[union-attr]
+        return self._reader.schema
 
     def _open(self, fresh: bool) -> None:
         options = dict(self._options)
@@ -154,7 +156,7 @@ class Subscription:
             if self._closed or self._ended:
                 raise StopIteration
             try:
-                chunk = self._reader.read_chunk()  # type: ignore[union-attr]
+                chunk = self._reader.read_chunk()
             except StopIteration:
                 # The stream ended without CLOSED or ERROR: the connection went away.
                 if self._closed or not self.auto_resume:
