@@ -174,6 +174,43 @@ async fn statement_update_and_prepared_statements() {
     assert_eq!(column(&batches, "v"), vec!["y"]);
 }
 
+/// Grafana's Flight SQL editor asks GetSqlInfo with no ids and reads the
+/// keyword and function lists (ids 508..=512) by position, rows 17 to 21.
+#[tokio::test]
+async fn sql_info_without_ids_puts_the_lists_where_grafana_reads_them() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    let info = c.inner.get_sql_info(vec![]).await.unwrap();
+    let batches = c.fetch(info).await.unwrap();
+    let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let ids = all
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::UInt32Array>()
+        .unwrap();
+    let listed: Vec<u32> = (17..22).map(|row| ids.value(row)).collect();
+    assert_eq!(listed, vec![508, 509, 510, 511, 512]);
+    // Every id once, so a client that reads by id sees the same reply.
+    let mut sorted: Vec<u32> = ids.values().to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), all.num_rows());
+
+    // The keyword list Grafana reads at row 17 is the one asked for by id.
+    let keywords = all.slice(17, 1);
+    let info = c
+        .inner
+        .get_sql_info(vec![SqlInfo::SqlKeywords])
+        .await
+        .unwrap();
+    let by_id = c.fetch(info).await.unwrap();
+    assert_eq!(
+        quilldb_tests::pretty(&[keywords]),
+        quilldb_tests::pretty(&by_id)
+    );
+    assert!(quilldb_tests::pretty(&by_id).contains("NAMESPACE"));
+}
+
 #[tokio::test]
 async fn metadata_calls() {
     let server = TestServer::start().await;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
+use arrow_flight::sql::metadata::XdbcTypeInfoData;
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionBeginTransactionRequest, ActionBeginTransactionResult, ActionCancelQueryRequest,
@@ -110,7 +110,7 @@ pub struct QuillFlightSql<B: Backend> {
     tickets: HandleStore<Pending<B::Plan>>,
     prepared: HandleStore<Prepared<B::Prepared>>,
     queries: Queries,
-    sql_info: SqlInfoData,
+    sql_info: metadata::ServerSqlInfo,
     type_info: XdbcTypeInfoData,
 }
 
@@ -486,7 +486,7 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder(&self.sql_info).schema();
+        let schema = self.sql_info.schema();
         self.command_info(&schema, query, request.into_inner())
     }
 
@@ -495,10 +495,7 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
         query: CommandGetSqlInfo,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let batch = query
-            .into_builder(&self.sql_info)
-            .build()
-            .map_err(internal)?;
+        let batch = self.sql_info.reply(query.info)?;
         Ok(Self::batch_response(batch))
     }
 

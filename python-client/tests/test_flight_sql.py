@@ -104,6 +104,51 @@ def test_adbc_ingest_appends_atomically(conn, ns):
     cur.close()
 
 
+def test_adbc_ingest_of_one_large_batch_needs_chunks_or_the_size_option(server, conn, ns):
+    """The ADBC driver sends each batch as one gRPC message and refuses any over 16 MiB:
+    what the README tells users to do about it must work."""
+    import adbc_driver_flightsql.dbapi as flight_sql
+    from adbc_driver_flightsql import DatabaseOptions
+
+    run(conn, f"CREATE TABLE {ns}.big (id BIGINT PRIMARY KEY, a DOUBLE, b DOUBLE, c BIGINT)")
+    n = 1_200_000  # 38 MB of values in one batch
+    table = pa.table({
+        "id": pa.array(range(n), pa.int64()),
+        "a": pa.array([i * 0.5 for i in range(n)], pa.float64()),
+        "b": pa.array([i * 0.25 for i in range(n)], pa.float64()),
+        "c": pa.array(range(n), pa.int64()),
+    }).combine_chunks()
+    assert len(table.to_batches()) == 1
+    cur = conn.cursor()
+    with pytest.raises(Exception) as err:
+        cur.adbc_ingest("big", table, mode="append", db_schema_name=ns)
+    assert "larger than max" in str(err.value) or "ResourceExhausted" in str(err.value)
+    cur.close()
+    assert count(conn, f"{ns}.big") == 0
+
+    # Either cut the table into batches...
+    cur = conn.cursor()
+    head = 200_000
+    chunked = pa.Table.from_batches(table.slice(0, head).to_batches(max_chunksize=50_000))
+    assert cur.adbc_ingest("big", chunked, mode="append", db_schema_name=ns) == head
+    cur.close()
+    # ...or raise the driver's limit (the server takes up to limits.max_message_bytes, 64 MiB).
+    big = flight_sql.connect(
+        server.flight_url,
+        db_kwargs={"username": "root", "password": "",
+                   DatabaseOptions.WITH_MAX_MSG_SIZE.value: str(64 << 20)},
+    )
+    try:
+        cur = big.cursor()
+        rest = table.slice(head).combine_chunks()  # 1M rows, 32 MB, one message
+        assert rest.nbytes > 16 << 20
+        assert cur.adbc_ingest("big", rest, mode="append", db_schema_name=ns) == n - head
+        cur.close()
+    finally:
+        big.close()
+    assert count(conn, f"{ns}.big") == n
+
+
 def test_ingest_modes_that_create_or_replace_fail_clearly(conn, ns):
     run(conn, f"CREATE TABLE {ns}.m (id BIGINT PRIMARY KEY)")
     cur = conn.cursor()

@@ -29,6 +29,11 @@ def xdbc_type_info() -> bytes:
     return any_of("CommandGetXdbcTypeInfo", b"")
 
 
+def sql_info(*ids: int) -> bytes:
+    """CommandGetSqlInfo; no ids asks for every value."""
+    return any_of("CommandGetSqlInfo", b"".join(int_field(1, i) for i in ids))
+
+
 def run(conn, sql, params=None) -> pa.Table:
     """Runs one statement on an ADBC DB-API connection and answers its Arrow result."""
     cur = conn.cursor()

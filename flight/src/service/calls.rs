@@ -44,7 +44,7 @@ pub(super) fn internal(e: impl std::fmt::Display) -> Status {
 impl<B: Backend> QuillFlightSql<B> {
     /// The service.
     pub fn new(backend: Arc<B>, options: ServiceOptions) -> Result<Self, Status> {
-        let sql_info = metadata::sql_info(&backend.server_info())?;
+        let sql_info = metadata::ServerSqlInfo::new(&backend.server_info())?;
         let mut types = XdbcTypeInfoDataBuilder::new();
         for t in backend.type_info() {
             types.append(t);
@@ -284,9 +284,7 @@ impl<B: Backend> QuillFlightSql<B> {
             Command::CommandGetDbSchemas(q) => q.into_builder().schema().as_ref().clone(),
             Command::CommandGetTables(q) => q.into_builder().schema().as_ref().clone(),
             Command::CommandGetTableTypes(q) => q.into_builder().schema().as_ref().clone(),
-            Command::CommandGetSqlInfo(q) => {
-                q.into_builder(&self.sql_info).schema().as_ref().clone()
-            }
+            Command::CommandGetSqlInfo(_) => self.sql_info.schema().as_ref().clone(),
             Command::CommandGetXdbcTypeInfo(q) => {
                 q.into_builder(&self.type_info).schema().as_ref().clone()
             }

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int32Array, StringArray, UInt8Array};
+use arrow::array::{ArrayRef, Int32Array, StringArray, UInt8Array, UInt32Array};
+use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
@@ -13,8 +14,72 @@ use crate::CATALOG;
 use crate::backend::{ServerInfo, TableEntry};
 use crate::error::Error;
 
+/// The SqlInfo values of the server, ready to answer GetSqlInfo.
+pub struct ServerSqlInfo {
+    /// Every value, by id, for replies to a list of ids.
+    data: SqlInfoData,
+    /// The reply to a request with no ids, in the order Grafana reads it.
+    everything: RecordBatch,
+}
+
+/// The ids of the keyword and function lists (508..=512).
+const GRAFANA_LISTS: std::ops::RangeInclusive<u32> =
+    SqlInfo::SqlKeywords as u32..=SqlInfo::SqlDatetimeFunctions as u32;
+/// The row at which Grafana's Flight SQL editor reads the keyword list of a
+/// no-ids reply: it reads `value` by position, rows 17 to 21, as laid out by
+/// the servers it was written against.
+const GRAFANA_FIRST_LIST_ROW: usize = 17;
+
+impl ServerSqlInfo {
+    /// The values of the server described by `info`.
+    pub fn new(info: &ServerInfo) -> Result<Self, Status> {
+        let data = sql_info(info)?;
+        let everything = grafana_order(&data.record_batch([]).map_err(internal)?)?;
+        Ok(Self { data, everything })
+    }
+
+    /// The schema of every reply.
+    pub fn schema(&self) -> SchemaRef {
+        self.data.schema()
+    }
+
+    /// The reply to GetSqlInfo for `ids`: those ids in id order, or, with no
+    /// ids, every value with the keyword and function lists at rows 17 to 21.
+    /// A client that reads by id finds the same values either way.
+    pub fn reply(&self, ids: Vec<u32>) -> Result<RecordBatch, Status> {
+        if ids.is_empty() {
+            return Ok(self.everything.clone());
+        }
+        self.data.record_batch(ids).map_err(internal)
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::from(Error::Internal(format!("building SqlInfo: {e}")))
+}
+
+/// `all` (sorted by id) with the rows of the keyword and function lists
+/// moved to row 17, the other rows keeping their order around them.
+fn grafana_order(all: &RecordBatch) -> Result<RecordBatch, Status> {
+    let ids = all
+        .column(0)
+        .as_any()
+        .downcast_ref::<UInt32Array>()
+        .ok_or_else(|| internal("info_name is not UInt32"))?;
+    let (lists, others): (Vec<u32>, Vec<u32>) = (0..ids.len() as u32)
+        .partition(|&row| GRAFANA_LISTS.contains(&ids.value(row as usize)));
+    let split = GRAFANA_FIRST_LIST_ROW.min(others.len());
+    let order: Vec<u32> = others[..split]
+        .iter()
+        .chain(&lists)
+        .chain(&others[split..])
+        .copied()
+        .collect();
+    take_record_batch(all, &UInt32Array::from(order)).map_err(internal)
+}
+
 /// The SqlInfo values of the server.
-pub fn sql_info(info: &ServerInfo) -> Result<SqlInfoData, Status> {
+fn sql_info(info: &ServerInfo) -> Result<SqlInfoData, Status> {
     let mut b = SqlInfoDataBuilder::new();
     b.append(SqlInfo::FlightSqlServerName, info.name.as_str());
     b.append(SqlInfo::FlightSqlServerVersion, info.version.as_str());
@@ -60,8 +125,7 @@ pub fn sql_info(info: &ServerInfo) -> Result<SqlInfoData, Status> {
     b.append(SqlInfo::SqlStringFunctions, STRING_FUNCTIONS);
     b.append(SqlInfo::SqlSystemFunctions, SYSTEM_FUNCTIONS);
     b.append(SqlInfo::SqlDatetimeFunctions, DATETIME_FUNCTIONS);
-    b.build()
-        .map_err(|e| Status::from(Error::Internal(format!("building SqlInfo: {e}"))))
+    b.build().map_err(internal)
 }
 
 /// The schema of GetPrimaryKeys.
