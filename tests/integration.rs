@@ -21,3 +21,4 @@ mod streams;
 mod transactions;
 mod user_tables;
 mod users;
+mod views;

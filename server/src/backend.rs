@@ -57,7 +57,7 @@ impl QuillBackend {
         r.map_err(Status::from)
     }
 
-    fn tables_of(&self, caller: &Caller) -> Vec<TableEntry> {
+    async fn tables_of(&self, caller: &Caller) -> Vec<TableEntry> {
         let mut out: Vec<TableEntry> = self
             .db
             .catalog
@@ -72,6 +72,24 @@ impl QuillBackend {
                 schema: t.query_schema(),
             })
             .collect();
+        // A view is listed with its columns as the caller would read them; one the caller
+        // cannot read (a table under it is refused or gone) only to roles that manage views.
+        for view in self.db.catalog.views(None) {
+            let schema = match crate::provider::view::view_table(&self.db, caller, &view, 0).await {
+                Ok(t) => t.schema(),
+                Err(_) if caller.role >= crate::session::Role::Service => {
+                    Arc::new(arrow::datatypes::Schema::empty())
+                }
+                Err(_) => continue,
+            };
+            out.push(TableEntry {
+                schema_name: view.namespace.clone(),
+                table_name: view.name.clone(),
+                table_type: "VIEW".into(),
+                primary_key: None,
+                schema,
+            });
+        }
         let system = crate::provider::system::SystemSchema::new(self.db.clone(), caller.clone());
         for (name, schema) in system.listing() {
             out.push(TableEntry {
@@ -269,7 +287,7 @@ impl Backend for QuillBackend {
     }
 
     async fn tables(&self, caller: &Caller) -> Result<Vec<TableEntry>, Status> {
-        Ok(self.tables_of(caller))
+        Ok(self.tables_of(caller).await)
     }
 
     fn type_info(&self) -> Vec<arrow_flight::sql::metadata::XdbcTypeInfo> {

@@ -1,4 +1,4 @@
-//! The catalog: namespaces and tables, persisted in the hot store and cached in memory.
+//! The catalog: namespaces, tables and views, persisted in the hot store and cached in memory.
 
 /// Catalog records and their encoding.
 mod store;
@@ -22,7 +22,8 @@ use quilldb_storage::hot::{HotStore, WriteRequest};
 use quilldb_storage::keys::PartitionKey;
 
 pub use model::{
-    AccessLevel, ColumnDef, DefaultExpr, FlushPolicy, NamespaceDef, TableDef, TableType, now_millis,
+    AccessLevel, ColumnDef, DefaultExpr, FlushPolicy, NamespaceDef, TableDef, TableType, ViewDef,
+    now_millis,
 };
 pub use storages::{DEFAULT_STORAGE, Storage, StorageDef, Storages};
 
@@ -35,7 +36,30 @@ use crate::error::{Error, Result};
 struct State {
     namespaces: BTreeMap<String, NamespaceDef>,
     tables: BTreeMap<(String, String), Arc<TableDef>>,
+    views: BTreeMap<(String, String), Arc<ViewDef>>,
     next_table_id: u64,
+}
+
+impl State {
+    fn key(namespace: &str, name: &str) -> (String, String) {
+        (namespace.to_string(), name.to_string())
+    }
+
+    /// The error of a name a table or view already holds.
+    fn taken(&self, namespace: &str, name: &str) -> Option<Error> {
+        let key = Self::key(namespace, name);
+        if self.tables.contains_key(&key) {
+            Some(Error::AlreadyExists(format!(
+                "table {namespace}.{name} already exists"
+            )))
+        } else if self.views.contains_key(&key) {
+            Some(Error::AlreadyExists(format!(
+                "view {namespace}.{name} already exists"
+            )))
+        } else {
+            None
+        }
+    }
 }
 
 /// Write access to the state; the generation moves on when it ends, while the lock is held.
@@ -97,6 +121,12 @@ impl Catalog {
                 .tables
                 .insert((t.namespace.clone(), t.name.clone()), Arc::new(t));
         }
+        for (_, v) in hot.scan_meta(store::VIEW_PREFIX.as_bytes())? {
+            let view = store::decode_view(&v)?;
+            state
+                .views
+                .insert(State::key(&view.namespace, &view.name), Arc::new(view));
+        }
         if let Some(v) = hot.get_meta(store::NEXT_TABLE_ID.as_bytes())? {
             let arr: [u8; 8] = v
                 .as_slice()
@@ -107,6 +137,7 @@ impl Catalog {
         tracing::info!(
             namespaces = state.namespaces.len(),
             tables = state.tables.len(),
+            views = state.views.len(),
             "catalog loaded"
         );
         Ok(Self {
@@ -174,6 +205,87 @@ impl Catalog {
             .cloned()
     }
 
+    /// Views, optionally of one namespace, by namespace and name.
+    pub fn views(&self, namespace: Option<&str>) -> Vec<Arc<ViewDef>> {
+        self.state
+            .read()
+            .views
+            .values()
+            .filter(|v| namespace.is_none_or(|ns| v.namespace == ns))
+            .cloned()
+            .collect()
+    }
+
+    /// One view.
+    pub fn view(&self, namespace: &str, name: &str) -> Option<Arc<ViewDef>> {
+        self.state
+            .read()
+            .views
+            .get(&State::key(namespace, name))
+            .cloned()
+    }
+
+    /// Creates a view, or replaces one with `or_replace`; the creation time is set here. A
+    /// table of the name is never replaced.
+    pub async fn create_view(&self, mut def: ViewDef, or_replace: bool) -> Result<()> {
+        let _ddl = self.ddl.lock().await;
+        if !self.has_namespace(&def.namespace) {
+            return Err(Error::NotFound(format!(
+                "namespace {} does not exist",
+                def.namespace
+            )));
+        }
+        let exists = self.view(&def.namespace, &def.name).is_some();
+        if let Some(e) = self.state.read().taken(&def.namespace, &def.name)
+            && !(or_replace && exists)
+        {
+            return Err(e);
+        }
+        def.created_at = now_millis();
+        self.hot
+            .write(WriteRequest {
+                meta: vec![(
+                    store::view_key(&def.namespace, &def.name),
+                    Some(store::encode_view(&def)),
+                )],
+                ..Default::default()
+            })
+            .await?;
+        self.write_state()
+            .views
+            .insert(State::key(&def.namespace, &def.name), Arc::new(def));
+        Ok(())
+    }
+
+    /// Drops a view; `Ok(false)` if it did not exist and `if_exists` was given.
+    pub async fn drop_view(&self, namespace: &str, name: &str, if_exists: bool) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        if self.view(namespace, name).is_none() {
+            if self.table(namespace, name).is_some() {
+                return Err(Error::InvalidArgument(format!(
+                    "{namespace}.{name} is a table, not a view: use DROP TABLE"
+                )));
+            }
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(Error::NotFound(format!(
+                    "view {namespace}.{name} does not exist"
+                )))
+            };
+        }
+        self.hot
+            .write(WriteRequest {
+                meta: vec![(store::view_key(namespace, name), None)],
+                ..Default::default()
+            })
+            .await?;
+        self.write_state()
+            .views
+            .remove(&State::key(namespace, name));
+        Ok(true)
+    }
+
     /// Creates a namespace; `Ok(false)` if it existed and `if_not_exists` was given.
     pub async fn create_namespace(&self, name: &str, if_not_exists: bool) -> Result<bool> {
         let _ddl = self.ddl.lock().await;
@@ -219,10 +331,15 @@ impl Catalog {
             req.meta.push((store::table_key(t.id), None));
             req.drop_prefixes.push(PartitionKey::table_prefix(t.id));
         }
+        for v in self.views(Some(name)) {
+            req.meta
+                .push((store::view_key(&v.namespace, &v.name), None));
+        }
         self.hot.write(req).await?;
         let mut state = self.write_state();
         state.namespaces.remove(name);
         state.tables.retain(|(ns, _), _| ns != name);
+        state.views.retain(|(ns, _), _| ns != name);
         Ok(tables)
     }
 
@@ -240,14 +357,12 @@ impl Catalog {
                 def.namespace
             )));
         }
-        if self.table(&def.namespace, &def.name).is_some() {
-            return if if_not_exists {
+        if let Some(e) = self.state.read().taken(&def.namespace, &def.name) {
+            // IF NOT EXISTS is for a table of the name; a view of the name is an error.
+            return if if_not_exists && self.table(&def.namespace, &def.name).is_some() {
                 Ok(None)
             } else {
-                Err(Error::AlreadyExists(format!(
-                    "table {} already exists",
-                    def.qualified()
-                )))
+                Err(e)
             };
         }
         let id = self.state.read().next_table_id;
@@ -314,6 +429,11 @@ impl Catalog {
     ) -> Result<Option<Arc<TableDef>>> {
         let _ddl = self.ddl.lock().await;
         let Some(def) = self.table(namespace, name) else {
+            if self.view(namespace, name).is_some() {
+                return Err(Error::InvalidArgument(format!(
+                    "{namespace}.{name} is a view, not a table: use DROP VIEW"
+                )));
+            }
             return if if_exists {
                 Ok(None)
             } else {

@@ -32,6 +32,8 @@ pub mod storage;
 pub mod subscribe;
 /// Users.
 pub mod users;
+/// CREATE VIEW, DROP VIEW.
+pub mod views;
 
 use std::sync::Arc;
 
@@ -192,6 +194,19 @@ pub async fn run_command(
         }
         Command::DropTable { name, if_exists } => {
             ddl::drop_table(db, caller, &name, if_exists).await?;
+            Ok(Outcome::Affected(0))
+        }
+        Command::CreateView {
+            name,
+            or_replace,
+            columns,
+            query,
+        } => {
+            views::create_view(db, caller, &name, or_replace, columns, *query).await?;
+            Ok(Outcome::Affected(0))
+        }
+        Command::DropView { name, if_exists } => {
+            views::drop_view(db, caller, &name, if_exists).await?;
             Ok(Outcome::Affected(0))
         }
         Command::Insert(_) | Command::Update(_) | Command::Delete(_) => {

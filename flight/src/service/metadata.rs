@@ -66,8 +66,8 @@ fn grafana_order(all: &RecordBatch) -> Result<RecordBatch, Status> {
         .as_any()
         .downcast_ref::<UInt32Array>()
         .ok_or_else(|| internal("info_name is not UInt32"))?;
-    let (lists, others): (Vec<u32>, Vec<u32>) = (0..ids.len() as u32)
-        .partition(|&row| GRAFANA_LISTS.contains(&ids.value(row as usize)));
+    let (lists, others): (Vec<u32>, Vec<u32>) =
+        (0..ids.len() as u32).partition(|&row| GRAFANA_LISTS.contains(&ids.value(row as usize)));
     let split = GRAFANA_FIRST_LIST_ROW.min(others.len());
     let order: Vec<u32> = others[..split]
         .iter()

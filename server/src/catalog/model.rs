@@ -402,6 +402,46 @@ pub struct NamespaceDef {
     pub created_at: i64,
 }
 
+/// A view: a stored query, planned anew at every read with the reader's rights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewDef {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The query, as canonical SQL text.
+    pub query: String,
+    /// The namespace its unqualified table names mean: the creator's current one at CREATE.
+    pub default_namespace: String,
+    /// Names given to its columns (`CREATE VIEW v (a, b) AS ...`); empty keeps the query's.
+    pub columns: Vec<String>,
+    /// Who created (or last replaced) it.
+    pub owner: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+}
+
+impl ViewDef {
+    /// `namespace.name`.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+
+    /// The statement that makes it again.
+    pub fn definition(&self) -> String {
+        let columns = if self.columns.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.columns.join(", "))
+        };
+        format!(
+            "CREATE VIEW {}{columns} AS {}",
+            self.qualified(),
+            self.query
+        )
+    }
+}
+
 /// Unix milliseconds now.
 pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()

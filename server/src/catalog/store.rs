@@ -1,10 +1,11 @@
 //! The catalog's records on disk: protobuf messages (prost) in the hot store's metadata family.
-//! Keys: `catalog/ns/<name>`, `catalog/table/<id, 16 hex digits>`, `catalog/next_table_id`.
+//! Keys: `catalog/ns/<name>`, `catalog/table/<id, 16 hex digits>`, `catalog/next_table_id`,
+//! `catalog/view/<namespace>/<name>`.
 
 use prost::Message;
 
 use super::model::{
-    AccessLevel, ColumnDef, DefaultExpr, FlushPolicy, NamespaceDef, TableDef, TableType,
+    AccessLevel, ColumnDef, DefaultExpr, FlushPolicy, NamespaceDef, TableDef, TableType, ViewDef,
 };
 use super::types::SqlType;
 use crate::error::{Error, Result};
@@ -12,6 +13,7 @@ use crate::error::{Error, Result};
 pub(crate) const NS_PREFIX: &str = "catalog/ns/";
 pub(crate) const TABLE_PREFIX: &str = "catalog/table/";
 pub(crate) const NEXT_TABLE_ID: &str = "catalog/next_table_id";
+pub(crate) const VIEW_PREFIX: &str = "catalog/view/";
 
 #[derive(Clone, PartialEq, Message)]
 pub(crate) struct NamespaceRecord {
@@ -68,6 +70,55 @@ pub(crate) struct TableRecord {
     pub created_at: i64,
     #[prost(uint32, tag = "12")]
     pub next_column_id: u32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct ViewRecord {
+    #[prost(string, tag = "1")]
+    pub namespace: String,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(string, tag = "3")]
+    pub query: String,
+    #[prost(string, tag = "4")]
+    pub default_namespace: String,
+    #[prost(string, repeated, tag = "5")]
+    pub columns: Vec<String>,
+    #[prost(string, tag = "6")]
+    pub owner: String,
+    #[prost(int64, tag = "7")]
+    pub created_at: i64,
+}
+
+pub(crate) fn view_key(namespace: &str, name: &str) -> Vec<u8> {
+    format!("{VIEW_PREFIX}{namespace}/{name}").into_bytes()
+}
+
+pub(crate) fn encode_view(v: &ViewDef) -> Vec<u8> {
+    ViewRecord {
+        namespace: v.namespace.clone(),
+        name: v.name.clone(),
+        query: v.query.clone(),
+        default_namespace: v.default_namespace.clone(),
+        columns: v.columns.clone(),
+        owner: v.owner.clone(),
+        created_at: v.created_at,
+    }
+    .encode_to_vec()
+}
+
+pub(crate) fn decode_view(bytes: &[u8]) -> Result<ViewDef> {
+    let r = ViewRecord::decode(bytes)
+        .map_err(|e| Error::Internal(format!("corrupt view record: {e}")))?;
+    Ok(ViewDef {
+        namespace: r.namespace,
+        name: r.name,
+        query: r.query,
+        default_namespace: r.default_namespace,
+        columns: r.columns,
+        owner: r.owner,
+        created_at: r.created_at,
+    })
 }
 
 pub(crate) fn ns_key(name: &str) -> Vec<u8> {

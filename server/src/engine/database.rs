@@ -263,6 +263,12 @@ impl Database {
             return Err(missing(format!("namespace {ns} does not exist")));
         }
         let Some(def) = self.catalog.table(&ns, &t) else {
+            if self.catalog.view(&ns, &t).is_some() {
+                return Err(Error::InvalidArgument(format!(
+                    "{ns}.{t} is a view, not a table: only SELECT reads views; subscriptions, \
+                     writes and table statements need one of its tables"
+                )));
+            }
             return Err(missing(format!("table {ns}.{t} does not exist")));
         };
         authz::require_table(caller.role, &def, access)?;

@@ -73,6 +73,11 @@ impl QueryPlan {
         Arc::new(self.plan.schema().as_arrow().clone())
     }
 
+    /// The logical plan (a view's, to be inlined into the plans that read it).
+    pub fn logical_plan(&self) -> &LogicalPlan {
+        &self.plan
+    }
+
     /// The same plan with its placeholders bound (a prepared query's execution).
     pub fn bind(&self, params: &[ScalarValue]) -> Result<QueryPlan> {
         let plan = if params.is_empty() {
@@ -204,6 +209,23 @@ impl Planner {
             plan.with_param_values(params.to_vec())?
         };
         Ok(QueryPlan { plan })
+    }
+
+    /// The `(namespace, table)` names `stmt` reads, unqualified ones in `default_schema`.
+    pub fn table_references(
+        &self,
+        stmt: &Statement,
+        default_schema: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let stmt = DfStatement::Statement(Box::new(stmt.clone()));
+        Ok(self
+            .base
+            .resolve_table_references(&stmt)?
+            .into_iter()
+            .map(|r| r.resolve(quilldb_flight::CATALOG, default_schema))
+            .filter(|r| *r.catalog == *quilldb_flight::CATALOG)
+            .map(|r| (r.schema.to_string(), r.table.to_string()))
+            .collect())
     }
 
     /// A SQL expression over the columns of `schema` as `caller` means it (a subscription's

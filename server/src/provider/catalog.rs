@@ -10,6 +10,7 @@ use datafusion::error::DataFusionError;
 
 use super::system::{SYSTEM_SCHEMA, SystemSchema};
 use super::table::PartitionTable;
+use super::view::view_table;
 use crate::authz::{self, Access};
 use crate::engine::Database;
 use crate::session::Caller;
@@ -19,12 +20,23 @@ use crate::session::Caller;
 pub struct QuillCatalog {
     db: Arc<Database>,
     caller: Caller,
+    /// How many views deep the query being planned is.
+    view_depth: usize,
 }
 
 impl QuillCatalog {
     /// The catalog as `caller` sees it.
     pub fn new(db: Arc<Database>, caller: Caller) -> Self {
-        Self { db, caller }
+        Self::nested(db, caller, 0)
+    }
+
+    /// The catalog of a view's query, `view_depth` views deep.
+    pub fn nested(db: Arc<Database>, caller: Caller, view_depth: usize) -> Self {
+        Self {
+            db,
+            caller,
+            view_depth,
+        }
     }
 }
 
@@ -48,6 +60,7 @@ impl CatalogProvider for QuillCatalog {
                 db: self.db.clone(),
                 caller: self.caller.clone(),
                 namespace: name.to_string(),
+                view_depth: self.view_depth,
             }) as Arc<dyn SchemaProvider>
         })
     }
@@ -59,22 +72,35 @@ struct NamespaceSchema {
     db: Arc<Database>,
     caller: Caller,
     namespace: String,
+    view_depth: usize,
 }
 
 #[async_trait]
 impl SchemaProvider for NamespaceSchema {
     fn table_names(&self) -> Vec<String> {
-        self.db
-            .catalog
+        let catalog = &self.db.catalog;
+        let tables = catalog
             .tables(Some(&self.namespace))
             .into_iter()
             .filter(|t| authz::can_read(self.caller.role, t))
-            .map(|t| t.name.clone())
-            .collect()
+            .map(|t| t.name.clone());
+        let views = catalog
+            .views(Some(&self.namespace))
+            .into_iter()
+            .map(|v| v.name.clone());
+        tables.chain(views).collect()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let external = |e: crate::error::Error| DataFusionError::External(Box::new(e));
+        if let Some(view) = self.db.catalog.view(&self.namespace, name) {
+            let table = view_table(&self.db, &self.caller, &view, self.view_depth)
+                .await
+                .map_err(|e| {
+                    external(e).context(format!("view {} cannot be read", view.qualified()))
+                })?;
+            return Ok(Some(table));
+        }
         let Some(def) = self.db.catalog.table(&self.namespace, name) else {
             if self.caller.role < crate::session::Role::Service {
                 let name = format!("{}.{name}", self.namespace);
@@ -106,5 +132,6 @@ impl SchemaProvider for NamespaceSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.db.catalog.table(&self.namespace, name).is_some()
+            || self.db.catalog.view(&self.namespace, name).is_some()
     }
 }

@@ -25,6 +25,7 @@ pub mod batches;
 const TABLES: &[&str] = &[
     "namespaces",
     "tables",
+    "views",
     "columns",
     "stats",
     "jobs",
@@ -144,6 +145,27 @@ impl SystemSchema {
                                 .collect::<Vec<_>>(),
                         )),
                         millis(t.iter().map(|t| t.created_at).collect()),
+                    ],
+                )
+            }
+            "views" => {
+                let v = catalog.views(None);
+                (
+                    Arc::new(Schema::new(vec![
+                        Field::new("namespace", DataType::Utf8, false),
+                        Field::new("view_name", DataType::Utf8, false),
+                        Field::new("definition", DataType::Utf8, false),
+                        Field::new("default_namespace", DataType::Utf8, false),
+                        Field::new("owner", DataType::Utf8, false),
+                        ts_field("created_at"),
+                    ])),
+                    vec![
+                        utf8(v.iter().map(|v| v.namespace.clone()).collect()),
+                        utf8(v.iter().map(|v| v.name.clone()).collect()),
+                        utf8(v.iter().map(|v| v.definition()).collect()),
+                        utf8(v.iter().map(|v| v.default_namespace.clone()).collect()),
+                        utf8(v.iter().map(|v| v.owner.clone()).collect()),
+                        millis(v.iter().map(|v| v.created_at).collect()),
                     ],
                 )
             }

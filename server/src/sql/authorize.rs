@@ -61,10 +61,8 @@ pub fn authorize(caller: &Caller, cmd: &Command) -> Result<()> {
         }
         Command::DropUser { .. } => (Role::Dba, "drop users"),
         Command::ExecuteAs { .. } => (Role::Service, "execute as another user"),
-        // Not served yet: refused by the statement itself, once the caller may run it at all.
-        Command::Unsupported(what) if what.ends_with("VIEW") => {
-            (Role::Service, "create or drop views")
-        }
+        Command::CreateView { .. } => (Role::Service, "create views"),
+        Command::DropView { .. } => (Role::Service, "drop views"),
         Command::Unsupported(_) => (Role::User, "run this statement"),
     };
     authz::require(role, min, what)

@@ -1,7 +1,9 @@
 //! The statements QuillDB runs, as the parser hands them on: sqlparser's AST where it has one,
 //! QuillDB's own shapes for its statements (namespaces, storages, users, jobs, SUBSCRIBE).
 
-use datafusion::sql::sqlparser::ast::{CreateTable, Delete, Insert, ObjectName, Statement, Update};
+use datafusion::sql::sqlparser::ast::{
+    CreateTable, Delete, Insert, ObjectName, Query, Statement, Update,
+};
 
 use crate::catalog::TableType;
 use crate::live::query::LiveOptions;
@@ -36,6 +38,24 @@ pub enum Command {
     },
     /// DROP TABLE
     DropTable {
+        /// Name.
+        name: ObjectName,
+        /// IF EXISTS
+        if_exists: bool,
+    },
+    /// CREATE [OR REPLACE] VIEW name [(columns)] AS query
+    CreateView {
+        /// Name.
+        name: ObjectName,
+        /// OR REPLACE
+        or_replace: bool,
+        /// Column names, if given.
+        columns: Vec<String>,
+        /// The query.
+        query: Box<Query>,
+    },
+    /// DROP VIEW [IF EXISTS] name
+    DropView {
         /// Name.
         name: ObjectName,
         /// IF EXISTS

@@ -521,12 +521,27 @@ pub fn show_tables(db: &Database, caller: &Caller, ns: Option<&str>) -> Result<R
     if let Some(n) = &ns {
         db.require_namespace(caller, n)?;
     }
-    let tables: Vec<_> = db
+    let mut rows: Vec<(String, String, String)> = db
         .catalog
         .tables(ns.as_deref())
         .into_iter()
         .filter(|t| authz::can_read(caller.role, t))
+        .map(|t| {
+            (
+                t.namespace.clone(),
+                t.name.clone(),
+                t.table_type.to_string(),
+            )
+        })
         .collect();
+    // Views: anyone may read one (the rights apply to the tables under it).
+    rows.extend(
+        db.catalog
+            .views(ns.as_deref())
+            .into_iter()
+            .map(|v| (v.namespace.clone(), v.name.clone(), "VIEW".to_string())),
+    );
+    rows.sort();
     let schema = Arc::new(Schema::new(vec![
         Field::new("namespace", DataType::Utf8, false),
         Field::new("table_name", DataType::Utf8, false),
@@ -535,15 +550,9 @@ pub fn show_tables(db: &Database, caller: &Caller, ns: Option<&str>) -> Result<R
     Ok(RecordBatch::try_new(
         schema,
         vec![
-            Arc::new(StringArray::from_iter_values(
-                tables.iter().map(|t| t.namespace.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                tables.iter().map(|t| t.name.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                tables.iter().map(|t| t.table_type.to_string()),
-            )),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.1))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.2))),
         ],
     )?)
 }

@@ -2,7 +2,9 @@
 //! recognised by their first words; everything else goes to sqlparser. Errors carry the line and
 //! column from sqlparser.
 
-use datafusion::sql::sqlparser::ast::{SelectItem, Statement, WildcardAdditionalOptions};
+use datafusion::sql::sqlparser::ast::{
+    ObjectType, SelectItem, Statement, WildcardAdditionalOptions,
+};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
@@ -458,7 +460,8 @@ fn parse_one(p: &mut Parser) -> Result<Command> {
                 inner: Box::new(inner),
             })
         }
-        ("KILL", _) | ("ALTER", _) | ("CREATE", "VIEW") | ("DROP", "VIEW") => {
+        ("CREATE", "VIEW" | "OR" | "MATERIALIZED") | ("DROP", "VIEW") => view_statement(p),
+        ("KILL", _) | ("ALTER", _) => {
             // The rest is not parsed yet: skip to the end of the statement.
             while !matches!(p.peek_token().token, Token::EOF | Token::SemiColon) {
                 p.next_token();
@@ -482,6 +485,50 @@ fn parse_one(p: &mut Parser) -> Result<Command> {
                 ))),
             }
         }
+    }
+}
+
+/// CREATE [OR REPLACE] VIEW and DROP VIEW, through sqlparser's own grammar; the options of
+/// other databases (MATERIALIZED, TEMPORARY, IF NOT EXISTS, several names...) are refused.
+fn view_statement(p: &mut Parser) -> Result<Command> {
+    let unsupported = |what: &str| Error::Unsupported(format!("{what} (views here are plain)"));
+    match p.parse_statement()? {
+        Statement::CreateView(v) => {
+            if v.materialized {
+                return Err(unsupported("CREATE MATERIALIZED VIEW"));
+            }
+            if v.temporary {
+                return Err(unsupported("CREATE TEMPORARY VIEW"));
+            }
+            if v.if_not_exists || v.or_alter || v.to.is_some() || v.params.is_some() {
+                return Err(Error::Parse(
+                    "expected CREATE [OR REPLACE] VIEW name [(columns)] AS query".into(),
+                ));
+            }
+            Ok(Command::CreateView {
+                name: v.name,
+                or_replace: v.or_replace,
+                columns: v.columns.iter().map(|c| normalize(&c.name)).collect(),
+                query: v.query,
+            })
+        }
+        Statement::Drop {
+            object_type: ObjectType::View,
+            if_exists,
+            mut names,
+            cascade: false,
+            ..
+        } if names.len() == 1 => Ok(Command::DropView {
+            name: names.remove(0),
+            if_exists,
+        }),
+        Statement::Drop { .. } => Err(Error::Parse(
+            "expected DROP VIEW [IF EXISTS] name (one view; no CASCADE)".into(),
+        )),
+        other => Err(Error::Parse(format!(
+            "expected CREATE [OR REPLACE] VIEW or DROP VIEW, found {}",
+            other.to_string().chars().take(80).collect::<String>()
+        ))),
     }
 }
 
