@@ -37,6 +37,15 @@ pub struct SqlArgs {
     /// The history file (default ~/.quilldb_history).
     #[arg(long, env = "QUILLDB_HISTORY")]
     pub history: Option<PathBuf>,
+    /// PEM CA certificates to trust for a grpc+tls:// server (default: the system's roots).
+    #[arg(long, env = "QUILLDB_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for a server that requires one (with --tls-key).
+    #[arg(long, env = "QUILLDB_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "QUILLDB_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// An output format.
@@ -67,6 +76,17 @@ pub struct Login {
     pub user: String,
     /// The password.
     pub password: String,
+    /// TLS files: the CA to trust, the client certificate and its key.
+    pub tls: TlsFiles,
+}
+
+/// TLS files of a connection.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    /// PEM CA certificates to trust (none: the system's roots).
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate and key.
+    pub identity: Option<(PathBuf, PathBuf)>,
 }
 
 /// Values read from `~/.quilldb/credentials`: `url = ...`, `user = ...`, `password = ...`
@@ -170,6 +190,10 @@ impl SqlArgs {
             url,
             user,
             password,
+            tls: TlsFiles {
+                ca: self.tls_ca.clone(),
+                identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+            },
         })
     }
 }

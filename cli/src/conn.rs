@@ -12,9 +12,9 @@ use arrow_flight::{Action, CancelFlightInfoRequest, FlightInfo, HandshakeRequest
 use futures::TryStreamExt;
 use prost::Message;
 use quilldb_flight::client::LiveStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::args::Login;
+use crate::args::{Login, TlsFiles};
 use crate::error::{Error, Result};
 
 /// A signed-in connection; clones share its channel and token.
@@ -58,10 +58,16 @@ impl Connection {
             url: login.url.clone(),
             reason,
         };
-        let endpoint = Endpoint::from_shared(address)
+        let tls = address.starts_with("https://");
+        let mut endpoint = Endpoint::from_shared(address)
             .map_err(|e| connect(e.to_string()))?
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true);
+        if tls {
+            endpoint = endpoint
+                .tls_config(tls_config(&login.tls)?)
+                .map_err(|e| connect(source_chain(&e)))?;
+        }
         let channel = endpoint
             .connect()
             .await
@@ -216,6 +222,22 @@ impl Connection {
 
 /// Handshake with Basic credentials; answers the Bearer token the server issues. Done here
 /// rather than by arrow-flight's client so that a refusal keeps its gRPC code.
+/// The TLS settings of a grpc+tls:// connection.
+fn tls_config(files: &TlsFiles) -> Result<ClientTlsConfig> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| Error::Local(format!("reading {}: {e}", path.display())))
+    };
+    let mut config = ClientTlsConfig::new();
+    config = match &files.ca {
+        Some(ca) => config.ca_certificate(Certificate::from_pem(read(ca)?)),
+        None => config.with_native_roots(),
+    };
+    if let Some((cert, key)) = &files.identity {
+        config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(config)
+}
+
 async fn sign_in(channel: Channel, user: &str, password: &str) -> Result<String> {
     use base64::Engine;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));

@@ -16,7 +16,7 @@ use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::http::{self, HeaderValue};
 use tonic::server::NamedService;
-use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
@@ -321,6 +321,11 @@ where
                 let peer: Option<SocketAddr> = req
                     .extensions()
                     .get::<TcpConnectInfo>()
+                    .or_else(|| {
+                        req.extensions()
+                            .get::<TlsConnectInfo<TcpConnectInfo>>()
+                            .map(|i| i.get_ref())
+                    })
                     .and_then(|i| i.remote_addr());
                 let resolved = match credentials(req.headers()) {
                     Ok(Credentials::None) => Ok((backend.anonymous(), None)),

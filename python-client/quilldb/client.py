@@ -284,12 +284,15 @@ class Connection(_Session):
         password: Optional[str] = None,
         *,
         tls_root_certs: Optional[bytes] = None,
+        cert_chain: Optional[bytes] = None,
+        private_key: Optional[bytes] = None,
         timeout: Optional[float] = None,
     ):
         self.url = url or os.environ.get("QUILLDB_URL") or DEFAULT_URL
         self.user = user if user is not None else os.environ.get("QUILLDB_USER", "root")
         self._password = password if password is not None else os.environ.get("QUILLDB_PASSWORD", "")
         self._tls_root_certs = tls_root_certs
+        self._client_cert = (cert_chain, private_key)
         self._timeout = timeout
         self._closed = False
         self._client = self._new_client()
@@ -302,13 +305,25 @@ class Connection(_Session):
         kwargs = {}
         if self._tls_root_certs is not None:
             kwargs["tls_root_certs"] = self._tls_root_certs
+        cert_chain, private_key = self._client_cert
+        if cert_chain is not None and private_key is not None:
+            kwargs["cert_chain"] = cert_chain
+            kwargs["private_key"] = private_key
         try:
             return flight.FlightClient(self.url, **kwargs)
         except (flight.FlightError, pa.ArrowException) as e:
             raise errors.from_flight(e) from None
 
     def _login(self, client: flight.FlightClient) -> flight.FlightCallOptions:
-        header = _call(client.authenticate_basic_token, self.user.encode(), self._password.encode())
+        try:
+            header = client.authenticate_basic_token(self.user.encode(), self._password.encode())
+        except flight.FlightInternalError as e:
+            # A connection that fails (an untrusted certificate, say) ends the login stream
+            # with "Could not finish writing before closing"; a plain call tells why.
+            _call(lambda: list(client.list_actions()))
+            raise errors.from_flight(e) from None
+        except (flight.FlightError, pa.ArrowException) as e:
+            raise errors.from_flight(e) from None
         return flight.FlightCallOptions(headers=[header], timeout=self._timeout)
 
     def close(self) -> None:

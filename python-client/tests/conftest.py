@@ -25,7 +25,7 @@ def quilldb_binary() -> str:
 
 
 class Server:
-    def __init__(self, data_dir: pathlib.Path, flight_addr: str = "127.0.0.1:0"):
+    def __init__(self, data_dir: pathlib.Path, flight_addr: str = "127.0.0.1:0", args=()):
         self.log_path = data_dir / "server.log"
         self.data_dir = data_dir / "data"
         env = dict(os.environ)
@@ -36,6 +36,7 @@ class Server:
                 "--data-dir", str(data_dir / "data"),
                 "--flight-addr", flight_addr,
                 "--http-addr", "127.0.0.1:0",
+                *args,
             ],
             stdout=subprocess.PIPE,
             stderr=open(self.log_path, "ab"),

@@ -71,6 +71,12 @@ pub struct ServerConfig {
     pub node_id: u16,
     /// Seconds that running calls get to finish at shutdown.
     pub shutdown_grace_seconds: u64,
+    /// PEM certificate chain: with `tls_key`, both ports serve TLS only (re-read on SIGHUP).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: when set, every client must present a certificate they signed.
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +87,9 @@ impl Default for ServerConfig {
             http_addr: "127.0.0.1:9051".into(),
             node_id: 1,
             shutdown_grace_seconds: 30,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -334,6 +343,15 @@ pub struct ServeArgs {
     /// HTTP listen address [default: 127.0.0.1:9051].
     #[arg(long, env = "QUILLDB_SERVER__HTTP_ADDR")]
     pub http_addr: Option<String>,
+    /// PEM certificate chain: with --tls-key, both ports serve TLS (re-read on SIGHUP).
+    #[arg(long, env = "QUILLDB_SERVER__TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "QUILLDB_SERVER__TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates that client certificates must be signed by (required when set).
+    #[arg(long, env = "QUILLDB_SERVER__TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Node id in every `_seq` [default: 1].
     #[arg(long, env = "QUILLDB_SERVER__NODE_ID")]
     pub node_id: Option<u16>,
@@ -377,6 +395,15 @@ impl Config {
         }
         if let Some(v) = &args.http_addr {
             config.server.http_addr = v.clone();
+        }
+        for (flag, field) in [
+            (&args.tls_cert, &mut config.server.tls_cert),
+            (&args.tls_key, &mut config.server.tls_key),
+            (&args.tls_client_ca, &mut config.server.tls_client_ca),
+        ] {
+            if flag.is_some() {
+                field.clone_from(flag);
+            }
         }
         if let Some(v) = args.node_id {
             config.server.node_id = v;

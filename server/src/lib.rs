@@ -48,6 +48,8 @@ pub mod provider;
 pub mod session;
 /// The SQL dialect.
 pub mod sql;
+/// TLS for both ports.
+pub mod tls;
 /// Transactions.
 pub mod txn;
 

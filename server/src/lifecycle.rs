@@ -10,8 +10,9 @@ use futures::TryStreamExt;
 use quilldb_flight::{
     AuthLayer, InFlight, QueryLimits, QuillFlightService, QuillFlightSql, ServiceOptions,
 };
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
 
@@ -22,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::http;
 use crate::live::LiveHub;
 use crate::metrics::Metrics;
+use crate::tls::{Port, Tls};
 
 async fn bind(addr: &str, what: &str) -> Result<(TcpListener, SocketAddr)> {
     let l = TcpListener::bind(addr)
@@ -71,8 +73,67 @@ impl Signals {
     }
 }
 
+/// The HTTP port's connections once their TLS handshake is done.
+struct TlsListener {
+    accepted: tokio::sync::mpsc::Receiver<std::io::Result<TlsStream<TcpStream>>>,
+    local: SocketAddr,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.accepted.recv().await {
+                Some(Ok(stream)) => {
+                    let Ok(peer) = stream.get_ref().0.peer_addr() else {
+                        continue;
+                    };
+                    return (stream, peer);
+                }
+                Some(Err(_)) => continue,
+                // The acceptor stopped: no more connections, until shutdown ends the server.
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// SIGHUP reads the TLS files again (the process would otherwise end on it).
+fn reload_on_hangup(tls: Option<Arc<Tls>>) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup())
+            .map_err(|e| Error::Internal(format!("listening for SIGHUP: {e}")))?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match &tls {
+                    Some(tls) => match tls.reload() {
+                        Ok(()) => tracing::info!("SIGHUP: TLS certificate and key read again"),
+                        Err(e) => tracing::error!(
+                            error = %e,
+                            "SIGHUP: TLS files not reloaded; the previous certificate stays"
+                        ),
+                    },
+                    None => tracing::info!("SIGHUP: no TLS configured, nothing to reload"),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(tls);
+    Ok(())
+}
+
 /// Runs the server until a signal; returns after a clean shutdown.
 pub async fn serve(config: Config) -> Result<()> {
+    let tls = Tls::load(&config.server)?;
     let metrics = Arc::new(Metrics::new().map_err(|e| Error::Internal(format!("metrics: {e}")))?);
     let db = Database::open(&config, metrics.clone())?;
     let live = Arc::new(LiveHub::new(
@@ -113,39 +174,61 @@ pub async fn serve(config: Config) -> Result<()> {
 
     let shutdown = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
-    // Small request/response exchanges must not wait for delayed ACKs (Nagle): every accepted
-    // connection gets TCP_NODELAY, as tonic's own `serve` would set.
-    let incoming = TcpListenerStream::new(flight_listener).map_ok(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::warn!(error = %e, "setting TCP_NODELAY");
+    // Large windows let a bulk upload or a big result stream without waiting for window
+    // updates every 64 KiB; adaptive sizing keeps small calls cheap.
+    let router = tonic::transport::Server::builder()
+        .initial_stream_window_size(Some(8 << 20))
+        .initial_connection_window_size(Some(32 << 20))
+        .http2_adaptive_window(Some(true))
+        .add_service(flight);
+    let stop = shutdown.clone().cancelled_owned();
+    let flight_task = match &tls {
+        Some(tls) => {
+            let incoming = ReceiverStream::new(tls.accept(flight_listener, Port::Flight));
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
         }
-        stream
-    });
-    let flight_task = tokio::spawn({
-        let stop = shutdown.clone();
-        // Large windows let a bulk upload or a big result stream without waiting for window
-        // updates every 64 KiB; adaptive sizing keeps small calls cheap.
-        tonic::transport::Server::builder()
-            .initial_stream_window_size(Some(8 << 20))
-            .initial_connection_window_size(Some(32 << 20))
-            .http2_adaptive_window(Some(true))
-            .add_service(flight)
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-    });
-    let http_task = tokio::spawn({
-        let stop = shutdown.clone();
-        let app = http::router(ready.clone(), metrics);
-        async move {
+        None => {
+            // Small request/response exchanges must not wait for delayed ACKs (Nagle): every
+            // accepted connection gets TCP_NODELAY, as tonic's own `serve` would set.
+            let incoming = TcpListenerStream::new(flight_listener).map_ok(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::warn!(error = %e, "setting TCP_NODELAY");
+                }
+                stream
+            });
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
+        }
+    };
+    let app = http::router(ready.clone(), metrics);
+    let stop = shutdown.clone().cancelled_owned();
+    let http_task = match &tls {
+        Some(tls) => {
+            let listener = TlsListener {
+                accepted: tls.accept(http_listener, Port::Http),
+                local: http_addr,
+            };
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            })
+        }
+        None => tokio::spawn(async move {
             axum::serve(http_listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
+                .with_graceful_shutdown(stop)
                 .await
-        }
-    });
+        }),
+    };
+    reload_on_hangup(tls.clone())?;
 
     let mut signals = Signals::new()?;
     ready.store(true, Ordering::Release);
     tracing::info!(%flight_addr, %http_addr, "ready");
-    println!("quilldb ready: flight=grpc://{flight_addr} http=http://{http_addr}");
+    let (grpc, web) = match tls {
+        Some(_) => ("grpc+tls", "https"),
+        None => ("grpc", "http"),
+    };
+    println!("quilldb ready: flight={grpc}://{flight_addr} http={web}://{http_addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
