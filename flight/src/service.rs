@@ -104,6 +104,15 @@ impl Default for ServiceOptions {
     }
 }
 
+/// Decodes the Arrow IPC messages of a parameter upload (DoPut of a prepared statement, the
+/// parameters of a DoExchange query) into one batch: the server's own path, public for the
+/// fuzz targets.
+pub async fn decode_parameters(
+    messages: impl Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static,
+) -> Result<Option<RecordBatch>, Status> {
+    read_batches(messages).await
+}
+
 /// The Flight SQL service over a backend.
 pub struct QuillFlightSql<B: Backend> {
     backend: Arc<B>,

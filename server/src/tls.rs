@@ -167,20 +167,21 @@ async fn handshake(
         Port::Flight => current.flight.clone(),
         Port::Http => current.http.clone(),
     };
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(stream))
-        .await
-    {
-        Ok(Ok(tls)) => tls,
-        // An untrusted server certificate, a scanner: the client sees the handshake fail.
-        Ok(Err(e)) => {
-            tracing::info!(%peer, ?port, error = %e, "TLS handshake failed");
-            return None;
-        }
-        Err(_) => {
-            tracing::info!(%peer, ?port, "TLS handshake timed out");
-            return None;
-        }
-    };
+    let tls =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(stream))
+            .await
+        {
+            Ok(Ok(tls)) => tls,
+            // An untrusted server certificate, a scanner: the client sees the handshake fail.
+            Ok(Err(e)) => {
+                tracing::info!(%peer, ?port, error = %e, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::info!(%peer, ?port, "TLS handshake timed out");
+                return None;
+            }
+        };
     if let Some(verifier) = &current.clients
         && let Err(why) = check_client(verifier.as_ref(), tls.get_ref().1)
     {
@@ -288,7 +289,13 @@ where
     // gRPC messages are percent-encoded outside printable ASCII; ours are plain ASCII.
     let message: String = message
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect::<String>()
         .replace('%', "%25");
     match port {
@@ -305,10 +312,9 @@ where
                     .body(axum::body::Body::empty());
                 async move { response.map_err(|e| std::io::Error::other(e.to_string())) }
             });
-            let served = hyper::server::conn::http2::Builder::new(
-                hyper_util::rt::TokioExecutor::new(),
-            )
-            .serve_connection(hyper_util::rt::TokioIo::new(io), answer);
+            let served =
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(io), answer);
             let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, served).await;
         }
         Port::Http => {
@@ -400,9 +406,7 @@ fn server_config(
 fn read_certs(path: &Path, setting: &str) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| {
-            Error::InvalidArgument(format!("{setting} {}: {e}", path.display()))
-        })?;
+        .map_err(|e| Error::InvalidArgument(format!("{setting} {}: {e}", path.display())))?;
     if certs.is_empty() {
         return Err(Error::InvalidArgument(format!(
             "{setting} {}: no PEM certificate in it",

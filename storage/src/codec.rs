@@ -330,15 +330,18 @@ fn skip(tag: u8, buf: &[u8], pos: &mut usize) -> Result<()> {
         TAG_BYTES => get_varint(buf, pos)? as usize,
         other => return Err(Error::corrupt("row", format!("unknown value tag {other}"))),
     };
-    if *pos + width > buf.len() {
-        return Err(Error::corrupt("row", "truncated value"));
+    // A corrupt length may be any u64: no addition may overflow.
+    match pos.checked_add(width) {
+        Some(end) if end <= buf.len() => {
+            *pos = end;
+            Ok(())
+        }
+        _ => Err(Error::corrupt("row", "truncated value")),
     }
-    *pos += width;
-    Ok(())
 }
 
 fn take<const N: usize>(buf: &[u8], pos: &mut usize) -> Result<[u8; N]> {
-    let end = *pos + N;
+    let end = pos.saturating_add(N);
     let bytes: [u8; N] = buf
         .get(*pos..end)
         .and_then(|s| s.try_into().ok())
@@ -349,10 +352,11 @@ fn take<const N: usize>(buf: &[u8], pos: &mut usize) -> Result<[u8; N]> {
 
 fn take_bytes<'b>(buf: &'b [u8], pos: &mut usize) -> Result<&'b [u8]> {
     let len = get_varint(buf, pos)? as usize;
-    let end = *pos + len;
-    let bytes = buf
-        .get(*pos..end)
+    let bytes = pos
+        .checked_add(len)
+        .and_then(|end| buf.get(*pos..end))
         .ok_or_else(|| Error::corrupt("row", "truncated bytes"))?;
+    let end = *pos + bytes.len();
     *pos = end;
     Ok(bytes)
 }

@@ -350,8 +350,20 @@ pub(super) fn put_batches(
     // The first message may carry only the command descriptor; it holds no Arrow data.
     let data = stream
         .try_filter(|m| futures::future::ready(!m.data_header.is_empty()))
+        .and_then(|m| futures::future::ready(check_ipc_body(&m).map(|()| m)))
         .map_err(FlightError::from);
-    FlightRecordBatchStream::new_from_flight_data(data)
+    // Arrow's decoder panics on some malformed input that `check_ipc_body` does not foresee: a
+    // panic ends the upload with INVALID_ARGUMENT, never the call or the server.
+    std::panic::AssertUnwindSafe(FlightRecordBatchStream::new_from_flight_data(data))
+        .catch_unwind()
+        .map(|polled| {
+            polled.unwrap_or_else(|panic| {
+                Err(FlightError::ProtocolError(format!(
+                    "the Arrow decoder failed: {}",
+                    crate::auth::panic_message(panic.as_ref())
+                )))
+            })
+        })
         .map_err(|e| match e {
             FlightError::Tonic(s) => *s,
             other => Status::from(Error::InvalidArgument(format!(
@@ -359,6 +371,64 @@ pub(super) fn put_batches(
             ))),
         })
         .boxed()
+}
+
+/// The most one upload message may say its compressed buffers hold once decompressed: Arrow
+/// allocates what the message declares before it decompresses.
+const MAX_DECOMPRESSED_BYTES: u64 = 1 << 30;
+
+/// Checks what Arrow's decoder trusts in an IPC message: every buffer of a record or
+/// dictionary batch lies inside the message body, and compressed buffers declare a bounded
+/// size. A header that does not parse is left to the decoder, which reports it.
+fn check_ipc_body(m: &FlightData) -> Result<(), Status> {
+    use arrow::ipc::MessageHeader;
+    let Ok(message) = arrow::ipc::root_as_message(&m.data_header) else {
+        return Ok(());
+    };
+    let batch = match message.header_type() {
+        MessageHeader::RecordBatch => message.header_as_record_batch(),
+        MessageHeader::DictionaryBatch => {
+            message.header_as_dictionary_batch().and_then(|d| d.data())
+        }
+        _ => None,
+    };
+    let Some(batch) = batch else {
+        return Ok(());
+    };
+    let body = m.data_body.len() as u64;
+    let malformed = |what: String| {
+        Status::from(Error::InvalidArgument(format!(
+            "malformed Arrow data: {what}"
+        )))
+    };
+    let mut declared = 0u64;
+    for (i, b) in batch.buffers().into_iter().flatten().enumerate() {
+        let (offset, length) = (b.offset(), b.length());
+        let end = u64::try_from(offset)
+            .ok()
+            .zip(u64::try_from(length).ok())
+            .and_then(|(o, l)| o.checked_add(l));
+        if end.is_none_or(|end| end > body) {
+            return Err(malformed(format!(
+                "buffer {i} (offset {offset}, length {length}) lies outside the message body \
+                 of {body} bytes"
+            )));
+        }
+        if batch.compression().is_some() && length >= 8 {
+            let start = offset as usize;
+            let mut prefix = [0u8; 8];
+            prefix.copy_from_slice(&m.data_body[start..start + 8]);
+            // -1: the buffer is stored uncompressed.
+            let size = i64::from_le_bytes(prefix);
+            declared = declared.saturating_add(u64::try_from(size).unwrap_or(0));
+            if declared > MAX_DECOMPRESSED_BYTES {
+                return Err(malformed(format!(
+                    "its compressed buffers declare more than {MAX_DECOMPRESSED_BYTES} bytes"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads all the Arrow batches of a DoPut into one (prepared-statement parameters).
