@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, SqlInfo};
+use arrow_flight::sql::{CommandGetDbSchemas, SqlInfo};
 use futures::TryStreamExt;
 use quilldb_tests::{TestServer, column, count, to_status};
 use tonic::Code;
@@ -245,18 +245,7 @@ async fn metadata_calls() {
     let b = c.fetch(info).await.unwrap();
     assert!(column(&b, "db_schema_name").contains(&"app".to_string()));
 
-    let info = c
-        .inner
-        .get_tables(CommandGetTables {
-            catalog: None,
-            db_schema_filter_pattern: Some("app".into()),
-            table_name_filter_pattern: None,
-            table_types: vec!["BASE TABLE".into()],
-            include_schema: true,
-        })
-        .await
-        .unwrap();
-    let b = c.fetch(info).await.unwrap();
+    let b = c.tables("app", "BASE TABLE", true).await;
     assert_eq!(column(&b, "table_name"), vec!["t"]);
 
     let info = c.inner.get_table_types().await.unwrap();

@@ -1,7 +1,6 @@
 //! Views: stored queries, read with the reader's rights, kept across restarts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use arrow_flight::sql::CommandGetTables;
 use quilldb_tests::{TestServer, column, count};
 use tonic::Code;
 
@@ -113,18 +112,7 @@ async fn views_are_created_replaced_listed_dropped_and_kept_across_restarts() {
         column(&sys, "definition")[1]
             .starts_with("CREATE VIEW app.per_customer (who, spent) AS SELECT")
     );
-    let info = c
-        .inner
-        .get_tables(CommandGetTables {
-            catalog: None,
-            db_schema_filter_pattern: Some("app".into()),
-            table_name_filter_pattern: None,
-            table_types: vec!["VIEW".into()],
-            include_schema: true,
-        })
-        .await
-        .unwrap();
-    let listed = c.fetch(info).await.unwrap();
+    let listed = c.tables("app", "VIEW", true).await;
     assert_eq!(
         column(&listed, "table_name"),
         vec!["big", "per_customer", "top"]
@@ -240,21 +228,8 @@ async fn a_view_lends_no_rights_and_shows_each_reader_their_own_rows() {
     let through = alice.err("SELECT * FROM app.leak").await;
     assert_eq!(through.0, Code::PermissionDenied, "{}", through.1);
     // GetTables lists to a user only the views they can read.
-    let info = alice
-        .inner
-        .get_tables(CommandGetTables {
-            catalog: None,
-            db_schema_filter_pattern: Some("app".into()),
-            table_name_filter_pattern: None,
-            table_types: vec!["VIEW".into()],
-            include_schema: false,
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        column(&alice.fetch(info).await.unwrap(), "table_name"),
-        vec!["mine"]
-    );
+    let listed = alice.tables("app", "VIEW", false).await;
+    assert_eq!(column(&listed, "table_name"), vec!["mine"]);
     // USER tables through a view: each reader's own rows.
     assert_eq!(
         column(

@@ -108,7 +108,12 @@ struct Folded {
     failure: Option<String>,
 }
 
-async fn fold(mut live: LiveStream, mut view: Folded, stop: Arc<AtomicBool>, counters: Arc<Counters>) -> Folded {
+async fn fold(
+    mut live: LiveStream,
+    mut view: Folded,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+) -> Folded {
     const COLUMNS: usize = 3;
     loop {
         if stop.load(Ordering::Acquire) && view.last_event.elapsed() > Duration::from_secs(5) {
@@ -132,7 +137,9 @@ async fn fold(mut live: LiveStream, mut view: Folded, stop: Arc<AtomicBool>, cou
             1 | 3 => {
                 view.last_event = Instant::now();
                 let Some(b) = batch else { continue };
-                counters.events.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                counters
+                    .events
+                    .fetch_add(b.num_rows() as u64, Ordering::Relaxed);
                 let ops = b
                     .column_by_name("_op")
                     .and_then(|c| c.as_any().downcast_ref::<Int8Array>().cloned());
@@ -156,12 +163,26 @@ async fn fold(mut live: LiveStream, mut view: Folded, stop: Arc<AtomicBool>, cou
 }
 
 /// One client's loop of mixed calls until `stop`; its errors are counted, not fatal.
-async fn client_loop(mut c: Client, table: &'static str, me: i64, stop: Arc<AtomicBool>, counters: Arc<Counters>) {
+async fn client_loop(
+    mut c: Client,
+    table: &'static str,
+    me: i64,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+) {
     let mut rng = StdRng::seed_from_u64(me as u64);
     let mut live_ids: Vec<i64> = Vec::new();
     let mut next = me * 1_000_000_000;
-    let filter_column = if table == "soak.items" { "bucket" } else { "kind" };
-    let groups = if table == "soak.items" { BUCKETS } else { KINDS };
+    let filter_column = if table == "soak.items" {
+        "bucket"
+    } else {
+        "kind"
+    };
+    let groups = if table == "soak.items" {
+        BUCKETS
+    } else {
+        KINDS
+    };
     while !stop.load(Ordering::Acquire) {
         let roll = rng.random_range(0..100);
         let sql = if roll < 40 || live_ids.is_empty() {
@@ -174,7 +195,9 @@ async fn client_loop(mut c: Client, table: &'static str, me: i64, stop: Arc<Atom
                     rng.random_range(0..1000)
                 )
             } else {
-                format!("INSERT INTO soak.notes (id, kind, body) VALUES ({next}, {group}, 'note-{next}')")
+                format!(
+                    "INSERT INTO soak.notes (id, kind, body) VALUES ({next}, {group}, 'note-{next}')"
+                )
             }
         } else if roll < 60 {
             let id = live_ids[rng.random_range(0..live_ids.len())];
@@ -182,7 +205,9 @@ async fn client_loop(mut c: Client, table: &'static str, me: i64, stop: Arc<Atom
             if table == "soak.items" {
                 format!("UPDATE soak.items SET bucket = {group}, score = score + 1 WHERE id = {id}")
             } else {
-                format!("UPDATE soak.notes SET kind = {group}, body = 'edited-{id}' WHERE id = {id}")
+                format!(
+                    "UPDATE soak.notes SET kind = {group}, body = 'edited-{id}' WHERE id = {id}"
+                )
             }
         } else if roll < 70 {
             let i = rng.random_range(0..live_ids.len());
@@ -231,9 +256,14 @@ async fn main() {
     let mut tokens = Vec::new();
     for i in 0..args.clients {
         let role = if i < half { "service" } else { "user" };
-        root.ok(&format!("CREATE USER soak{i} WITH PASSWORD 'soak-password' ROLE {role}"))
-            .await;
-        let c = server.client_as(&format!("soak{i}"), "soak-password").await.unwrap();
+        root.ok(&format!(
+            "CREATE USER soak{i} WITH PASSWORD 'soak-password' ROLE {role}"
+        ))
+        .await;
+        let c = server
+            .client_as(&format!("soak{i}"), "soak-password")
+            .await
+            .unwrap();
         tokens.push(c.inner.token().cloned().unwrap());
     }
     root.ok("CREATE USER soakkill WITH PASSWORD 'soak-password' ROLE service")
@@ -242,7 +272,12 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_fds = fds(pid);
     let idle_rss = rss_kb(pid);
-    println!("idle: RSS {} MiB, fds {} sockets + {} files", idle_rss / 1024, idle_fds.0, idle_fds.1);
+    println!(
+        "idle: RSS {} MiB, fds {} sockets + {} files",
+        idle_rss / 1024,
+        idle_fds.0,
+        idle_fds.1
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(Counters::default());
@@ -255,7 +290,11 @@ async fn main() {
             channel = server.channel().await;
         }
         let shared = s % 2 == 0;
-        let owner = if shared { s % half.max(1) } else { half + s % (args.clients - half).max(1) };
+        let owner = if shared {
+            s % half.max(1)
+        } else {
+            half + s % (args.clients - half).max(1)
+        };
         let (sql, check) = if shared {
             let b = (s / 2) as i64 % BUCKETS;
             (
@@ -270,14 +309,33 @@ async fn main() {
             )
         };
         // Only the columns compared: id, the filter column, and one more.
-        let sql = sql.replace("SUBSCRIBE TO soak.items", "SUBSCRIBE TO SELECT id, bucket, name FROM soak.items")
-            .replace("SUBSCRIBE TO soak.notes", "SUBSCRIBE TO SELECT id, kind, body FROM soak.notes");
+        let sql = sql
+            .replace(
+                "SUBSCRIBE TO soak.items",
+                "SUBSCRIBE TO SELECT id, bucket, name FROM soak.items",
+            )
+            .replace(
+                "SUBSCRIBE TO soak.notes",
+                "SUBSCRIBE TO SELECT id, kind, body FROM soak.notes",
+            );
         let token = tokens[owner].clone();
         let live = quilldb_flight::client::subscribe(channel.clone(), Some(&token), &sql, None)
             .await
             .unwrap_or_else(|e| panic!("subscription {s}: {e}"));
-        let view = Folded { sql, check, token, rows: HashMap::new(), last_event: Instant::now(), failure: None };
-        subs.push(tokio::spawn(fold(live, view, stop.clone(), counters.clone())));
+        let view = Folded {
+            sql,
+            check,
+            token,
+            rows: HashMap::new(),
+            last_event: Instant::now(),
+            failure: None,
+        };
+        subs.push(tokio::spawn(fold(
+            live,
+            view,
+            stop.clone(),
+            counters.clone(),
+        )));
     }
     println!("{} subscriptions open", subs.len());
 
@@ -286,7 +344,13 @@ async fn main() {
     for (i, token) in tokens.iter().enumerate() {
         let c = server.client_with_token(token).await;
         let table = if i < half { "soak.items" } else { "soak.notes" };
-        workers.push(tokio::spawn(client_loop(c, table, i as i64 + 1, stop.clone(), counters.clone())));
+        workers.push(tokio::spawn(client_loop(
+            c,
+            table,
+            i as i64 + 1,
+            stop.clone(),
+            counters.clone(),
+        )));
     }
     // Flushes and compactions all along.
     let maintenance = {
@@ -323,27 +387,38 @@ async fn main() {
                 let url = flight_url.clone();
                 let counters2 = counters.clone();
                 let victim = tokio::spawn(async move {
-                    let channel = tonic::transport::Endpoint::from_shared(url.replacen("grpc://", "http://", 1))
-                        .unwrap()
-                        .connect()
-                        .await;
+                    let channel = tonic::transport::Endpoint::from_shared(
+                        url.replacen("grpc://", "http://", 1),
+                    )
+                    .unwrap()
+                    .connect()
+                    .await;
                     let Ok(channel) = channel else {
                         counters2.killed_errors.fetch_add(1, Ordering::Relaxed);
                         return;
                     };
-                    let mut c = arrow_flight::sql::client::FlightSqlServiceClient::new(channel.clone());
+                    let mut c =
+                        arrow_flight::sql::client::FlightSqlServiceClient::new(channel.clone());
                     if c.handshake("soakkill", "soak-password").await.is_err() {
                         counters2.killed_errors.fetch_add(1, Ordering::Relaxed);
                         return;
                     }
                     let token = c.token().cloned().unwrap_or_default();
                     // A subscription and a stream of writes and scans, cut off at any point.
-                    let _live = quilldb_flight::client::subscribe(channel.clone(), Some(&token), "SUBSCRIBE TO soak.items WHERE bucket = 1", None).await;
+                    let _live = quilldb_flight::client::subscribe(
+                        channel.clone(),
+                        Some(&token),
+                        "SUBSCRIBE TO soak.items WHERE bucket = 1",
+                        None,
+                    )
+                    .await;
                     let mut i = 0;
                     loop {
                         i += 1;
                         let id = 9_000_000_000_000 + n * 1_000_000 + i;
-                        let sql = format!("INSERT INTO soak.items (id, bucket, name, score) VALUES ({id}, 1, 'killed', 0)");
+                        let sql = format!(
+                            "INSERT INTO soak.items (id, bucket, name, score) VALUES ({id}, 1, 'killed', 0)"
+                        );
                         if c.execute_update(sql, None).await.is_err() {
                             counters2.killed_errors.fetch_add(1, Ordering::Relaxed);
                         }
@@ -414,9 +489,21 @@ async fn main() {
         }
         compared += 1;
         if expected != view.rows {
-            let missing = expected.keys().filter(|k| !view.rows.contains_key(k)).count();
-            let extra = view.rows.keys().filter(|k| !expected.contains_key(k)).count();
-            mismatched.push(format!("{}: {} rows expected, {} folded ({missing} missing, {extra} extra)", view.sql, expected.len(), view.rows.len()));
+            let missing = expected
+                .keys()
+                .filter(|k| !view.rows.contains_key(k))
+                .count();
+            let extra = view
+                .rows
+                .keys()
+                .filter(|k| !expected.contains_key(k))
+                .count();
+            mismatched.push(format!(
+                "{}: {} rows expected, {} folded ({missing} missing, {extra} extra)",
+                view.sql,
+                expected.len(),
+                view.rows.len()
+            ));
         }
     }
     drop(root);
@@ -427,15 +514,37 @@ async fn main() {
     let peak_rss = samples.iter().map(|s| s.1).max().unwrap_or(0);
     let ops = counters.ops.load(Ordering::Relaxed);
     let errors = counters.errors.load(Ordering::Relaxed);
-    println!("calls: {ops} ({:.0}/s), errors: {errors}", ops as f64 / load_seconds);
-    println!("killed client: {} kills, {} of its own errors", counters.kills.load(Ordering::Relaxed), counters.killed_errors.load(Ordering::Relaxed));
-    println!("rows delivered to subscribers: {}", counters.events.load(Ordering::Relaxed));
-    println!("subscriptions compared: {compared}, mismatched: {}, failed: {}", mismatched.len(), failed.len());
+    println!(
+        "calls: {ops} ({:.0}/s), errors: {errors}",
+        ops as f64 / load_seconds
+    );
+    println!(
+        "killed client: {} kills, {} of its own errors",
+        counters.kills.load(Ordering::Relaxed),
+        counters.killed_errors.load(Ordering::Relaxed)
+    );
+    println!(
+        "rows delivered to subscribers: {}",
+        counters.events.load(Ordering::Relaxed)
+    );
+    println!(
+        "subscriptions compared: {compared}, mismatched: {}, failed: {}",
+        mismatched.len(),
+        failed.len()
+    );
     for m in mismatched.iter().chain(&failed).take(10) {
         println!("  {m}");
     }
-    println!("RSS: idle {} MiB, peak {} MiB, end {} MiB", idle_rss / 1024, peak_rss / 1024, end_rss / 1024);
-    println!("fds: idle {}+{}, end {}+{} (sockets+files)", idle_fds.0, idle_fds.1, end_fds.0, end_fds.1);
+    println!(
+        "RSS: idle {} MiB, peak {} MiB, end {} MiB",
+        idle_rss / 1024,
+        peak_rss / 1024,
+        end_rss / 1024
+    );
+    println!(
+        "fds: idle {}+{}, end {}+{} (sockets+files)",
+        idle_fds.0, idle_fds.1, end_fds.0, end_fds.1
+    );
     let when = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let doc = json!({
         "when": when,
@@ -458,6 +567,9 @@ async fn main() {
     let text = serde_json::to_string_pretty(&doc).unwrap();
     std::fs::write(args.out.join("latest-soak.json"), &text).unwrap();
     std::fs::write(args.out.join(format!("{when}-soak.json")), &text).unwrap();
-    println!("results written to {}", args.out.join("latest-soak.json").display());
+    println!(
+        "results written to {}",
+        args.out.join("latest-soak.json").display()
+    );
     assert!(server.stop().success(), "the server did not stop cleanly");
 }

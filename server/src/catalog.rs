@@ -89,6 +89,13 @@ impl Drop for StateWrite<'_> {
     }
 }
 
+/// What a DROP statement drops.
+#[derive(Debug, Clone, Copy)]
+enum Dropping {
+    Table,
+    View,
+}
+
 /// The catalog. DDL is serialized by an async lock so the cache and the disk agree.
 pub struct Catalog {
     hot: Arc<HotStore>,
@@ -261,18 +268,8 @@ impl Catalog {
     pub async fn drop_view(&self, namespace: &str, name: &str, if_exists: bool) -> Result<bool> {
         let _ddl = self.ddl.lock().await;
         if self.view(namespace, name).is_none() {
-            if self.table(namespace, name).is_some() {
-                return Err(Error::InvalidArgument(format!(
-                    "{namespace}.{name} is a table, not a view: use DROP TABLE"
-                )));
-            }
-            return if if_exists {
-                Ok(false)
-            } else {
-                Err(Error::NotFound(format!(
-                    "view {namespace}.{name} does not exist"
-                )))
-            };
+            self.nothing_to_drop(namespace, name, Dropping::View, if_exists)?;
+            return Ok(false);
         }
         self.hot
             .write(WriteRequest {
@@ -284,6 +281,33 @@ impl Catalog {
             .views
             .remove(&State::key(namespace, name));
         Ok(true)
+    }
+
+    /// DROP of a name that holds no `dropping`: fine with IF EXISTS, unless the name holds the
+    /// other kind, whose DROP statement the error names.
+    fn nothing_to_drop(
+        &self,
+        namespace: &str,
+        name: &str,
+        dropping: Dropping,
+        if_exists: bool,
+    ) -> Result<()> {
+        let (this, other, is_other) = match dropping {
+            Dropping::Table => ("table", "view", self.view(namespace, name).is_some()),
+            Dropping::View => ("view", "table", self.table(namespace, name).is_some()),
+        };
+        if is_other {
+            Err(Error::InvalidArgument(format!(
+                "{namespace}.{name} is a {other}, not a {this}: use DROP {}",
+                other.to_uppercase()
+            )))
+        } else if if_exists {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!(
+                "{this} {namespace}.{name} does not exist"
+            )))
+        }
     }
 
     /// Creates a namespace; `Ok(false)` if it existed and `if_not_exists` was given.
@@ -429,18 +453,8 @@ impl Catalog {
     ) -> Result<Option<Arc<TableDef>>> {
         let _ddl = self.ddl.lock().await;
         let Some(def) = self.table(namespace, name) else {
-            if self.view(namespace, name).is_some() {
-                return Err(Error::InvalidArgument(format!(
-                    "{namespace}.{name} is a view, not a table: use DROP VIEW"
-                )));
-            }
-            return if if_exists {
-                Ok(None)
-            } else {
-                Err(Error::NotFound(format!(
-                    "table {namespace}.{name} does not exist"
-                )))
-            };
+            self.nothing_to_drop(namespace, name, Dropping::Table, if_exists)?;
+            return Ok(None);
         };
         self.hot
             .write(WriteRequest {

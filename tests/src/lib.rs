@@ -350,6 +350,27 @@ impl Client {
         self.fetch(info).await
     }
 
+    /// GetTables of namespace `ns`, of one table type, with or without the schemas.
+    pub async fn tables(
+        &mut self,
+        ns: &str,
+        table_type: &str,
+        include_schema: bool,
+    ) -> Vec<RecordBatch> {
+        let info = self
+            .inner
+            .get_tables(arrow_flight::sql::CommandGetTables {
+                catalog: None,
+                db_schema_filter_pattern: Some(ns.into()),
+                table_name_filter_pattern: None,
+                table_types: vec![table_type.into()],
+                include_schema,
+            })
+            .await
+            .expect("GetTables");
+        self.fetch(info).await.expect("GetTables' batches")
+    }
+
     /// Collects the batches of every endpoint of a FlightInfo.
     pub async fn fetch(
         &mut self,
