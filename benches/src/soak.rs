@@ -38,6 +38,9 @@ struct Args {
     /// Seconds between two kills of the extra client.
     #[arg(long, default_value_t = 3)]
     kill_every: u64,
+    /// Without flushes and compactions (to tell their part in a failure).
+    #[arg(long)]
+    no_maintenance: bool,
     /// Where to write the results.
     #[arg(long, default_value = "benches/results")]
     out: std::path::PathBuf,
@@ -359,10 +362,11 @@ async fn main() {
     // Flushes and compactions all along.
     let maintenance = {
         let stop = stop.clone();
+        let enabled = !args.no_maintenance;
         let mut c = server.client().await;
         tokio::spawn(async move {
             let mut round = 0u64;
-            while !stop.load(Ordering::Acquire) {
+            while enabled && !stop.load(Ordering::Acquire) {
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 let sql = match round % 3 {
                     0 => "STORAGE FLUSH TABLE soak.items",
