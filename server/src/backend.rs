@@ -75,13 +75,14 @@ impl QuillBackend {
         // A view is listed with its columns as the caller would read them; one the caller
         // cannot read (a table under it is refused or gone) only to roles that manage views.
         for view in self.db.catalog.views(None) {
-            let schema = match crate::provider::view::view_table(&self.db, caller, &view, 0).await {
-                Ok(t) => t.schema(),
-                Err(_) if caller.role >= crate::session::Role::Service => {
-                    Arc::new(arrow::datatypes::Schema::empty())
-                }
-                Err(_) => continue,
-            };
+            let schema =
+                match crate::provider::catalog::view_table(&self.db, caller, &view, 0).await {
+                    Ok(t) => t.schema(),
+                    Err(_) if caller.role >= crate::session::Role::Service => {
+                        Arc::new(arrow::datatypes::Schema::empty())
+                    }
+                    Err(_) => continue,
+                };
             out.push(TableEntry {
                 schema_name: view.namespace.clone(),
                 table_name: view.name.clone(),

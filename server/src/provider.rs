@@ -9,5 +9,3 @@ pub mod prune;
 pub mod system;
 /// The table provider over the hot store.
 pub mod table;
-/// Views: their stored query planned for the reader.
-pub mod view;

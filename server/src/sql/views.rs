@@ -11,7 +11,7 @@ use crate::catalog::ViewDef;
 use crate::catalog::names::{NameKind, validate};
 use crate::engine::Database;
 use crate::error::{Error, Result};
-use crate::provider::view::{MAX_VIEW_NESTING, view_table};
+use crate::provider::catalog::{MAX_VIEW_NESTING, view_table};
 use crate::session::Caller;
 use crate::sql::parser::{self, Command};
 
