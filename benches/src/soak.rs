@@ -57,6 +57,8 @@ struct Counters {
     killed_errors: AtomicU64,
     kills: AtomicU64,
     events: AtomicU64,
+    /// Rows that came with a `_seq` not above the last one seen of their id.
+    out_of_order: AtomicU64,
 }
 
 fn rss_kb(pid: u32) -> u64 {
@@ -107,23 +109,26 @@ struct Folded {
     check: String,
     token: String,
     rows: HashMap<i64, String>,
-    last_event: Instant,
+    /// The last event seen of every id: its `_seq` and `_op`, to tell a change never delivered
+    /// from one applied wrong.
+    seen: HashMap<i64, (i64, i8)>,
+    /// The greatest `last_seq` the server reported.
+    last_seq: i64,
     failure: Option<String>,
 }
 
+/// Folds a subscription's events until the load is over and the server has told it, with a
+/// HEARTBEAT (sent only when its queue is empty), that nothing more is on its way.
 async fn fold(
     mut live: LiveStream,
     mut view: Folded,
-    stop: Arc<AtomicBool>,
+    settled: Arc<AtomicBool>,
     counters: Arc<Counters>,
 ) -> Folded {
     const COLUMNS: usize = 3;
     // Heartbeats come every few seconds; a minute of silence is a dead subscription.
     let mut heard = Instant::now();
     loop {
-        if stop.load(Ordering::Acquire) && view.last_event.elapsed() > Duration::from_secs(5) {
-            return view;
-        }
         let next = match live.next_within(Duration::from_secs(1)).await {
             Ok(Some(n)) => n,
             // Nothing within the second (the client answers an ended stream the same way).
@@ -139,10 +144,10 @@ async fn fold(
         };
         heard = Instant::now();
         let (event, batch) = next;
+        view.last_seq = view.last_seq.max(event.last_seq);
         match event.kind {
             // INITIAL and CHANGE carry rows.
             1 | 3 => {
-                view.last_event = Instant::now();
                 let Some(b) = batch else { continue };
                 counters
                     .events
@@ -150,13 +155,30 @@ async fn fold(
                 let ops = b
                     .column_by_name("_op")
                     .and_then(|c| c.as_any().downcast_ref::<Int8Array>().cloned());
+                let seqs = b
+                    .column_by_name("_seq")
+                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned());
                 let ids = ids(&b);
                 for r in 0..b.num_rows() {
                     let op = ops.as_ref().map_or(1, |o| o.value(r));
+                    let id = ids.value(r);
+                    let seq = seqs.as_ref().map_or(0, |s| s.value(r));
+                    if let Some((before, _)) = view.seen.get(&id)
+                        && *before >= seq
+                    {
+                        let n = counters.out_of_order.fetch_add(1, Ordering::Relaxed);
+                        if n < 10 {
+                            eprintln!(
+                                "{}: id {id} got _seq {seq} (_op {op}) after _seq {before}",
+                                view.sql
+                            );
+                        }
+                    }
+                    view.seen.insert(id, (seq, op));
                     if op == 3 {
-                        view.rows.remove(&ids.value(r));
+                        view.rows.remove(&id);
                     } else {
-                        view.rows.insert(ids.value(r), row_text(&b, r, COLUMNS));
+                        view.rows.insert(id, row_text(&b, r, COLUMNS));
                     }
                 }
             }
@@ -164,6 +186,7 @@ async fn fold(
                 view.failure = Some(format!("closed: {} {}", event.code, event.message));
                 return view;
             }
+            6 if settled.load(Ordering::Acquire) => return view,
             _ => {}
         }
     }
@@ -250,6 +273,8 @@ async fn main() {
     let mut server = TestServer::start_with(&[
         ("QUILLDB_LIVE__MAX_PER_USER", "2000"),
         ("QUILLDB_LIVE__BUFFER_ROWS", "200000"),
+        // Subscribers stop folding at the first HEARTBEAT after the load: make it come soon.
+        ("QUILLDB_LIVE__HEARTBEAT_SECONDS", "2"),
     ])
     .await;
     let pid = server.pid();
@@ -287,6 +312,8 @@ async fn main() {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
+    // Set once every write has been answered: the next HEARTBEAT ends a fold.
+    let settled = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(Counters::default());
 
     // 1,000 subscriptions: half over SHARED buckets (services), half over USER kinds (users).
@@ -334,13 +361,14 @@ async fn main() {
             check,
             token,
             rows: HashMap::new(),
-            last_event: Instant::now(),
+            seen: HashMap::new(),
+            last_seq: 0,
             failure: None,
         };
         subs.push(tokio::spawn(fold(
             live,
             view,
-            stop.clone(),
+            settled.clone(),
             counters.clone(),
         )));
     }
@@ -475,6 +503,9 @@ async fn main() {
     maintenance.await.unwrap();
     let load_seconds = started.elapsed().as_secs_f64();
     println!("load stopped after {load_seconds:.0} s; waiting for subscribers to settle");
+    // A killed client's last write may still be on its way in the server.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    settled.store(true, Ordering::Release);
 
     // Every subscriber's view against the SELECT of its filter, as its owner.
     let mut mismatched = Vec::new();
@@ -497,21 +528,62 @@ async fn main() {
         }
         compared += 1;
         if expected != view.rows {
-            let missing = expected
+            let missing: Vec<i64> = expected
                 .keys()
                 .filter(|k| !view.rows.contains_key(k))
-                .count();
-            let extra = view
+                .copied()
+                .collect();
+            let extra: Vec<i64> = view
                 .rows
                 .keys()
                 .filter(|k| !expected.contains_key(k))
-                .count();
+                .copied()
+                .collect();
+            let differ: Vec<i64> = expected
+                .iter()
+                .filter(|(k, v)| view.rows.get(k).is_some_and(|f| f != *v))
+                .map(|(k, _)| *k)
+                .collect();
             mismatched.push(format!(
-                "{}: {} rows expected, {} folded ({missing} missing, {extra} extra)",
+                "{}: {} rows expected, {} folded ({} missing, {} extra, {} differ; last_seq {})",
                 view.sql,
                 expected.len(),
-                view.rows.len()
+                view.rows.len(),
+                missing.len(),
+                extra.len(),
+                differ.len(),
+                view.last_seq,
             ));
+            // What the subscriber last saw of a few of them, beside the row as it is now.
+            if mismatched.len() <= 3 {
+                let table = view.check.split_whitespace().nth(5).unwrap_or("?");
+                for (what, ids) in [
+                    ("missing", &missing),
+                    ("extra", &extra),
+                    ("differ", &differ),
+                ] {
+                    for id in ids.iter().take(3) {
+                        let now = c
+                            .rows(&format!("SELECT * FROM {table} WHERE id = {id}"))
+                            .await;
+                        let now = now
+                            .first()
+                            .filter(|b| b.num_rows() > 0)
+                            .map(|b| {
+                                (0..b.num_columns())
+                                    .map(|i| array_value_to_string(b.column(i), 0).unwrap())
+                                    .collect::<Vec<_>>()
+                                    .join("|")
+                            })
+                            .unwrap_or_else(|| "(no row)".into());
+                        println!(
+                            "    {what} id {id}: last seen {:?} (seq, op), folded {:?}, now {now}",
+                            view.seen.get(id),
+                            view.rows.get(id)
+                        );
+                    }
+                }
+            }
         }
     }
     drop(root);
@@ -532,8 +604,9 @@ async fn main() {
         counters.killed_errors.load(Ordering::Relaxed)
     );
     println!(
-        "rows delivered to subscribers: {}",
-        counters.events.load(Ordering::Relaxed)
+        "rows delivered to subscribers: {} ({} out of _seq order)",
+        counters.events.load(Ordering::Relaxed),
+        counters.out_of_order.load(Ordering::Relaxed)
     );
     println!(
         "subscriptions compared: {compared}, mismatched: {}, failed: {}",
@@ -564,6 +637,7 @@ async fn main() {
         "kills": counters.kills.load(Ordering::Relaxed),
         "killed_client_errors": counters.killed_errors.load(Ordering::Relaxed),
         "rows_delivered": counters.events.load(Ordering::Relaxed),
+        "rows_out_of_order": counters.out_of_order.load(Ordering::Relaxed),
         "subscriptions_compared": compared,
         "subscriptions_mismatched": mismatched,
         "subscriptions_failed": failed,
