@@ -14,8 +14,8 @@ backend_matrix!(
     alter_table_over_stored_rows,
 );
 
-async fn setup() -> (TestServer, Client) {
-    let server = TestServer::start().await;
+async fn setup(b: Backend) -> (TestServer, Client) {
+    let server = b.server().await;
     let mut c = server.client().await;
     c.ok("CREATE NAMESPACE app").await;
     c.ok("CREATE TABLE app.t (id BIGINT PRIMARY KEY, body TEXT, n INT DEFAULT 5)")
@@ -28,7 +28,7 @@ async fn ids(c: &mut Client, sql: &str) -> Vec<String> {
 }
 
 async fn inserts_and_duplicate_keys(b: Backend) {
-    let (_s, mut c) = setup().await;
+    let (_s, mut c) = setup(b).await;
     c.ok("INSERT INTO app.t (id, body) VALUES (1, 'a'), (2, 'b'), (3, 'c')")
         .await;
     b.settle(&mut c, "app.t", 0).await;
@@ -64,7 +64,7 @@ async fn inserts_and_duplicate_keys(b: Backend) {
 }
 
 async fn updates_and_deletes(b: Backend) {
-    let (_s, mut c) = setup().await;
+    let (_s, mut c) = setup(b).await;
     c.ok(
         "INSERT INTO app.t (id, body, n) VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 3), (4, 'd', 4)",
     )
@@ -103,7 +103,7 @@ async fn updates_and_deletes(b: Backend) {
 }
 
 async fn upserts(b: Backend) {
-    let (_s, mut c) = setup().await;
+    let (_s, mut c) = setup(b).await;
     c.ok("INSERT INTO app.t (id, body) VALUES (1, 'a'), (2, 'b')")
         .await;
     b.settle(&mut c, "app.t", 0).await;
@@ -125,7 +125,7 @@ async fn upserts(b: Backend) {
 }
 
 async fn filters_aggregates_and_pages(b: Backend) {
-    let (_s, mut c) = setup().await;
+    let (_s, mut c) = setup(b).await;
     for step in 0..4 {
         let values: Vec<String> = (0..25)
             .map(|i| {
@@ -195,7 +195,7 @@ async fn filters_aggregates_and_pages(b: Backend) {
 }
 
 async fn transactions_over_flushed_rows(b: Backend) {
-    let server = TestServer::start().await;
+    let server = b.server().await;
     let mut c = server.client().await;
     c.ok("CREATE NAMESPACE app").await;
     c.ok("CREATE TABLE app.t (id BIGINT PRIMARY KEY, body TEXT)")
@@ -244,7 +244,7 @@ async fn transactions_over_flushed_rows(b: Backend) {
 }
 
 async fn alter_table_over_stored_rows(b: Backend) {
-    let (_s, mut c) = setup().await;
+    let (_s, mut c) = setup(b).await;
     c.ok("INSERT INTO app.t (id, body, n) VALUES (1, 'a', 1), (2, 'b', 2)")
         .await;
     b.settle(&mut c, "app.t", 0).await;

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use quilldb_tests::{Client, TestServer, column, pretty};
+use quilldb_tests::s3::S3Server;
+use quilldb_tests::{Backend, Client, TestServer, column, pretty};
 
 const SNAPSHOT: &str = "SELECT id, body, n FROM app.t ORDER BY id";
 
@@ -47,8 +48,30 @@ async fn check(c: &mut Client, expected: &str) {
     );
 }
 
-async fn crash_during_flush_at(step: &str) {
-    let mut server = TestServer::start().await;
+/// The Parquet files of app.t: in the data folder, or on the test S3 server.
+fn parquet_files(server: &TestServer, b: Backend) -> usize {
+    if b == Backend::S3Cold {
+        return S3Server::shared()
+            .objects(&format!("{}/app/t", server.s3_prefix()))
+            .iter()
+            .filter(|p| p.ends_with(".parquet"))
+            .count();
+    }
+    std::fs::read_dir(server.data_dir().join("storage/app/t"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".parquet")
+        })
+        .count()
+}
+
+/// `b` is `Cold` (the data folder) or `S3Cold` (a bucket of the test S3 server).
+async fn crash_during_flush_at(step: &str, b: Backend) {
+    let mut server = b.server().await;
     let (c, expected) = prepare(&server).await;
     drop(c);
     server.stop();
@@ -95,33 +118,50 @@ async fn crash_during_flush_at(step: &str) {
         &expected.replace("| 50 | h50     | 50 |", "| 50 | h50     | -1 |"),
     )
     .await;
+    // No orphan: every Parquet file left is a segment of the manifest.
+    let segments = c.rows("SHOW MANIFEST app.t").await;
+    assert_eq!(
+        parquet_files(&server, b),
+        quilldb_tests::count(&segments),
+        "{step}: {}",
+        pretty(&segments)
+    );
 }
 
-#[tokio::test]
-async fn crash_after_the_horizon_is_set() {
-    crash_during_flush_at("flush:begin").await;
+/// The crash tests, on disk and on S3.
+macro_rules! on_both {
+    ($($name:ident => $body:ident($($arg:expr),*);)*) => {
+        $(
+            mod $name {
+                use super::*;
+
+                #[tokio::test]
+                async fn disk() {
+                    $body($($arg,)* Backend::Cold).await
+                }
+
+                #[tokio::test]
+                async fn s3() {
+                    $body($($arg,)* Backend::S3Cold).await
+                }
+            }
+        )*
+    };
 }
 
-#[tokio::test]
-async fn crash_after_the_parquet_file_is_written() {
-    crash_during_flush_at("flush:parquet").await;
+on_both! {
+    crash_after_the_horizon_is_set => crash_during_flush_at("flush:begin");
+    crash_after_the_parquet_file_is_written => crash_during_flush_at("flush:parquet");
+    crash_after_the_manifest_is_written => crash_during_flush_at("flush:manifest");
+    crash_after_the_hot_rows_are_trimmed => crash_during_flush_at("flush:trim");
+    crash_after_a_compaction_manifest => crash_during_compaction();
 }
 
-#[tokio::test]
-async fn crash_after_the_manifest_is_written() {
-    crash_during_flush_at("flush:manifest").await;
-}
-
-#[tokio::test]
-async fn crash_after_the_hot_rows_are_trimmed() {
-    crash_during_flush_at("flush:trim").await;
-}
-
-#[tokio::test]
-async fn crash_after_a_compaction_manifest() {
+async fn crash_during_compaction(b: Backend) {
     // Only the explicit compaction runs (none queued by the flushes).
-    let mut server =
-        TestServer::start_with(&[("QUILLDB_STORAGE__AUTO_COMPACT_SEGMENTS", "0")]).await;
+    let mut server = b
+        .server_with(&[("QUILLDB_STORAGE__AUTO_COMPACT_SEGMENTS", "0")])
+        .await;
     let (mut c, expected) = prepare(&server).await;
     c.flush("app.t").await;
     drop(c);
@@ -139,16 +179,7 @@ async fn crash_after_a_compaction_manifest() {
     // The retried compaction removes the files the manifest no longer names.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let files = std::fs::read_dir(server.data_dir().join("storage/app/t"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".parquet")
-            })
-            .count();
+        let files = parquet_files(&server, b);
         if files == 1 {
             break;
         }

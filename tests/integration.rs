@@ -13,6 +13,7 @@ mod live_matrix;
 mod live_model;
 mod matrix;
 mod point_reads;
+mod s3;
 mod server;
 mod shell;
 mod sql_ddl;

@@ -82,7 +82,7 @@ async fn apply_change(live: &mut Live, rows: &mut Rows, columns: &[&str]) {
 /// A server with `app.t` of `table_type` holding three rows written by `writer` (root, or a
 /// user for USER tables): root's client, the writer's client and the writer's name.
 async fn setup(b: Backend, table_type: &str) -> (TestServer, Client, Client, &'static str) {
-    let server = TestServer::start().await;
+    let server = b.server().await;
     let mut root = server.client().await;
     root.ok("CREATE NAMESPACE app").await;
     root.ok(&format!(

@@ -79,7 +79,7 @@ async fn same(server: &TestServer, c: &mut Client, sql: &str, fast: bool) -> Ans
 }
 
 async fn point_reads_answer_like_planned_queries(b: Backend) {
-    let server = TestServer::start().await;
+    let server = b.server().await;
     let mut c = server.client().await;
     c.ok("CREATE NAMESPACE app").await;
     c.ok("CREATE TABLE app.big (id BIGINT PRIMARY KEY, body TEXT, n INT DEFAULT 5)")

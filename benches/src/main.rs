@@ -62,7 +62,7 @@ struct Args {
     /// Users in the USER-table part.
     #[arg(long, default_value_t = 10_000)]
     users: usize,
-    /// Run one part only: calls, single, batched, parallel, ingest, scan, cold, analytics, auth,
+    /// Run one part only: calls, single, batched, parallel, ingest, scan, cold, s3, analytics, auth,
     /// users or live.
     #[arg(long)]
     only: Option<String>,
@@ -671,6 +671,64 @@ async fn main() {
         let mut row = Row::latency("Lookups, 100 segments", args.lookups, total, p50, p99);
         row.extra["p50_over_1_segment"] = json!(p50 / p50_1);
         rows.push(row);
+    }
+
+    // 6a. The same cold figures with the files on the test S3 server (s3s-fs on loopback)
+    //     beside local disk, in one run: flush, full scan, 1-segment lookups.
+    if want("s3") {
+        let n = args.scan_rows;
+        let s3 = quilldb_tests::s3::S3Server::shared();
+        c.ok(&s3.create_storage_sql("bench")).await;
+        for (table, on) in [("cold_disk", "disk"), ("cold_s3", "s3")] {
+            c.ok(&format!(
+                "CREATE TABLE bench.{table} (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, \
+                 bucket BIGINT) WITH (FLUSH_POLICY = 'interval:86400', STORAGE_ID = '{}')",
+                if on == "s3" {
+                    quilldb_tests::s3::STORAGE
+                } else {
+                    "local"
+                }
+            ))
+            .await;
+            ingest(&mut c, table, n).await;
+        }
+        let mut figures = Vec::new();
+        for (table, on) in [("cold_disk", "disk"), ("cold_s3", "s3")] {
+            let name = format!("bench.{table}");
+            let start = Instant::now();
+            let job = c.flush_job(&name).await;
+            let (status, message) = c.wait_job(&job).await;
+            assert_eq!(status, "completed", "{message}");
+            let flush_t = start.elapsed();
+            let (scan, bytes) = best_scan(&server, &mut c, &name, n).await;
+            let (total, p50, p99) = lookups(&mut c, &name, args.lookups, n).await;
+            figures.push((on, flush_t, scan, bytes, total, p50, p99));
+        }
+        let disk = figures[0];
+        for (on, flush_t, scan, bytes, total, p50, p99) in figures {
+            let (flush_name, scan_name, lookup_name) = if on == "s3" {
+                (
+                    "Flush to Parquet (S3)",
+                    "Cold full scan (S3, best of 3)",
+                    "Lookups, 1 segment (S3)",
+                )
+            } else {
+                (
+                    "Flush to Parquet (disk)",
+                    "Cold full scan (disk, best of 3)",
+                    "Lookups, 1 segment (disk)",
+                )
+            };
+            let mut row = Row::throughput(flush_name, n, flush_t, json!({}));
+            row.extra["over_disk"] = json!(flush_t.as_secs_f64() / disk.1.as_secs_f64());
+            rows.push(row);
+            let mut row = scan_row(scan_name, n, scan, bytes);
+            row.extra["over_disk"] = json!(scan / disk.2);
+            rows.push(row);
+            let mut row = Row::latency(lookup_name, args.lookups, total, p50, p99);
+            row.extra["p50_over_disk"] = json!(p50 / disk.5);
+            rows.push(row);
+        }
     }
 
     // 6b. Analytics over flushed and hot data against DataFusion on the same Parquet files.

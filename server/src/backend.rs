@@ -307,11 +307,16 @@ impl Backend for QuillBackend {
     }
 }
 
-/// The statement with every literal after PASSWORD replaced, for logs.
+/// The statement cut at the first word that may introduce a secret (a password, or S3
+/// credentials someone wrote into CREATE STORAGE, which refuses them), for logs.
 pub fn redact(sql: &str) -> String {
     let upper = sql.to_ascii_uppercase();
-    match upper.find("PASSWORD") {
-        Some(i) => format!("{}PASSWORD '***'", &sql[..i]),
+    let cut = ["PASSWORD", "SECRET", "ACCESS_KEY", "SESSION_TOKEN"]
+        .iter()
+        .filter_map(|w| upper.find(w).map(|i| (i, *w)))
+        .min();
+    match cut {
+        Some((i, w)) => format!("{}{w} '***'", &sql[..i]),
         None => sql.to_string(),
     }
 }

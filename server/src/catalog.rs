@@ -25,7 +25,7 @@ pub use model::{
     AccessLevel, ColumnDef, DefaultExpr, FlushPolicy, NamespaceDef, TableDef, TableType, ViewDef,
     now_millis,
 };
-pub use storages::{DEFAULT_STORAGE, Storage, StorageDef, Storages};
+pub use storages::{DEFAULT_STORAGE, ObjectAccess, Storage, StorageDef, Storages};
 
 /// The namespace of the system tables.
 pub const SYSTEM_SCHEMA: &str = "system";

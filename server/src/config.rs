@@ -157,6 +157,43 @@ pub struct StorageConfig {
     /// Folders under which `CREATE STORAGE ... PATH` may place cold files; empty means the data
     /// folder only.
     pub allowed_roots: Vec<PathBuf>,
+    /// Credentials of S3 storages, by storage name (`[storage.s3.archive]`, or
+    /// `QUILLDB_STORAGE__S3__ARCHIVE__ACCESS_KEY_ID`); a storage without an entry uses
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` and `AWS_REGION`.
+    pub s3: std::collections::BTreeMap<String, S3Credentials>,
+    /// The storage of tables whose CREATE TABLE names no STORAGE_ID (`local` unless set; a
+    /// storage made with CREATE STORAGE must exist before such a table is created).
+    pub default_storage: String,
+    /// Seconds one request to an object store may take (each try).
+    pub object_timeout_seconds: u64,
+    /// Tries of a failed object-store request after the first.
+    pub object_retries: usize,
+}
+
+/// `[storage.s3.<name>]`: never shown (its Debug hides the secrets), never in SQL.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct S3Credentials {
+    /// The access key id.
+    pub access_key_id: Option<String>,
+    /// The secret access key.
+    pub secret_access_key: Option<String>,
+    /// A session token (temporary credentials).
+    pub session_token: Option<String>,
+    /// The region, when the storage's REGION does not say.
+    pub region: Option<String>,
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<hidden>");
+        f.debug_struct("S3Credentials")
+            .field("access_key_id", &hidden(&self.access_key_id))
+            .field("secret_access_key", &hidden(&self.secret_access_key))
+            .field("session_token", &hidden(&self.session_token))
+            .field("region", &self.region)
+            .finish()
+    }
 }
 
 impl Default for StorageConfig {
@@ -168,6 +205,10 @@ impl Default for StorageConfig {
             compact_target_rows: 1 << 20,
             auto_compact_segments: 16,
             allowed_roots: Vec::new(),
+            s3: std::collections::BTreeMap::new(),
+            default_storage: "local".into(),
+            object_timeout_seconds: 30,
+            object_retries: 3,
         }
     }
 }

@@ -29,6 +29,8 @@ pub type CachedManifest = Option<Arc<Manifest>>;
 
 /// One storage: an object store with cached manifests and footers.
 pub struct ColdStore {
+    /// The storage's name, in every error about its objects.
+    name: String,
     store: Arc<dyn ObjectStore>,
     manifests: Mutex<HashMap<Path, CachedManifest>>,
     footers: Mutex<HashMap<Path, ArrowReaderMetadata>>,
@@ -37,14 +39,15 @@ pub struct ColdStore {
 
 impl std::fmt::Debug for ColdStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ColdStore({})", self.store)
+        write!(f, "ColdStore({}: {})", self.name, self.store)
     }
 }
 
 impl ColdStore {
-    /// A store over an object store.
-    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+    /// A store over an object store, named `name` in its errors.
+    pub fn new(name: impl Into<String>, store: Arc<dyn ObjectStore>) -> Self {
         Self {
+            name: name.into(),
             store,
             manifests: Mutex::new(HashMap::new()),
             footers: Mutex::new(HashMap::new()),
@@ -53,14 +56,24 @@ impl ColdStore {
     }
 
     /// A store in a local folder (created if missing).
-    pub fn local(root: &std::path::Path) -> Result<Self> {
+    pub fn local(name: impl Into<String>, root: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(root)
             .map_err(|e| Error::object("create folder", root.display(), e))?;
         // Emptied folders go with their last file: a dropped table leaves nothing behind.
         let fs = object_store::local::LocalFileSystem::new_with_prefix(root)
             .map_err(|e| Error::object("open", root.display(), e))?
             .with_automatic_cleanup(true);
-        Ok(Self::new(Arc::new(fs)))
+        Ok(Self::new(name, Arc::new(fs)))
+    }
+
+    /// The storage's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// An error of the object store about `path`, naming the storage.
+    fn err(&self, op: &'static str, path: &Path, e: object_store::Error) -> Error {
+        Error::object(op, format!("{} in storage {}", path, self.name), e)
     }
 
     /// The object store.
@@ -87,14 +100,11 @@ impl ColdStore {
         let path = folder.clone().join(MANIFEST_FILE);
         let loaded = match self.store.get(&path).await {
             Ok(r) => {
-                let bytes = r
-                    .bytes()
-                    .await
-                    .map_err(|e| Error::object("read", &path, e))?;
+                let bytes = r.bytes().await.map_err(|e| self.err("read", &path, e))?;
                 Some(Arc::new(Manifest::from_json(&bytes)?))
             }
             Err(object_store::Error::NotFound { .. }) => None,
-            Err(e) => return Err(Error::object("read", &path, e)),
+            Err(e) => return Err(self.err("read", &path, e)),
         };
         // A concurrent load or commit may have won: keep what is there.
         Ok(self
@@ -112,7 +122,7 @@ impl ColdStore {
         self.store
             .put(&path, PutPayload::from(m.to_json()))
             .await
-            .map_err(|e| Error::object("write", &path, e))?;
+            .map_err(|e| self.err("write", &path, e))?;
         let m = Arc::new(m);
         self.manifests
             .lock()
@@ -126,7 +136,7 @@ impl ColdStore {
         self.store
             .put(&path, PutPayload::from(bytes))
             .await
-            .map_err(|e| Error::object("write", &path, e))?;
+            .map_err(|e| self.err("write", &path, e))?;
         Ok(())
     }
 
@@ -141,7 +151,7 @@ impl ColdStore {
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let meta = ArrowReaderMetadata::load_async(&mut reader, options)
             .await
-            .map_err(|e| Error::parquet(&path, e))?;
+            .map_err(|e| Error::parquet(format!("{} in storage {}", path, self.name), e))?;
         self.footers.lock().insert(path, meta.clone());
         Ok(meta)
     }
@@ -151,7 +161,7 @@ impl ColdStore {
         let mut out = Vec::new();
         let mut it = self.store.list(Some(folder));
         while let Some(item) = it.next().await {
-            let meta = item.map_err(|e| Error::object("list", folder, e))?;
+            let meta = item.map_err(|e| self.err("list", folder, e))?;
             if let Some(name) = meta.location.filename()
                 && meta
                     .location
@@ -170,7 +180,7 @@ impl ColdStore {
             .store
             .list_with_delimiter(Some(prefix))
             .await
-            .map_err(|e| Error::object("list", prefix, e))?;
+            .map_err(|e| self.err("list", prefix, e))?;
         Ok(listed
             .common_prefixes
             .iter()
@@ -184,7 +194,7 @@ impl ColdStore {
         self.footers.lock().remove(&path);
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::object("delete", &path, e)),
+            Err(e) => Err(self.err("delete", &path, e)),
         }
     }
 
@@ -196,14 +206,14 @@ impl ColdStore {
         let mut it = self.store.list(Some(prefix));
         let mut paths = Vec::new();
         while let Some(item) = it.next().await {
-            let meta = item.map_err(|e| Error::object("list", prefix, e))?;
+            let meta = item.map_err(|e| self.err("list", prefix, e))?;
             freed += meta.size;
             paths.push(meta.location);
         }
         for p in paths {
             match self.store.delete(&p).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::object("delete", &p, e)),
+                Err(e) => return Err(self.err("delete", &p, e)),
             }
         }
         Ok(freed)

@@ -485,7 +485,7 @@ mod tests {
     async fn flushed_and_hot_versions_merge() {
         let dir = tempfile::tempdir().unwrap();
         let hot = Arc::new(crate::testing::open_hot(dir.path()));
-        let cold = Arc::new(ColdStore::local(&dir.path().join("cold")).unwrap());
+        let cold = Arc::new(ColdStore::local("test", &dir.path().join("cold")).unwrap());
         let part = Arc::new(PartitionKey::new(5, b"").unwrap());
         let spec = FolderSpec {
             partition: part.clone(),

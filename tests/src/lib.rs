@@ -13,6 +13,8 @@ use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
 use tonic::transport::{Channel, Endpoint};
 
+pub mod s3;
+
 /// The `quilldb` binary: `QUILLDB_BIN`, or the one cargo built next to the running test.
 pub fn binary() -> PathBuf {
     if let Ok(p) = std::env::var("QUILLDB_BIN") {
@@ -70,6 +72,15 @@ impl TestServer {
         s
     }
 
+    /// The key prefix of this server's storage on the shared test S3 server (see
+    /// [`Backend::server`]): the name of its temp dir.
+    pub fn s3_prefix(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// The data folder.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
@@ -97,6 +108,8 @@ impl TestServer {
             .arg("127.0.0.1:0")
             .args(args)
             .env_remove("QUILLDB_ROOT_PASSWORD")
+            // The keys of the test S3 server, for a storage named s3::STORAGE.
+            .envs(s3::S3Server::env())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -608,16 +621,43 @@ pub enum Backend {
     Cold,
     /// Flushed after every other batch: some versions cold, newer ones hot.
     Mixed,
+    /// As `Cold`, the cold files in a bucket of the test S3 server.
+    S3Cold,
+    /// As `Mixed`, the cold files in a bucket of the test S3 server.
+    S3Mixed,
 }
 
 impl Backend {
+    /// A server for this backend: for the S3 ones, tables that name no storage go to a
+    /// storage on the test S3 server (its own prefix in the bucket).
+    pub async fn server(self) -> TestServer {
+        self.server_with(&[]).await
+    }
+
+    /// [`Backend::server`] with extra environment variables.
+    pub async fn server_with(self, env: &[(&str, &str)]) -> TestServer {
+        if !matches!(self, Self::S3Cold | Self::S3Mixed) {
+            return TestServer::start_with(env).await;
+        }
+        let s3 = s3::S3Server::shared();
+        let mut env = env.to_vec();
+        env.push(("QUILLDB_STORAGE__DEFAULT_STORAGE", s3::STORAGE));
+        let server = TestServer::start_with(&env).await;
+        server
+            .client()
+            .await
+            .ok(&s3.create_storage_sql(&server.s3_prefix()))
+            .await;
+        server
+    }
+
     /// Called after each batch of writes.
     pub async fn settle(self, c: &mut Client, table: &str, step: usize) {
         match self {
             Self::Hot => {}
-            Self::Cold => c.flush(table).await,
-            Self::Mixed if step.is_multiple_of(2) => c.flush(table).await,
-            Self::Mixed => {}
+            Self::Cold | Self::S3Cold => c.flush(table).await,
+            Self::Mixed | Self::S3Mixed if step.is_multiple_of(2) => c.flush(table).await,
+            Self::Mixed | Self::S3Mixed => {}
         }
     }
 }
@@ -644,6 +684,16 @@ macro_rules! backend_matrix {
                 #[tokio::test]
                 async fn mixed() {
                     super::$name($crate::Backend::Mixed).await
+                }
+
+                #[tokio::test]
+                async fn s3_cold() {
+                    super::$name($crate::Backend::S3Cold).await
+                }
+
+                #[tokio::test]
+                async fn s3_mixed() {
+                    super::$name($crate::Backend::S3Mixed).await
                 }
             }
         )*

@@ -4,8 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use parking_lot::RwLock;
 use prost::Message;
 use quilldb_storage::cold::{ColdStore, PathTemplate, SHARED_DEFAULT, USER_DEFAULT};
@@ -13,6 +17,7 @@ use quilldb_storage::hot::{HotStore, WriteRequest};
 use quilldb_storage::keys::PartitionKey;
 
 use super::model::{TableDef, TableType};
+use crate::config::{S3Credentials, StorageConfig};
 use crate::error::{Error, Result};
 
 /// The storage every table uses unless it names another.
@@ -20,14 +25,20 @@ pub const DEFAULT_STORAGE: &str = "local";
 const PREFIX: &str = "catalog/storage/";
 
 /// What a storage is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StorageDef {
     /// Name.
     pub id: String,
-    /// `filesystem` (S3 comes later).
+    /// `filesystem` or `s3`.
     pub kind: String,
-    /// The folder (filesystem).
+    /// The folder (filesystem), or the key prefix inside the bucket (s3; may be empty).
     pub path: String,
+    /// The bucket (s3).
+    pub bucket: String,
+    /// The region (s3; empty: from the credentials' settings, the environment, or us-east-1).
+    pub region: String,
+    /// The endpoint URL (s3; empty: AWS).
+    pub endpoint: String,
     /// Folder template of SHARED tables.
     pub shared_template: String,
     /// Folder template of USER tables.
@@ -50,6 +61,163 @@ struct StorageRecord {
     user_template: String,
     #[prost(int64, tag = "6")]
     created_at: i64,
+    #[prost(string, tag = "7")]
+    bucket: String,
+    #[prost(string, tag = "8")]
+    region: String,
+    #[prost(string, tag = "9")]
+    endpoint: String,
+}
+
+impl From<&StorageDef> for StorageRecord {
+    fn from(d: &StorageDef) -> Self {
+        Self {
+            id: d.id.clone(),
+            kind: d.kind.clone(),
+            path: d.path.clone(),
+            shared_template: d.shared_template.clone(),
+            user_template: d.user_template.clone(),
+            created_at: d.created_at,
+            bucket: d.bucket.clone(),
+            region: d.region.clone(),
+            endpoint: d.endpoint.clone(),
+        }
+    }
+}
+
+impl From<StorageRecord> for StorageDef {
+    fn from(r: StorageRecord) -> Self {
+        Self {
+            id: r.id,
+            kind: r.kind,
+            path: r.path,
+            shared_template: r.shared_template,
+            user_template: r.user_template,
+            created_at: r.created_at,
+            bucket: r.bucket,
+            region: r.region,
+            endpoint: r.endpoint,
+        }
+    }
+}
+
+/// How storages reach object stores: the S3 credentials by storage, and the request limits.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectAccess {
+    /// `storage.s3`.
+    pub s3: BTreeMap<String, S3Credentials>,
+    /// Each try of a request.
+    pub timeout: Duration,
+    /// Tries after the first.
+    pub retries: usize,
+}
+
+impl ObjectAccess {
+    /// From the `[storage]` settings.
+    pub fn new(config: &StorageConfig) -> Self {
+        Self {
+            s3: config.s3.clone(),
+            timeout: Duration::from_secs(config.object_timeout_seconds.max(1)),
+            retries: config.object_retries,
+        }
+    }
+
+    /// Where an S3 storage's credentials come from (never the credentials).
+    pub fn credentials_source(&self, def: &StorageDef) -> Option<String> {
+        (def.kind == "s3").then(|| match self.s3.get(&def.id) {
+            Some(_) => format!("configuration (storage.s3.{})", def.id),
+            None => "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)".into(),
+        })
+    }
+
+    /// The object store of an S3 storage. Nothing is sent yet: a bucket that cannot be
+    /// reached fails the first request, with the storage's name.
+    fn s3_store(&self, def: &StorageDef) -> Result<Arc<dyn ObjectStore>> {
+        let creds = self.s3.get(&def.id);
+        let has_key = creds.is_some_and(|c| c.access_key_id.is_some())
+            || [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            ]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some());
+        if !has_key {
+            // Without this, the client would wait on the EC2 metadata service.
+            return Err(Error::FailedPrecondition(format!(
+                "storage {id} has no credentials: set access_key_id and secret_access_key under \
+                 [storage.s3.{id}] in the configuration (or QUILLDB_STORAGE__S3__{upper}__ACCESS_KEY_ID \
+                 and ..._SECRET_ACCESS_KEY), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                id = def.id,
+                upper = def.id.to_ascii_uppercase(),
+            )));
+        }
+        // The standard variables first; the storage's own settings win over them.
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(&def.bucket);
+        let region = Some(def.region.clone())
+            .filter(|r| !r.is_empty())
+            .or_else(|| creds.and_then(|c| c.region.clone()))
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".into());
+        b = b.with_region(region);
+        if let Some(c) = creds {
+            if let Some(v) = &c.access_key_id {
+                b = b.with_access_key_id(v);
+            }
+            if let Some(v) = &c.secret_access_key {
+                b = b.with_secret_access_key(v);
+            }
+            if let Some(v) = &c.session_token {
+                b = b.with_token(v);
+            }
+        }
+        // The client options first: they replace every HTTP setting, plain HTTP included.
+        b = b.with_client_options(
+            ClientOptions::new()
+                .with_timeout(self.timeout)
+                .with_connect_timeout(self.timeout.min(Duration::from_secs(5))),
+        );
+        if !def.endpoint.is_empty() {
+            // S3-compatible servers: path-style addressing, plain HTTP when the URL says so.
+            b = b
+                .with_endpoint(&def.endpoint)
+                .with_virtual_hosted_style_request(false)
+                .with_allow_http(def.endpoint.starts_with("http://"));
+        }
+
+        let retry = RetryConfig {
+            max_retries: self.retries,
+            retry_timeout: self.timeout * (self.retries as u32 + 1),
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(2),
+                base: 2.0,
+            },
+        };
+        let store = b.with_retry(retry).build().map_err(|e| {
+            Error::InvalidArgument(format!("storage {}: {}", def.id, scrub(&e.to_string())))
+        })?;
+        Ok(if def.path.is_empty() {
+            Arc::new(store)
+        } else {
+            Arc::new(PrefixStore::new(store, def.path.trim_matches('/')))
+        })
+    }
+}
+
+/// An object-store message without anything that could be a credential: the builder's
+/// messages quote at most option names, but a URL may carry a query string.
+pub fn scrub(message: &str) -> String {
+    message
+        .split_whitespace()
+        .map(|w| match w.find('?') {
+            Some(i) if w.contains("://") => &w[..i],
+            _ => w,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// An open storage: its object store and compiled templates.
@@ -64,11 +232,13 @@ pub struct Storage {
 }
 
 impl Storage {
-    fn open(def: StorageDef, data_dir: &FsPath) -> Result<Self> {
+    fn open(def: StorageDef, data_dir: &FsPath, access: &ObjectAccess) -> Result<Self> {
         let shared = PathTemplate::compile(&def.shared_template, false)?;
         let user = PathTemplate::compile(&def.user_template, true)?;
-        let root = resolve(data_dir, &def.path);
-        let cold = Arc::new(ColdStore::local(&root)?);
+        let cold = Arc::new(match def.kind.as_str() {
+            "s3" => ColdStore::new(def.id.clone(), access.s3_store(&def)?),
+            _ => ColdStore::local(def.id.clone(), &resolve(data_dir, &def.path))?,
+        });
         Ok(Self {
             def,
             cold,
@@ -129,6 +299,10 @@ pub struct Storages {
     data_dir: PathBuf,
     /// Folders new storages may use (`storage.allowed_roots`; the data folder when empty).
     allowed_roots: Vec<PathBuf>,
+    /// Credentials and request limits of object stores.
+    pub access: ObjectAccess,
+    /// Where tables go that name no storage (`storage.default_storage`).
+    pub default_id: String,
     map: RwLock<BTreeMap<String, Arc<Storage>>>,
 }
 
@@ -159,7 +333,12 @@ impl std::fmt::Debug for Storages {
 
 impl Storages {
     /// Opens `local` and every stored storage.
-    pub fn load(hot: Arc<HotStore>, data_dir: &FsPath, allowed_roots: &[PathBuf]) -> Result<Self> {
+    pub fn load(
+        hot: Arc<HotStore>,
+        data_dir: &FsPath,
+        allowed_roots: &[PathBuf],
+        access: ObjectAccess,
+    ) -> Result<Self> {
         let mut map = BTreeMap::new();
         let local = StorageDef {
             id: DEFAULT_STORAGE.into(),
@@ -167,21 +346,17 @@ impl Storages {
             path: "storage".into(),
             shared_template: SHARED_DEFAULT.into(),
             user_template: USER_DEFAULT.into(),
-            created_at: 0,
+            ..StorageDef::default()
         };
-        map.insert(local.id.clone(), Arc::new(Storage::open(local, data_dir)?));
+        map.insert(
+            local.id.clone(),
+            Arc::new(Storage::open(local, data_dir, &access)?),
+        );
         for (_, v) in hot.scan_meta(PREFIX.as_bytes())? {
             let r = StorageRecord::decode(v.as_slice())
                 .map_err(|e| Error::Internal(format!("corrupt storage record: {e}")))?;
-            let def = StorageDef {
-                id: r.id,
-                kind: r.kind,
-                path: r.path,
-                shared_template: r.shared_template,
-                user_template: r.user_template,
-                created_at: r.created_at,
-            };
-            match Storage::open(def.clone(), data_dir) {
+            let def = StorageDef::from(r);
+            match Storage::open(def.clone(), data_dir, &access) {
                 Ok(s) => {
                     map.insert(def.id.clone(), Arc::new(s));
                 }
@@ -192,6 +367,8 @@ impl Storages {
             hot,
             data_dir: data_dir.to_path_buf(),
             allowed_roots: allowed_roots.to_vec(),
+            access,
+            default_id: DEFAULT_STORAGE.into(),
             map: RwLock::new(map),
         })
     }
@@ -273,15 +450,11 @@ impl Storages {
                 )))
             };
         }
-        let storage = Storage::open(def.clone(), &self.data_dir)?;
-        let record = StorageRecord {
-            id: def.id.clone(),
-            kind: def.kind.clone(),
-            path: def.path.clone(),
-            shared_template: def.shared_template.clone(),
-            user_template: def.user_template.clone(),
-            created_at: def.created_at,
-        };
+        let storage = Storage::open(def.clone(), &self.data_dir, &self.access)?;
+        if def.kind == "s3" {
+            probe(&storage, &self.access).await?;
+        }
+        let record = StorageRecord::from(&def);
         self.hot
             .write(WriteRequest {
                 meta: vec![(key(&def.id), Some(record.encode_to_vec()))],
@@ -320,6 +493,50 @@ impl Storages {
         self.map.write().remove(id);
         Ok(())
     }
+}
+
+/// Lists, writes and deletes a small object: a new S3 storage must answer, with the
+/// credentials it will use, before it is kept.
+async fn probe(storage: &Storage, access: &ObjectAccess) -> Result<()> {
+    let cold = &storage.cold;
+    let folder = Path::from(".quilldb");
+    let name = format!("probe-{}", crate::jobs::record::short_id("P"));
+    let def = &storage.def;
+    let refuse = |e: quilldb_storage::Error| {
+        let detail = scrub(&e.to_string());
+        let hint = if detail.contains("NoSuchBucket") || detail.contains("does not exist") {
+            format!(" (does bucket '{}' exist?)", def.bucket)
+        } else if detail.contains("InvalidAccessKeyId")
+            || detail.contains("SignatureDoesNotMatch")
+            || detail.contains("AccessDenied")
+            || detail.contains("403")
+        {
+            format!(
+                " (check the credentials: {})",
+                access.credentials_source(def).unwrap_or_default()
+            )
+        } else {
+            String::new()
+        };
+        Error::FailedPrecondition(format!(
+            "storage {} cannot be used: bucket '{}' at {}: {detail}{hint}",
+            def.id,
+            def.bucket,
+            if def.endpoint.is_empty() {
+                "AWS"
+            } else {
+                def.endpoint.as_str()
+            },
+        ))
+    };
+    // A listing first: it is what answers NoSuchBucket everywhere (some servers create a
+    // missing bucket's folder on a PUT).
+    cold.subfolders(&folder).await.map_err(refuse)?;
+    cold.put_file(&folder, &name, bytes::Bytes::from_static(b"quilldb"))
+        .await
+        .map_err(refuse)?;
+    cold.delete(&folder, &name).await.map_err(refuse)?;
+    Ok(())
 }
 
 fn key(id: &str) -> Vec<u8> {

@@ -107,11 +107,18 @@ impl Database {
             block_cache_bytes: config.storage.block_cache_mb << 20,
         })?);
         let catalog = Arc::new(Catalog::load(hot.clone())?);
-        let storages = Arc::new(Storages::load(
+        let mut storages = Storages::load(
             hot.clone(),
             data,
             &config.storage.allowed_roots,
-        )?);
+            crate::catalog::ObjectAccess::new(&config.storage),
+        )?;
+        if !config.storage.default_storage.is_empty() {
+            storages
+                .default_id
+                .clone_from(&config.storage.default_storage);
+        }
+        let storages = Arc::new(storages);
         let jobs = Jobs::load(
             hot.clone(),
             catalog.clone(),

@@ -281,6 +281,7 @@ pub fn table_def(
     namespace: &str,
     prefix: Option<TableType>,
     stmt: &CreateTable,
+    default_storage: &str,
 ) -> Result<TableDef> {
     let name_parts = crate::sql::parser::name_parts(&stmt.name)?;
     let name = name_parts.last().cloned().unwrap_or_default();
@@ -399,7 +400,7 @@ pub fn table_def(
         ));
     }
     // Whether the storage exists is checked by CREATE TABLE against the registry.
-    let storage_id = storage.unwrap_or_else(|| DEFAULT_STORAGE.to_string());
+    let storage_id = storage.unwrap_or_else(|| default_storage.to_string());
     let next_column_id = columns.len() as u32 + 1;
     Ok(TableDef {
         id: 0,
@@ -425,8 +426,15 @@ pub async fn create_table(
     stmt: &CreateTable,
 ) -> Result<()> {
     let (namespace, _) = db.resolve_table_name(caller, &stmt.name)?;
-    let def = table_def(&namespace, prefix, stmt)?;
-    db.storages.get(&def.storage_id)?;
+    let def = table_def(&namespace, prefix, stmt, &db.storages.default_id)?;
+    db.storages.get(&def.storage_id).map_err(|e| match e {
+        Error::NotFound(m) if def.storage_id == db.storages.default_id => {
+            Error::FailedPrecondition(format!(
+                "{m}: storage.default_storage names it; create it first or name STORAGE_ID"
+            ))
+        }
+        e => e,
+    })?;
     db.catalog.create_table(def, stmt.if_not_exists).await?;
     Ok(())
 }

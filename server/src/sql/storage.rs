@@ -141,43 +141,78 @@ pub async fn create_storage(
     let mut def = StorageDef {
         id: name.to_string(),
         kind: kind.to_string(),
-        path: String::new(),
         shared_template: quilldb_storage::cold::SHARED_DEFAULT.into(),
         user_template: quilldb_storage::cold::USER_DEFAULT.into(),
         created_at: now_millis(),
+        ..StorageDef::default()
     };
-    match kind {
-        "filesystem" => {}
-        "s3" => {
-            return Err(Error::Unsupported(
-                "S3 storages are not served by this version yet: use TYPE 'filesystem'".into(),
-            ));
-        }
+    let allowed: &[&str] = match kind {
+        "filesystem" => &["PATH", "SHARED_TABLES_TEMPLATE", "USER_TABLES_TEMPLATE"],
+        "s3" => &[
+            "BUCKET",
+            "REGION",
+            "ENDPOINT",
+            "PATH",
+            "SHARED_TABLES_TEMPLATE",
+            "USER_TABLES_TEMPLATE",
+        ],
         other => {
             return Err(Error::InvalidArgument(format!(
                 "unknown storage TYPE '{other}': expected 'filesystem' or 's3'"
             )));
         }
-    }
+    };
     for (key, value) in options {
         match key.as_str() {
             "PATH" => def.path = value.clone(),
             "SHARED_TABLES_TEMPLATE" => def.shared_template = value.clone(),
             "USER_TABLES_TEMPLATE" => def.user_template = value.clone(),
+            "BUCKET" if kind == "s3" => def.bucket = value.clone(),
+            "REGION" if kind == "s3" => def.region = value.clone(),
+            "ENDPOINT" if kind == "s3" => def.endpoint = value.clone(),
+            k if k.contains("KEY") || k.contains("SECRET") || k.contains("TOKEN") => {
+                return Err(Error::InvalidArgument(format!(
+                    "credentials are never written in SQL (anyone who can list statements would \
+                     read them): put them under [storage.s3.{name}] in the configuration, or \
+                     in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                )));
+            }
             other => {
                 return Err(Error::InvalidArgument(format!(
-                    "unknown option {other} for a filesystem storage: expected PATH, \
-                     SHARED_TABLES_TEMPLATE or USER_TABLES_TEMPLATE"
+                    "unknown option {other} for a {kind} storage: expected {}",
+                    allowed.join(", ")
                 )));
             }
         }
     }
-    if def.path.is_empty() {
-        return Err(Error::InvalidArgument(
-            "a filesystem storage needs PATH '/folder'".into(),
-        ));
+    if kind == "s3" {
+        if def.bucket.is_empty() {
+            return Err(Error::InvalidArgument(
+                "an s3 storage needs BUCKET 'name'".into(),
+            ));
+        }
+        let is_url = ["http://", "https://"]
+            .iter()
+            .any(|p| def.endpoint.starts_with(p));
+        if !def.endpoint.is_empty() && !is_url {
+            return Err(Error::InvalidArgument(format!(
+                "ENDPOINT '{}' is not a URL: write e.g. 'http://127.0.0.1:9000'",
+                def.endpoint
+            )));
+        }
+        if def.path.split('/').any(|p| p == ".." || p == ".") {
+            return Err(Error::InvalidArgument(
+                "an s3 storage's PATH is a key prefix without '.' or '..'".into(),
+            ));
+        }
+    } else {
+        if def.path.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a filesystem storage needs PATH '/folder'".into(),
+            ));
+        }
+        db.storages.check_path(&def.path)?;
     }
-    db.storages.check_path(&def.path)?;
     let _ddl = db.catalog.ddl_lock().await;
     db.storages.create(def, if_not_exists).await
 }

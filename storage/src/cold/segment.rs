@@ -322,7 +322,8 @@ fn seq_bounds(stats: Option<&Statistics>) -> Option<(u64, u64)> {
 
 /// The rows of one segment, batch by batch (see [`ColdStore::open_segment`]).
 pub struct SegmentStream {
-    path: Path,
+    /// The segment and its storage, for errors.
+    path: String,
     stream: ParquetRecordBatchStream<super::reader::ObjectReader>,
     out_schema: SchemaRef,
     /// Per output column, its position in the projected batches (`None`: added later).
@@ -425,6 +426,7 @@ impl ColdStore {
         if let Some(selection) = selection {
             builder = builder.with_row_selection(selection);
         }
+        let path = format!("{path} in storage {}", self.name());
         let stream = builder.build().map_err(|e| Error::parquet(&path, e))?;
         let out_schema = read.schema();
         let whole = seg.deleted == 0

@@ -37,7 +37,17 @@ pub fn storages_batch(db: &Database) -> Result<RecordBatch> {
         Field::new("shared_tables_template", DataType::Utf8, false),
         Field::new("user_tables_template", DataType::Utf8, false),
         ts("created_at", false),
+        Field::new("bucket", DataType::Utf8, true),
+        Field::new("region", DataType::Utf8, true),
+        Field::new("endpoint", DataType::Utf8, true),
+        Field::new("credentials", DataType::Utf8, true),
     ]));
+    let opt = |f: &dyn Fn(&StorageDef) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from(
+            all.iter().map(|x| f(&x.def)).collect::<Vec<_>>(),
+        ))
+    };
+    let s3 = |v: &String, d: &StorageDef| (d.kind == "s3" && !v.is_empty()).then(|| v.clone());
     let s = |f: &dyn Fn(&StorageDef) -> String| -> ArrayRef {
         Arc::new(StringArray::from(
             all.iter().map(|x| f(&x.def)).collect::<Vec<_>>(),
@@ -52,6 +62,10 @@ pub fn storages_batch(db: &Database) -> Result<RecordBatch> {
             s(&|d| d.shared_template.clone()),
             s(&|d| d.user_template.clone()),
             millis(all.iter().map(|x| Some(x.def.created_at)).collect()),
+            opt(&|d| s3(&d.bucket, d)),
+            opt(&|d| s3(&d.region, d)),
+            opt(&|d| s3(&d.endpoint, d)),
+            opt(&|d| db.storages.access.credentials_source(d)),
         ],
     )?)
 }
