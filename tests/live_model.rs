@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use arrow::array::{Array, Int8Array, Int64Array};
 use quilldb_flight::EventKind;
-use quilldb_tests::{Client, Live, TestServer};
+use quilldb_tests::{Backend, Client, Live};
 
 /// xorshift64*: the same sequence every run.
 struct Rng(u64);
@@ -125,7 +125,19 @@ async fn expected(c: &mut Client, s: &Subscriber) -> BTreeMap<i64, Option<i64>> 
 
 #[tokio::test]
 async fn folded_views_equal_their_queries_after_random_changes_flushes_and_resumes() {
-    let server = TestServer::start_with(&[("QUILLDB_STORAGE__AUTO_COMPACT_SEGMENTS", "4")]).await;
+    random_changes_flushes_and_resumes(Backend::Cold).await;
+}
+
+/// The same with the cold files, read back for prior rows and resumes, in a bucket.
+#[tokio::test]
+async fn the_same_with_cold_files_on_s3() {
+    random_changes_flushes_and_resumes(Backend::S3Cold).await;
+}
+
+async fn random_changes_flushes_and_resumes(b: Backend) {
+    let server = b
+        .server_with(&[("QUILLDB_STORAGE__AUTO_COMPACT_SEGMENTS", "4")])
+        .await;
     let mut root = server.client().await;
     root.ok("CREATE NAMESPACE app").await;
     root.ok("CREATE TABLE app.m (id BIGINT PRIMARY KEY, v BIGINT, note TEXT)")

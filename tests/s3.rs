@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use quilldb_tests::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY, STORAGE};
-use quilldb_tests::{Client, TestServer, column, count, http_get, pretty};
+use quilldb_tests::{Client, TestServer, column, count, http_get, metric, pretty};
 use tonic::Code;
 
 /// A server with the storage `s3test` on `s3` (objects under `prefix`) and `app.t` on it.
@@ -76,6 +76,19 @@ async fn the_cold_path_runs_on_a_bucket_and_credentials_never_show() {
     assert_eq!(
         count(&c.rows("SELECT * FROM app.t WHERE id = 295").await),
         0
+    );
+    // A lookup opens only the segment whose key range holds the key.
+    let before = metric(&server, "quill_cold_segments_read_total");
+    assert_eq!(
+        column(
+            &c.rows("SELECT body FROM app.t WHERE id = 250").await,
+            "body"
+        ),
+        vec!["body-250"]
+    );
+    assert_eq!(
+        metric(&server, "quill_cold_segments_read_total") - before,
+        1.0
     );
 
     // Compaction on the bucket: one segment left, the old objects gone.
@@ -225,6 +238,7 @@ async fn bad_settings_are_refused_by_create_storage_with_the_storage_named() {
                 "CREATE STORAGE {name} TYPE 's3' BUCKET '{bucket}' ENDPOINT '{endpoint}'"
             ))
             .await;
+        eprintln!("{name}: {msg}");
         assert_eq!(code, Code::FailedPrecondition, "{name}: {msg}");
         assert!(msg.contains(&format!("storage {name}")), "{msg}");
         assert!(msg.contains(hint), "{name}: {msg}");
@@ -273,6 +287,7 @@ async fn an_outage_during_a_flush_fails_the_job_and_keeps_the_rows_hot() {
     s3.stop();
     let job = c.flush_job("app.t").await;
     let (status, message) = c.wait_job(&job).await;
+    eprintln!("flush during the outage: {status}: {message}");
     assert_eq!(status, "failed", "{message}");
     assert!(message.contains("storage s3test"), "{message}");
     // The hot rows are all there and readable; writes go on.

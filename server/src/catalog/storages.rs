@@ -515,6 +515,8 @@ async fn probe(storage: &Storage, access: &ObjectAccess) -> Result<()> {
                 " (check the credentials: {})",
                 access.credentials_source(def).unwrap_or_default()
             )
+        } else if detail.contains("error sending request") || detail.contains("timed out") {
+            " (is the endpoint reachable from the server?)".to_string()
         } else {
             String::new()
         };
