@@ -413,3 +413,225 @@ async fn slow_answers_meet_the_query_timeout() {
     s3.slow_down(Duration::ZERO);
     assert_eq!(count(&c.rows("SELECT * FROM app.t").await), 300);
 }
+
+/// The Parquet files of a table folder on local disk.
+fn disk_files(server: &TestServer, folder: &str) -> usize {
+    std::fs::read_dir(server.data_dir().join("storage").join(folder))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn s3_files(s3: &S3Server, prefix: &str) -> usize {
+    s3.objects(prefix)
+        .iter()
+        .filter(|o| o.ends_with(".parquet"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_table_moves_between_disk_and_a_bucket_while_it_is_written_and_read() {
+    let s3 = S3Server::start();
+    // The old copies go once no query planned before the switch can read them: the query
+    // timeout later.
+    let server = TestServer::start_with(&[("QUILLDB_LIMITS__QUERY_TIMEOUT_SECONDS", "2")]).await;
+    let mut c = server.client().await;
+    c.ok(&s3.create_storage_sql("moved")).await;
+    c.ok("CREATE NAMESPACE app").await;
+    c.ok("CREATE TABLE app.t (id BIGINT PRIMARY KEY, body TEXT, n INT)")
+        .await;
+    insert(&mut c, 0, 300).await;
+    c.flush("app.t").await;
+    insert(&mut c, 300, 400).await;
+    c.ok("UPDATE app.t SET body = 'changed' WHERE id % 10 = 0")
+        .await;
+    c.flush("app.t").await;
+    insert(&mut c, 400, 450).await;
+    c.ok("CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT)")
+        .await;
+    c.ok("CREATE USER alice PASSWORD 'pw-alice-1' ROLE user")
+        .await;
+    let mut alice = server.client_as("alice", "pw-alice-1").await.unwrap();
+    alice
+        .ok("INSERT INTO app.notes VALUES (1, 'one'), (2, 'two')")
+        .await;
+    c.flush("app.notes").await;
+    alice.ok("INSERT INTO app.notes VALUES (3, 'hot')").await;
+    assert_eq!(disk_files(&server, "app/t"), 2);
+
+    // Refusals first: a user, the same storage, a storage that does not exist.
+    let (code, msg) = alice
+        .err("ALTER TABLE app.notes SET (STORAGE_ID = 's3test')")
+        .await;
+    assert_eq!(code, Code::PermissionDenied, "{msg}");
+    let (code, msg) = c.err("ALTER TABLE app.t SET (STORAGE_ID = 'local')").await;
+    assert_eq!(code, Code::InvalidArgument, "{msg}");
+    let (code, msg) = c
+        .err("ALTER TABLE app.t SET (STORAGE_ID = 'nowhere')")
+        .await;
+    assert_eq!(code, Code::NotFound, "{msg}");
+
+    // The move, with a writer and a reader going on beside it.
+    let mut writer = server.client().await;
+    let mut reader = server.client().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut i, mut reads) = (1000, 0);
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                writer
+                    .ok(&format!("INSERT INTO app.t VALUES ({i}, 'during', 1)"))
+                    .await;
+                i += 1;
+                let n = column(&reader.rows("SELECT count(*) AS n FROM app.t").await, "n");
+                assert!(n[0].parse::<i64>().unwrap() >= 450 + (i - 1001), "{n:?}");
+                reads += 1;
+            }
+            (i - 1000, reads)
+        })
+    };
+    let job = column(
+        &c.rows("ALTER TABLE app.t SET (STORAGE_ID = 's3test')")
+            .await,
+        "job_id",
+    )
+    .pop()
+    .unwrap();
+    let (status, message) = c.wait_job(&job).await;
+    assert_eq!(status, "completed", "{message}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let (written, reads) = load.await.unwrap();
+    assert!(written > 0 && reads > 0);
+    eprintln!("{job}: {message}; {written} rows written and {reads} counts read meanwhile");
+
+    // One copy, in the bucket; the rows as they were plus those written meanwhile.
+    assert_eq!(disk_files(&server, "app/t"), 0);
+    assert_eq!(s3_files(&s3, "moved/app/t"), 2);
+    let tables = c
+        .rows("SELECT storage_id FROM system.tables WHERE table_name = 't'")
+        .await;
+    assert_eq!(column(&tables, "storage_id"), vec!["s3test"]);
+    let counts = c
+        .rows("SELECT count(*) AS n, count(DISTINCT id) AS k FROM app.t")
+        .await;
+    assert_eq!(column(&counts, "n"), vec![(450 + written).to_string()]);
+    assert_eq!(column(&counts, "k"), column(&counts, "n"));
+    assert_eq!(
+        column(
+            &c.rows("SELECT body FROM app.t WHERE id = 120").await,
+            "body"
+        ),
+        vec!["changed"]
+    );
+    // Flushes go to the new storage now.
+    c.flush("app.t").await;
+    assert_eq!(s3_files(&s3, "moved/app/t"), 3);
+    assert_eq!(disk_files(&server, "app/t"), 0);
+
+    // A USER table moves every user's folder.
+    let job = column(
+        &c.rows("ALTER TABLE app.notes SET STORAGE_ID = 's3test'")
+            .await,
+        "job_id",
+    )
+    .pop()
+    .unwrap();
+    assert_eq!(c.wait_job(&job).await.0, "completed");
+    assert_eq!(s3_files(&s3, "moved/app/notes/alice"), 1);
+    assert_eq!(disk_files(&server, "app/notes/alice"), 0);
+    assert_eq!(
+        column(
+            &alice.rows("SELECT body FROM app.notes ORDER BY id").await,
+            "body"
+        ),
+        vec!["one", "two", "hot"]
+    );
+
+    // And back to disk.
+    let before = pretty(&c.rows("SELECT * FROM app.t ORDER BY id").await);
+    let job = column(
+        &c.rows("ALTER TABLE app.t SET (STORAGE_ID = 'local')").await,
+        "job_id",
+    )
+    .pop()
+    .unwrap();
+    assert_eq!(c.wait_job(&job).await.0, "completed");
+    assert_eq!(s3_files(&s3, "moved/app/t"), 0);
+    assert_eq!(disk_files(&server, "app/t"), 3);
+    assert_eq!(
+        pretty(&c.rows("SELECT * FROM app.t ORDER BY id").await),
+        before
+    );
+}
+
+/// The server killed after each step of a move: one consistent copy, the same rows, and the
+/// move finished by the retried job.
+async fn crash_during_move_at(step: &str) {
+    let s3 = S3Server::start();
+    let mut server =
+        TestServer::start_with(&[("QUILLDB_LIMITS__QUERY_TIMEOUT_SECONDS", "2")]).await;
+    let mut c = server.client().await;
+    c.ok(&s3.create_storage_sql("crash")).await;
+    c.ok("CREATE NAMESPACE app").await;
+    c.ok("CREATE TABLE app.t (id BIGINT PRIMARY KEY, body TEXT, n INT)")
+        .await;
+    insert(&mut c, 0, 200).await;
+    c.flush("app.t").await;
+    insert(&mut c, 200, 260).await;
+    c.flush("app.t").await;
+    c.ok("DELETE FROM app.t WHERE id < 5").await;
+    let expected = pretty(&c.rows("SELECT * FROM app.t ORDER BY id").await);
+    drop(c);
+    server.stop();
+    server.set_env("QUILLDB_FAILPOINT", Some(step));
+    server.launch(&[]);
+    let mut c = server.client().await;
+    let _ = c
+        .query("ALTER TABLE app.t SET (STORAGE_ID = 's3test')")
+        .await;
+    assert!(
+        !server.wait_exit(Duration::from_secs(30)).success(),
+        "{step}"
+    );
+    server.set_env("QUILLDB_FAILPOINT", None);
+    server.launch(&[]);
+    let mut c = server.client().await;
+    assert_eq!(
+        pretty(&c.rows("SELECT * FROM app.t ORDER BY id").await),
+        expected,
+        "{step}"
+    );
+    let rows = c
+        .rows("SELECT message FROM system.jobs WHERE job_type = 'move' AND message LIKE 'interrupted%'")
+        .await;
+    let message = column(&rows, "message").pop().unwrap();
+    let retry = message.rsplit(' ').next().unwrap().to_string();
+    let (status, why) = c.wait_job(&retry).await;
+    assert_eq!(status, "completed", "{step}: {why}");
+    assert_eq!(
+        pretty(&c.rows("SELECT * FROM app.t ORDER BY id").await),
+        expected,
+        "{step}"
+    );
+    assert_eq!(disk_files(&server, "app/t"), 0, "{step}");
+    assert_eq!(s3_files(&s3, "crash/app/t"), 2, "{step}");
+    let tables = c
+        .rows("SELECT storage_id FROM system.tables WHERE table_name = 't'")
+        .await;
+    assert_eq!(column(&tables, "storage_id"), vec!["s3test"]);
+}
+
+#[tokio::test]
+async fn a_crash_after_the_copy_leaves_one_copy() {
+    crash_during_move_at("move:copied").await;
+}
+
+#[tokio::test]
+async fn a_crash_after_the_switch_leaves_one_copy() {
+    crash_during_move_at("move:switched").await;
+}

@@ -180,7 +180,11 @@ async fn eviction_jobs_remove_expired_buckets_and_alter_changes_the_ttl() {
         Duration::from_secs(1),
     )
     .await;
-    // And a shorter one hides it at once.
-    root.ok("ALTER TABLE app.ev SET (TTL_SECONDS = 1)").await;
+    // And a shorter one hides it at once (the form without brackets works too).
+    root.ok("ALTER TABLE app.ev SET TTL_SECONDS = 1").await;
     assert_eq!(count(&alice.rows("SELECT * FROM app.ev").await), 0);
+    let ttl = root
+        .rows("SELECT ttl_seconds FROM system.tables WHERE table_name = 'ev'")
+        .await;
+    assert_eq!(column(&ttl, "ttl_seconds"), vec!["1"]);
 }

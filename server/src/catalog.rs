@@ -444,6 +444,28 @@ impl Catalog {
         Ok(def)
     }
 
+    /// Points a table at another storage (the move job, once its files are copied): the
+    /// schema and its version stay as they are.
+    pub async fn set_storage(&self, table_id: u64, storage_id: &str) -> Result<Arc<TableDef>> {
+        let _ddl = self.ddl.lock().await;
+        let Some(current) = self.table_by_id(table_id) else {
+            return Err(Error::NotFound(format!("table {table_id} does not exist")));
+        };
+        let mut def = (*current).clone();
+        def.storage_id = storage_id.to_string();
+        self.hot
+            .write(WriteRequest {
+                meta: vec![(store::table_key(def.id), Some(store::encode_table(&def)))],
+                ..Default::default()
+            })
+            .await?;
+        let def = Arc::new(def);
+        self.write_state()
+            .tables
+            .insert((def.namespace.clone(), def.name.clone()), def.clone());
+        Ok(def)
+    }
+
     /// Drops a table and its rows; `Ok(None)` if it did not exist and `if_exists` was given.
     pub async fn drop_table(
         &self,

@@ -54,6 +54,12 @@ pub struct Jobs {
     rx: Mutex<Option<mpsc::Receiver<String>>>,
     stop: CancellationToken,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// One lock per table: flushes, compactions and evictions share it, a move holds it alone,
+    /// so no job writes a folder of the storage a table is leaving.
+    table_locks: Mutex<HashMap<u64, Arc<tokio::sync::RwLock<()>>>>,
+    /// How long a moved table's old copies stay after the switch: the longest a query planned
+    /// before it may still read them (`limits.query_timeout_seconds`).
+    pub(super) move_grace: std::time::Duration,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -71,6 +77,7 @@ impl Jobs {
         metrics: Arc<Metrics>,
         config: JobsConfig,
         storage: StorageConfig,
+        move_grace: std::time::Duration,
     ) -> Result<Arc<Self>> {
         let mut state = State::default();
         for (_, v) in hot.scan_meta(record::PREFIX.as_bytes())? {
@@ -94,6 +101,8 @@ impl Jobs {
             rx: Mutex::new(Some(rx)),
             stop: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
+            table_locks: Mutex::new(HashMap::new()),
+            move_grace,
         }))
     }
 
@@ -171,6 +180,17 @@ impl Jobs {
     }
 
     async fn resubmit(&self, j: &Job) -> Result<Option<String>> {
+        if j.kind == JobKind::Move {
+            // The same move again: it copies what is missing, or only tidies up if the
+            // switch was made.
+            return match (self.catalog.table_by_id(j.table_id), &j.target) {
+                (Some(def), Some((to, from))) => self
+                    .submit_move(&def, to.clone(), from.clone(), Some(&j.id))
+                    .await
+                    .map(Some),
+                _ => Ok(None),
+            };
+        }
         if j.kind == JobKind::Cleanup {
             return self
                 .submit_cleanup(
@@ -202,6 +222,48 @@ impl Jobs {
         }
         let job = self.new_job(kind, def.namespace.clone(), def.name.clone(), def.id, None);
         self.start_job(job).await
+    }
+
+    /// Queues the move of a table's cold files from storage `from` to `to`; `retrying` is the
+    /// interrupted move this one takes over.
+    pub async fn submit_move(
+        &self,
+        def: &TableDef,
+        to: String,
+        from: String,
+        retrying: Option<&str>,
+    ) -> Result<String> {
+        if let Some(id) = self
+            .state
+            .lock()
+            .jobs
+            .values()
+            .find(|j| {
+                j.kind == JobKind::Move
+                    && j.table_id == def.id
+                    && !j.status.is_finished()
+                    && Some(j.id.as_str()) != retrying
+            })
+            .map(|j| j.id.clone())
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is being moved already by job {id}",
+                def.qualified()
+            )));
+        }
+        let job = self.new_job(
+            JobKind::Move,
+            def.namespace.clone(),
+            def.name.clone(),
+            def.id,
+            Some((to, from)),
+        );
+        self.start_job(job).await
+    }
+
+    /// The lock of one table's jobs.
+    pub(super) fn table_lock(&self, table_id: u64) -> Arc<tokio::sync::RwLock<()>> {
+        self.table_locks.lock().entry(table_id).or_default().clone()
     }
 
     /// Queues the removal of a dropped table's files.

@@ -181,10 +181,11 @@ pub async fn run_command(
             users::drop_user(db, caller, &name, if_exists).await?;
             Ok(Outcome::Affected(0))
         }
-        Command::AlterTable(stmt) => {
-            alter::alter_table(db, caller, &stmt).await?;
-            Ok(Outcome::Affected(0))
-        }
+        Command::AlterTable(stmt) => match alter::alter_table(db, caller, &stmt).await? {
+            // SET (STORAGE_ID = ...) answers its move job, as STORAGE FLUSH does.
+            Some(job) => Ok(Outcome::Rows(storage::job_ids(vec![job])?)),
+            None => Ok(Outcome::Affected(0)),
+        },
         Command::ShowStorages => Ok(Outcome::Rows(
             crate::provider::system::batches::storages_batch(db)?,
         )),

@@ -140,6 +140,29 @@ impl ColdStore {
         Ok(())
     }
 
+    /// Copies one file of a folder to a folder of another store (a table moving between
+    /// storages); returns its size.
+    pub async fn copy_file(
+        &self,
+        folder: &Path,
+        name: &str,
+        to: &ColdStore,
+        to_folder: &Path,
+    ) -> Result<u64> {
+        let path = folder.clone().join(name);
+        let bytes = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| self.err("read", &path, e))?
+            .bytes()
+            .await
+            .map_err(|e| self.err("read", &path, e))?;
+        let size = bytes.len() as u64;
+        to.put_file(to_folder, name, bytes).await?;
+        Ok(size)
+    }
+
     /// The Parquet footer of a segment, read once.
     pub async fn footer(&self, folder: &Path, seg: &SegmentMeta) -> Result<ArrowReaderMetadata> {
         let path = folder.clone().join(seg.path.as_str());

@@ -126,6 +126,7 @@ impl Database {
             metrics.clone(),
             config.jobs.clone(),
             config.storage.clone(),
+            std::time::Duration::from_secs(config.limits.query_timeout_seconds),
         )?;
         metrics.watch_store(&hot);
         metrics.watch_tables(table_figures(&hot, &catalog, &storages));

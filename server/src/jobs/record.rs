@@ -21,6 +21,8 @@ pub enum JobKind {
     StreamEviction,
     /// Remove the files of a dropped table.
     Cleanup,
+    /// Move a table's cold files to another storage.
+    Move,
 }
 
 impl JobKind {
@@ -34,6 +36,7 @@ impl JobKind {
             1 => Self::Compact,
             2 => Self::StreamEviction,
             3 => Self::Cleanup,
+            4 => Self::Move,
             _ => return Err(Error::Internal(format!("unknown job kind {c}"))),
         })
     }
@@ -45,6 +48,7 @@ impl JobKind {
             Self::Compact => "CO",
             Self::StreamEviction => "SE",
             Self::Cleanup => "CL",
+            Self::Move => "MV",
         }
     }
 }
@@ -56,6 +60,7 @@ impl fmt::Display for JobKind {
             Self::Compact => "compact",
             Self::StreamEviction => "stream_eviction",
             Self::Cleanup => "cleanup",
+            Self::Move => "move",
         })
     }
 }

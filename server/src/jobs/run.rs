@@ -93,6 +93,17 @@ pub(super) async fn execute(
             compact_due: false,
         }));
     }
+    // A move has the table to itself; the other jobs share it. The definition is read once the
+    // lock is held, so a flush that waited for a move writes to the new storage.
+    let lock = jobs.table_lock(job.table_id);
+    if job.kind == JobKind::Move {
+        let alone = lock.write_owned().await;
+        let Some(def) = jobs.catalog.table_by_id(job.table_id) else {
+            return Err(Error::Cancelled("the table was dropped".into()));
+        };
+        return move_table(jobs, job, &def, &steps, alone).await.map(Some);
+    }
+    let _shared = lock.read().await;
     let Some(def) = jobs.catalog.table_by_id(job.table_id) else {
         return Err(Error::Cancelled("the table was dropped".into()));
     };
@@ -191,8 +202,100 @@ pub(super) async fn execute(
                 compact_due: false,
             }))
         }
-        JobKind::Cleanup => Ok(None),
+        JobKind::Cleanup | JobKind::Move => Ok(None),
     }
+}
+
+/// The folders of a table in a storage: (user, folder) for each user folder of a USER table,
+/// the one folder of a SHARED table.
+async fn table_folders(
+    storage: &crate::catalog::Storage,
+    def: &TableDef,
+) -> Result<Vec<(Option<String>, object_store::path::Path)>> {
+    Ok(match def.table_type {
+        TableType::Shared => vec![(None, storage.folder(def, None))],
+        _ => storage
+            .cold
+            .subfolders(&storage.table_root(def))
+            .await?
+            .into_iter()
+            .map(|user| {
+                let folder = storage.folder(def, Some(&user));
+                (Some(user), folder)
+            })
+            .collect(),
+    })
+}
+
+/// ALTER TABLE ... SET STORAGE_ID: copies every segment and manifest of the table to the new
+/// storage (manifests last, so a folder there is complete once its manifest is), points the
+/// table at it in one catalog write, then removes the old copies once no query planned before
+/// the switch can still be reading them (the query timeout later; flushes and compactions go on
+/// meanwhile, to the new storage). Reads use the old copies until the switch and the new ones
+/// after; writes only touch the hot store. Interrupted, the job is run again: before the switch
+/// it copies again (over what it copied), after it only removes.
+async fn move_table(
+    jobs: &Jobs,
+    job: &Job,
+    def: &TableDef,
+    steps: &JobSteps<'_>,
+    alone: tokio::sync::OwnedRwLockWriteGuard<()>,
+) -> Result<Done> {
+    let Some((to_id, from_id)) = &job.target else {
+        return Err(Error::Internal("a move job without its storages".into()));
+    };
+    let from = jobs.storages.get(from_id)?;
+    let to = jobs.storages.get(to_id)?;
+    let (mut files, mut bytes) = (0u64, 0u64);
+    if def.storage_id == *from_id {
+        for (user, old) in table_folders(&from, def).await? {
+            let Some(manifest) = from.cold.manifest(&old).await? else {
+                continue;
+            };
+            let new = to.folder(def, user.as_deref());
+            for seg in &manifest.segments {
+                if steps.cancelled() {
+                    return Err(Error::Cancelled("the move was cancelled".into()));
+                }
+                bytes += from.cold.copy_file(&old, &seg.path, &to.cold, &new).await?;
+                files += 1;
+            }
+            // Copied as read, then loaded into the new store's cache from there.
+            to.cold.forget(&new);
+            bytes += from
+                .cold
+                .copy_file(&old, quilldb_storage::cold::MANIFEST_FILE, &to.cold, &new)
+                .await?;
+            files += 1;
+        }
+        steps.reached("move:copied");
+        jobs.catalog.set_storage(def.id, to_id).await?;
+        tracing::info!(table = %def.qualified(), from = %from_id, to = %to_id, "table moved");
+        steps.reached("move:switched");
+    } else if def.storage_id != *to_id {
+        return Err(Error::FailedPrecondition(format!(
+            "{} is on storage {} now, neither {from_id} nor {to_id}",
+            def.qualified(),
+            def.storage_id
+        )));
+    }
+    drop(alone);
+    // Cancelled (KILL JOB, DROP TABLE, shutdown) while it waits: remove them now rather than
+    // leave them behind for good.
+    tokio::select! {
+        _ = tokio::time::sleep(jobs.move_grace) => {}
+        _ = steps.token.cancelled() => {}
+    }
+    let freed = from.cold.delete_all(&from.table_root(def)).await?;
+    Ok(Done {
+        rows: 0,
+        bytes,
+        message: format!(
+            "moved {files} file(s), {bytes} bytes, from storage {from_id} to {to_id}; \
+             {freed} bytes removed from {from_id}"
+        ),
+        compact_due: false,
+    })
 }
 
 /// Whether the folder now holds `storage.auto_compact_segments` small segments.

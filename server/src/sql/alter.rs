@@ -16,26 +16,99 @@ use crate::engine::{CatalogEvent, Database};
 use crate::error::{Error, Result};
 use crate::session::Caller;
 
-/// Runs ALTER TABLE.
-pub async fn alter_table(db: &Arc<Database>, caller: &Caller, stmt: &AlterTable) -> Result<()> {
+/// Runs ALTER TABLE; answers the id of the move job that SET (STORAGE_ID = ...) starts.
+pub async fn alter_table(
+    db: &Arc<Database>,
+    caller: &Caller,
+    stmt: &AlterTable,
+) -> Result<Option<String>> {
     let (ns, table) = db.resolve_table_name(caller, &stmt.name)?;
     if !db.catalog.has_namespace(&ns) {
         return Err(Error::NotFound(format!("namespace {ns} does not exist")));
     }
-    if db.catalog.table(&ns, &table).is_none() {
+    let Some(current) = db.catalog.table(&ns, &table) else {
         return if stmt.if_exists {
-            Ok(())
+            Ok(None)
         } else {
             Err(Error::NotFound(format!(
                 "table {ns}.{table} does not exist"
             )))
         };
+    };
+    // STORAGE_ID is not a schema change: it moves the files, as a job.
+    let mut stmt = stmt.clone();
+    let mut move_to = None;
+    for op in &mut stmt.operations {
+        if let AlterTableOperation::SetOptionsParens { options } = op {
+            let mut kept = Vec::new();
+            for o in options.drain(..) {
+                match table_option(&o)? {
+                    TableOption::Storage(s) => move_to = Some(s),
+                    _ => kept.push(o),
+                }
+            }
+            *options = kept;
+        }
     }
+    stmt.operations.retain(
+        |op| !matches!(op, AlterTableOperation::SetOptionsParens { options } if options.is_empty()),
+    );
+    // Checked before anything changes: a refused move leaves the schema as it was.
+    if let Some(to) = &move_to {
+        check_move(db, caller, &current, to)?;
+    }
+    if !stmt.operations.is_empty() {
+        alter_schema(db, &ns, &table, &stmt).await?;
+    }
+    let Some(to) = move_to else {
+        return Ok(None);
+    };
+    if current.table_type == TableType::Stream {
+        // Never flushed: nothing to copy.
+        db.catalog.set_storage(current.id, &to).await?;
+        return Ok(None);
+    }
+    let job = db
+        .jobs
+        .submit_move(&current, to.clone(), current.storage_id.clone(), None)
+        .await?;
+    tracing::info!(table = %current.qualified(), from = %current.storage_id, to, job = %job, "move queued");
+    Ok(Some(job))
+}
+
+/// Whether `caller` may move `def` to storage `to`: dba and up (storages are theirs), to
+/// another place than where it is.
+fn check_move(db: &Database, caller: &Caller, def: &TableDef, to: &str) -> Result<()> {
+    if caller.role < crate::session::Role::Dba {
+        return Err(Error::PermissionDenied(
+            "moving a table to another storage needs the dba or system role".into(),
+        ));
+    }
+    let target = db.storages.get(to)?;
+    let source = db.storages.get(&def.storage_id)?;
+    if def.storage_id == to {
+        return Err(Error::InvalidArgument(format!(
+            "{} is on storage {to} already",
+            def.qualified()
+        )));
+    }
+    let (a, b) = (&source.def, &target.def);
+    if (&a.kind, &a.path, &a.bucket, &a.endpoint) == (&b.kind, &b.path, &b.bucket, &b.endpoint) {
+        return Err(Error::InvalidArgument(format!(
+            "storages {} and {} are the same place: nothing would move",
+            a.id, b.id
+        )));
+    }
+    Ok(())
+}
+
+/// The schema part of ALTER TABLE: a new schema version, subscriptions closed.
+async fn alter_schema(db: &Arc<Database>, ns: &str, table: &str, stmt: &AlterTable) -> Result<()> {
     // Versions written before an added column existed read its default up to this `_seq`.
     let fill_before = db.hot.seq().last();
     let def = db
         .catalog
-        .alter_table(&ns, &table, |current| {
+        .alter_table(ns, table, |current| {
             let mut def = current.clone();
             for op in &stmt.operations {
                 apply(&mut def, op, fill_before)?;
@@ -174,10 +247,8 @@ fn apply(def: &mut TableDef, op: &AlterTableOperation, fill_before: u64) -> Resu
                         ));
                     }
                     TableOption::Storage(_) => {
-                        return Err(Error::InvalidArgument(
-                            "option STORAGE_ID cannot be changed by ALTER TABLE yet: existing \
-                             segments would have to move"
-                                .into(),
+                        return Err(Error::Internal(
+                            "STORAGE_ID is handled as a move, before the schema".into(),
                         ));
                     }
                 }

@@ -135,12 +135,64 @@ fn normalize_tokens(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     out
 }
 
+/// `ALTER TABLE t SET KEY = value [, ...]` as `ALTER TABLE t SET (KEY = value, ...)`: the
+/// form without brackets reads naturally for one option and is what the contract's notes use.
+fn bare_set_options(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let words: Vec<(usize, String)> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !matches!(t.token, Token::Whitespace(_)))
+        .map(|(i, t)| (i, word(t).unwrap_or_default()))
+        .collect();
+    let starts = words.len() > 4 && words[0].1 == "ALTER" && words[1].1 == "TABLE";
+    let Some(set) = words
+        .iter()
+        .position(|(_, w)| w == "SET")
+        .filter(|_| starts)
+    else {
+        return tokens;
+    };
+    // SET then an option name then `=`: not yet bracketed.
+    let bare = words.get(set + 1).is_some_and(|(_, w)| !w.is_empty())
+        && words
+            .get(set + 2)
+            .is_some_and(|(i, _)| tokens[*i].token == Token::Eq);
+    if !bare {
+        return tokens;
+    }
+    let open_at = words[set].0 + 1;
+    // The options run to the end of the statement.
+    let close_at = tokens
+        .iter()
+        .enumerate()
+        .skip(open_at)
+        .find(|(_, t)| matches!(t.token, Token::SemiColon | Token::EOF))
+        .map_or(tokens.len(), |(i, _)| i);
+    let span = tokens[words[set].0].span;
+    let bracket = |token| TokenWithSpan { token, span };
+    let total = tokens.len();
+    let mut out = Vec::with_capacity(total + 2);
+    for (i, t) in tokens.into_iter().enumerate() {
+        if i == open_at {
+            out.push(bracket(Token::LParen));
+        }
+        if i == close_at {
+            out.push(bracket(Token::RParen));
+        }
+        out.push(t);
+    }
+    if close_at == total {
+        out.push(bracket(Token::RParen));
+    }
+    out
+}
+
 fn parse_inner(sql: &str, limits: &TextLimits) -> Result<Command> {
     let dialect = QuillDialect::default();
     let tokens = tokenize(sql, limits)?;
     let mut p = Parser::new(&dialect)
         .with_recursion_limit(limits.parser_recursion())
-        .with_tokens_with_locations(normalize_tokens(tokens));
+        .with_tokens_with_locations(bare_set_options(normalize_tokens(tokens)));
     while p.consume_token(&Token::SemiColon) {}
     if p.peek_token().token == Token::EOF {
         return Err(Error::Parse("empty statement".into()));

@@ -17,7 +17,8 @@ use crate::jobs::JobKind;
 use crate::provider::system::batches::{millis, ts};
 use crate::session::Caller;
 
-fn job_ids(ids: Vec<String>) -> Result<RecordBatch> {
+/// The one-column `job_id` answer of statements that start jobs.
+pub(crate) fn job_ids(ids: Vec<String>) -> Result<RecordBatch> {
     let schema = Arc::new(Schema::new(vec![Field::new(
         "job_id",
         DataType::Utf8,
