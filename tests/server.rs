@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use quilldb_tests::{TestServer, binary, http_get};
+use quilldb_tests::{TestServer, binary, http_get, http_get_with};
 
 #[tokio::test]
 async fn health_ready_and_metrics() {
@@ -109,4 +109,62 @@ async fn configuration_layers_and_log_level() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[tokio::test]
+async fn an_export_is_downloaded_by_its_user_and_expires() {
+    let server = TestServer::start_with(&[("QUILLDB_JOBS__EXPORT_RETENTION_SECONDS", "2")]).await;
+    let mut root = server.client().await;
+    root.ok("CREATE NAMESPACE app").await;
+    root.ok("CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT)")
+        .await;
+    root.ok("CREATE USER alice PASSWORD 'pw-alice-1' ROLE user")
+        .await;
+    let mut alice = server.client_as("alice", "pw-alice-1").await.unwrap();
+    alice.ok("INSERT INTO app.notes VALUES (1, 'mine')").await;
+    let job = quilldb_tests::column(&alice.rows("EXPORT USER DATA").await, "job_id")
+        .pop()
+        .unwrap();
+    let (status, message) = root.wait_job(&job).await;
+    assert_eq!(status, "completed", "{message}");
+    assert!(
+        message.contains("1 rows of 1 table(s) for alice"),
+        "{message}"
+    );
+    let token = alice.inner.token().cloned().unwrap();
+    let path = format!("/v1/exports/{job}");
+    let (code, body) = http_get_with(&server.http_url, &path, Some(&token));
+    assert_eq!(code, 200);
+    assert!(body.starts_with("PK"), "a zip");
+    assert_eq!(http_get_with(&server.http_url, &path, None).0, 401);
+    assert_eq!(
+        http_get_with(&server.http_url, "/v1/exports/EX-nothing", Some(&token)).0,
+        404
+    );
+    // Past jobs.export_retention_seconds the file is gone: 410, and the job stays listed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (code, _) = http_get_with(&server.http_url, &path, Some(&token));
+        if code == 410 {
+            break;
+        }
+        assert_eq!(code, 200);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the export never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        !server
+            .data_dir()
+            .join(format!("exports/{job}.zip"))
+            .exists()
+    );
+    let jobs = root
+        .rows(&format!(
+            "SELECT job_type, user_id FROM system.jobs WHERE job_id = '{job}'"
+        ))
+        .await;
+    assert_eq!(quilldb_tests::column(&jobs, "user_id"), vec!["alice"]);
 }

@@ -225,6 +225,8 @@ pub struct JobsConfig {
     pub shutdown_wait_seconds: u64,
     /// Milliseconds between two looks at the flush policies.
     pub policy_check_ms: u64,
+    /// Seconds an EXPORT USER DATA file stays downloadable.
+    pub export_retention_seconds: u64,
 }
 
 impl Default for JobsConfig {
@@ -234,6 +236,7 @@ impl Default for JobsConfig {
             retention_seconds: 7 * 24 * 3600,
             shutdown_wait_seconds: 60,
             policy_check_ms: 1000,
+            export_retention_seconds: 24 * 3600,
         }
     }
 }

@@ -1,23 +1,115 @@
-//! The HTTP port: `/health`, `/ready` and `/metrics`.
+//! The HTTP port: `/health`, `/ready`, `/metrics`, and `/v1/exports/{job_id}` (the zip of an
+//! EXPORT USER DATA job, for its user or a dba, with the same Bearer token as Flight).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::engine::Database;
+use crate::jobs::{JobKind, JobStatus};
 use crate::metrics::Metrics;
+use crate::session::Role;
 
 #[derive(Clone)]
 struct HttpState {
     ready: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    db: Arc<Database>,
+}
+
+/// GET /v1/exports/{job_id}: 401 without a valid token, 404 for a job that is not an export
+/// of the caller's (dba and system: of anyone), 409 while it runs, 410 once it expired.
+async fn export(
+    State(s): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let refuse = |code: StatusCode, why: String| (code, format!("{why}\n")).into_response();
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let caller = match token.map(|t| s.db.auth.resume(t.trim())) {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => return refuse(StatusCode::UNAUTHORIZED, e.to_string()),
+        None => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "send the Flight login's token as Authorization: Bearer <token>".into(),
+            );
+        }
+    };
+    let job = s.db.jobs.get(&id).filter(|j| {
+        j.kind == JobKind::Export
+            && (j.user_id.as_deref() == Some(caller.user.as_str()) || caller.role >= Role::Dba)
+    });
+    let Some(job) = job else {
+        return refuse(StatusCode::NOT_FOUND, format!("no export {id} of yours"));
+    };
+    match job.status {
+        JobStatus::Completed => {}
+        JobStatus::Queued | JobStatus::Running => {
+            return refuse(
+                StatusCode::CONFLICT,
+                format!("export {id} is {}: try again when it completed", job.status),
+            );
+        }
+        other => {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                format!("export {id} {other}: {}", job.message),
+            );
+        }
+    }
+    let file = match tokio::fs::File::open(s.db.jobs.export_file(&id)).await {
+        Ok(f) => f,
+        Err(_) => {
+            return refuse(
+                StatusCode::GONE,
+                format!("export {id} expired (jobs.export_retention_seconds): export again"),
+            );
+        }
+    };
+    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let user = job.user_id.unwrap_or_default();
+    (
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (header::CONTENT_LENGTH, size.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"quilldb-export-{user}-{id}.zip\""),
+            ),
+        ],
+        Body::from_stream(chunks(file)),
+    )
+        .into_response()
+}
+
+/// A file as a stream of 64 KiB chunks.
+fn chunks(
+    file: tokio::fs::File,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send {
+    futures::stream::try_unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 << 10];
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        Ok(Some((bytes::Bytes::from(buf), file)))
+    })
 }
 
 /// The router; `ready` turns true once the server accepts queries.
-pub fn router(ready: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Router {
+pub fn router(ready: Arc<AtomicBool>, metrics: Arc<Metrics>, db: Arc<Database>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route(
@@ -42,5 +134,6 @@ pub fn router(ready: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Router {
                 )
             }),
         )
-        .with_state(HttpState { ready, metrics })
+        .route("/v1/exports/{job_id}", get(export))
+        .with_state(HttpState { ready, metrics, db })
 }

@@ -9,9 +9,10 @@
 //! Every job is a row of system.jobs, persisted under `jobs/<id>`: a job that was running when
 //! the server died is marked failed at the next start and its work submitted again.
 
+/// What each kind of job does.
+mod export;
 /// Job records.
 pub mod record;
-/// What each kind of job does.
 mod run;
 
 use std::collections::HashMap;
@@ -60,12 +61,27 @@ pub struct Jobs {
     /// How long a moved table's old copies stay after the switch: the longest a query planned
     /// before it may still read them (`limits.query_timeout_seconds`).
     pub(super) move_grace: std::time::Duration,
+    /// Where EXPORT USER DATA writes its zips (`<data_dir>/exports`).
+    pub(super) exports: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Jobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Jobs").finish_non_exhaustive()
     }
+}
+
+/// What the jobs are configured with.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    /// `[jobs]`.
+    pub config: JobsConfig,
+    /// `[storage]`.
+    pub storage: StorageConfig,
+    /// How long a moved table's old copies stay (`limits.query_timeout_seconds`).
+    pub move_grace: std::time::Duration,
+    /// Where exports are written (`<data_dir>/exports`).
+    pub exports: std::path::PathBuf,
 }
 
 impl Jobs {
@@ -75,10 +91,14 @@ impl Jobs {
         catalog: Arc<Catalog>,
         storages: Arc<Storages>,
         metrics: Arc<Metrics>,
-        config: JobsConfig,
-        storage: StorageConfig,
-        move_grace: std::time::Duration,
+        settings: JobSettings,
     ) -> Result<Arc<Self>> {
+        let JobSettings {
+            config,
+            storage,
+            move_grace,
+            exports,
+        } = settings;
         let mut state = State::default();
         for (_, v) in hot.scan_meta(record::PREFIX.as_bytes())? {
             let j = record::decode(&v)?;
@@ -103,6 +123,7 @@ impl Jobs {
             tasks: Mutex::new(Vec::new()),
             table_locks: Mutex::new(HashMap::new()),
             move_grace,
+            exports,
         }))
     }
 
@@ -180,6 +201,12 @@ impl Jobs {
     }
 
     async fn resubmit(&self, j: &Job) -> Result<Option<String>> {
+        if j.kind == JobKind::Export {
+            return match &j.user_id {
+                Some(user) => self.submit_export(user).await.map(Some),
+                None => Ok(None),
+            };
+        }
         if j.kind == JobKind::Move {
             // The same move again: it copies what is missing, or only tidies up if the
             // switch was made.
@@ -259,6 +286,40 @@ impl Jobs {
             Some((to, from)),
         );
         self.start_job(job).await
+    }
+
+    /// Queues EXPORT USER DATA of `user`.
+    pub async fn submit_export(&self, user: &str) -> Result<String> {
+        let mut job = self.new_job(JobKind::Export, String::new(), String::new(), 0, None);
+        job.user_id = Some(user.to_string());
+        self.start_job(job).await
+    }
+
+    /// The zip of a completed export job (it may have expired since).
+    pub fn export_file(&self, id: &str) -> std::path::PathBuf {
+        self.exports.join(format!("{id}.zip"))
+    }
+
+    /// Removes the export zips older than `jobs.export_retention_seconds`.
+    fn expire_exports(&self) {
+        let horizon =
+            now_millis() - (self.config.export_retention_seconds as i64).saturating_mul(1000);
+        let expired: Vec<String> = self
+            .state
+            .lock()
+            .jobs
+            .values()
+            .filter(|j| j.kind == JobKind::Export && j.finished_at.is_some_and(|t| t < horizon))
+            .map(|j| j.id.clone())
+            .collect();
+        for id in expired {
+            let path = self.export_file(&id);
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(job = %id, "export expired and removed"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(job = %id, error = %e, "removing an expired export"),
+            }
+        }
     }
 
     /// The lock of one table's jobs.
@@ -651,6 +712,7 @@ impl Jobs {
     /// Forgets finished jobs older than `jobs.retention_seconds`.
     async fn retention(self: Arc<Self>) {
         loop {
+            self.expire_exports();
             let horizon =
                 now_millis() - (self.config.retention_seconds as i64).saturating_mul(1000);
             let old: Vec<String> = self
@@ -683,7 +745,11 @@ impl Jobs {
                 }
             }
             // Looks twice per retention period, at most once a minute.
-            let every = Duration::from_secs((self.config.retention_seconds / 2).clamp(1, 60));
+            let shortest = self
+                .config
+                .retention_seconds
+                .min(self.config.export_retention_seconds);
+            let every = Duration::from_secs((shortest / 2).clamp(1, 60));
             tokio::select! {
                 _ = self.stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}

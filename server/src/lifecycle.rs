@@ -199,7 +199,7 @@ pub async fn serve(config: Config) -> Result<()> {
             tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
         }
     };
-    let app = http::router(ready.clone(), metrics);
+    let app = http::router(ready.clone(), metrics, db.clone());
     let stop = shutdown.clone().cancelled_owned();
     let http_task = match &tls {
         Some(tls) => {

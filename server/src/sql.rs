@@ -129,6 +129,20 @@ pub async fn run_command(
         Command::ShowManifest(name) => Ok(Outcome::Rows(
             storage::show_manifest(db, caller, &name).await?,
         )),
+        Command::ExportUserData(user) => {
+            let user = user.unwrap_or_else(|| caller.user.clone());
+            if user != caller.user && caller.role < crate::session::Role::Dba {
+                return Err(Error::PermissionDenied(format!(
+                    "{} may export only their own data (dba and system export anyone's)",
+                    caller.user
+                )));
+            }
+            if db.auth.user(&user).is_none() {
+                return Err(Error::NotFound(format!("user {user} does not exist")));
+            }
+            let id = db.jobs.submit_export(&user).await?;
+            Ok(Outcome::Rows(storage::job_ids(vec![id])?))
+        }
         Command::KillLiveQuery(id) => {
             db.kill_live_query(caller, &id)?;
             Ok(Outcome::Affected(0))

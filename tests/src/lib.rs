@@ -531,16 +531,25 @@ pub fn exists(p: &Path) -> bool {
 
 /// Runs a blocking HTTP GET against the server's HTTP port: (status, body).
 pub fn http_get(base: &str, path: &str) -> (u16, String) {
+    http_get_with(base, path, None)
+}
+
+/// [`http_get`] with `Authorization: Bearer <token>`; the body as text (lossy for binaries).
+pub fn http_get_with(base: &str, path: &str, token: Option<&str>) -> (u16, String) {
     use std::io::{Read, Write};
     let hostport = base.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(hostport).expect("connect http");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\n{auth}Connection: close\r\n\r\n"
     )
     .expect("write");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let resp = String::from_utf8_lossy(&raw).into_owned();
     let status = resp
         .split_whitespace()
         .nth(1)

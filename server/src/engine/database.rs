@@ -124,9 +124,12 @@ impl Database {
             catalog.clone(),
             storages.clone(),
             metrics.clone(),
-            config.jobs.clone(),
-            config.storage.clone(),
-            std::time::Duration::from_secs(config.limits.query_timeout_seconds),
+            crate::jobs::JobSettings {
+                config: config.jobs.clone(),
+                storage: config.storage.clone(),
+                move_grace: std::time::Duration::from_secs(config.limits.query_timeout_seconds),
+                exports: data.join("exports"),
+            },
         )?;
         metrics.watch_store(&hot);
         metrics.watch_tables(table_figures(&hot, &catalog, &storages));

@@ -23,6 +23,8 @@ pub enum JobKind {
     Cleanup,
     /// Move a table's cold files to another storage.
     Move,
+    /// Write one user's rows of every USER table into a zip (EXPORT USER DATA).
+    Export,
 }
 
 impl JobKind {
@@ -37,6 +39,7 @@ impl JobKind {
             2 => Self::StreamEviction,
             3 => Self::Cleanup,
             4 => Self::Move,
+            5 => Self::Export,
             _ => return Err(Error::Internal(format!("unknown job kind {c}"))),
         })
     }
@@ -49,6 +52,7 @@ impl JobKind {
             Self::StreamEviction => "SE",
             Self::Cleanup => "CL",
             Self::Move => "MV",
+            Self::Export => "EX",
         }
     }
 }
@@ -61,6 +65,7 @@ impl fmt::Display for JobKind {
             Self::StreamEviction => "stream_eviction",
             Self::Cleanup => "cleanup",
             Self::Move => "move",
+            Self::Export => "export",
         })
     }
 }

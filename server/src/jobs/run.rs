@@ -93,6 +93,9 @@ pub(super) async fn execute(
             compact_due: false,
         }));
     }
+    if job.kind == JobKind::Export {
+        return super::export::run(jobs, job, token).await.map(Some);
+    }
     // A move has the table to itself; the other jobs share it. The definition is read once the
     // lock is held, so a flush that waited for a move writes to the new storage.
     let lock = jobs.table_lock(job.table_id);
@@ -202,7 +205,7 @@ pub(super) async fn execute(
                 compact_due: false,
             }))
         }
-        JobKind::Cleanup | JobKind::Move => Ok(None),
+        JobKind::Cleanup | JobKind::Move | JobKind::Export => Ok(None),
     }
 }
 

@@ -36,6 +36,8 @@ pub fn authorize(caller: &Caller, cmd: &Command) -> Result<()> {
         Command::KillJob(_) => (Role::Dba, "kill jobs"),
         // Own live queries; dba and up any (checked on the live query).
         Command::KillLiveQuery(_) => (Role::User, "kill live queries"),
+        // Another user's data: checked against the name (dba and up).
+        Command::ExportUserData(_) => (Role::User, "export user data"),
         Command::CreateUser { role: given, .. } => {
             let Some(limit) = authz::grantable(role) else {
                 return Err(authz::denied(role, "create users"));

@@ -99,6 +99,8 @@ pub enum Command {
     KillJob(String),
     /// KILL LIVE QUERY 'id'
     KillLiveQuery(String),
+    /// EXPORT USER DATA ['user']: the caller's own without a name.
+    ExportUserData(Option<String>),
     /// CREATE STORAGE
     CreateStorage {
         /// Name.

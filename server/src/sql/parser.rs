@@ -361,6 +361,16 @@ fn parse_one(p: &mut Parser) -> Result<Command> {
             let _ = p.parse_keyword(Keyword::FOR);
             Ok(Command::ShowManifest(p.parse_object_name(false)?))
         }
+        ("EXPORT", "USER") if peek_word(p, 2).as_deref() == Some("DATA") => {
+            for _ in 0..3 {
+                p.next_token();
+            }
+            let user = match p.peek_token().token {
+                Token::EOF | Token::SemiColon => None,
+                _ => Some(string_or_ident(p)?),
+            };
+            Ok(Command::ExportUserData(user))
+        }
         ("SHOW", "STORAGES") => {
             p.next_token();
             p.next_token();
