@@ -431,6 +431,12 @@ impl Catalog {
         def.id = current.id;
         def.created_at = current.created_at;
         def.schema_version = current.schema_version + 1;
+        self.replace_table(def).await
+    }
+
+    /// Persists a changed definition of an existing table and makes it the current one (the
+    /// caller holds the DDL lock).
+    async fn replace_table(&self, def: TableDef) -> Result<Arc<TableDef>> {
         self.hot
             .write(WriteRequest {
                 meta: vec![(store::table_key(def.id), Some(store::encode_table(&def)))],
@@ -440,7 +446,7 @@ impl Catalog {
         let def = Arc::new(def);
         self.write_state()
             .tables
-            .insert((namespace.to_string(), name.to_string()), def.clone());
+            .insert((def.namespace.clone(), def.name.clone()), def.clone());
         Ok(def)
     }
 
@@ -453,17 +459,7 @@ impl Catalog {
         };
         let mut def = (*current).clone();
         def.storage_id = storage_id.to_string();
-        self.hot
-            .write(WriteRequest {
-                meta: vec![(store::table_key(def.id), Some(store::encode_table(&def)))],
-                ..Default::default()
-            })
-            .await?;
-        let def = Arc::new(def);
-        self.write_state()
-            .tables
-            .insert((def.namespace.clone(), def.name.clone()), def.clone());
-        Ok(def)
+        self.replace_table(def).await
     }
 
     /// Drops a table and its rows; `Ok(None)` if it did not exist and `if_exists` was given.
