@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use zip::write::SimpleFileOptions;
 
-use super::run::Done;
+use super::record::Done;
 use super::{Job, Jobs};
 use crate::catalog::TableType;
 use crate::engine::read::TableRead;

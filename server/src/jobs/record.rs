@@ -123,6 +123,16 @@ impl fmt::Display for JobStatus {
     }
 }
 
+/// What a job that did something reports.
+#[derive(Debug, Default)]
+pub(super) struct Done {
+    pub rows: u64,
+    pub bytes: u64,
+    pub message: String,
+    /// A flush left a folder with enough small segments to compact.
+    pub compact_due: bool,
+}
+
 /// One job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {

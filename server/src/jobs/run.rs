@@ -7,19 +7,10 @@ use quilldb_storage::flush::{self, CompactOptions, FolderOutcome, FolderSpec, St
 use quilldb_storage::keys::PartitionKey;
 use tokio_util::sync::CancellationToken;
 
+use super::record::Done;
 use super::{Job, JobKind, Jobs};
 use crate::catalog::{TableDef, TableType};
 use crate::error::{Error, Result};
-
-/// What a job that did something reports.
-#[derive(Debug, Default)]
-pub(super) struct Done {
-    pub rows: u64,
-    pub bytes: u64,
-    pub message: String,
-    /// A flush left a folder with enough small segments to compact.
-    pub compact_due: bool,
-}
 
 struct JobSteps<'a> {
     token: &'a CancellationToken,
