@@ -232,13 +232,15 @@ impl<S: NamedService, B> NamedService for AuthService<S, B> {
     const NAME: &'static str = S::NAME;
 }
 
-enum Credentials {
+/// What a request's `authorization` header carries.
+pub(crate) enum Credentials {
     None,
     Basic(String, String),
     Bearer(String),
 }
 
-fn credentials(headers: &http::HeaderMap) -> Result<Credentials, Status> {
+/// Reads the `authorization` header: Basic, Bearer or none.
+pub(crate) fn credentials(headers: &http::HeaderMap) -> Result<Credentials, Status> {
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
         return Ok(Credentials::None);
     };

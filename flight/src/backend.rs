@@ -49,6 +49,9 @@ pub struct TableEntry {
     pub table_name: String,
     /// `BASE TABLE`, `VIEW` or `SYSTEM TABLE`.
     pub table_type: String,
+    /// The database's own kind of table, for people (`SHARED`, `USER`, `STREAM`, `VIEW`,
+    /// `SYSTEM`): the browser API's catalog shows it.
+    pub kind: String,
     /// The columns, with their metadata.
     pub schema: SchemaRef,
     /// The primary-key column, if any.

@@ -29,9 +29,9 @@ pub struct QuillFlightService<B: Backend> {
 }
 
 impl<B: Backend> QuillFlightService<B> {
-    /// Serves `sql`.
-    pub fn new(sql: QuillFlightSql<B>) -> Self {
-        Self { sql: Arc::new(sql) }
+    /// Serves `sql` (which the browser API may share).
+    pub fn new(sql: Arc<QuillFlightSql<B>>) -> Self {
+        Self { sql }
     }
 }
 

@@ -38,6 +38,9 @@ pub mod service;
 pub mod session;
 /// Tickets and prepared-statement handles.
 pub mod tickets;
+/// The browser API on the HTTP port: login, statements as Arrow IPC, the catalog, WebSocket
+/// subscriptions.
+pub mod web;
 
 pub use auth::{AuthLayer, CallAuth, CallObserver, InFlight, panic_message};
 pub use backend::{

@@ -197,7 +197,7 @@ pub async fn read_request(
 }
 
 /// Whether SQL text uses `$n` placeholders outside string literals.
-fn has_placeholder(sql: &str) -> bool {
+pub(crate) fn has_placeholder(sql: &str) -> bool {
     let mut quoted = false;
     let b = sql.as_bytes();
     for (i, c) in b.iter().enumerate() {

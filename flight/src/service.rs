@@ -404,9 +404,7 @@ impl<B: Backend> FlightSqlService for QuillFlightSql<B> {
             return Ok(Response::new(stream));
         }
         let wanted = crate::live::read_request(first, &mut inbound).await?;
-        let subscription = self
-            .timed(&caller, self.backend.subscribe(&caller, wanted))
-            .await?;
+        let subscription = self.subscribe(&caller, wanted).await?;
         let closed = async move { while let Ok(Some(_)) = inbound.message().await {} };
         let frames = crate::live::frames(subscription).take_until(closed);
         Ok(Response::new(frames.boxed()))

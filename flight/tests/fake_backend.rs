@@ -179,6 +179,7 @@ impl Backend for Fake {
             schema_name: "main".into(),
             table_name: "numbers".into(),
             table_type: "BASE TABLE".into(),
+            kind: "SHARED".into(),
             schema: numbers_schema(),
             primary_key: Some("n".into()),
         }])
@@ -230,7 +231,7 @@ impl Backend for Fake {
 async fn serve() -> Channel {
     let backend = Arc::new(Fake);
     let sql = QuillFlightSql::new(backend.clone(), ServiceOptions::default()).unwrap();
-    let flight = FlightServiceServer::new(QuillFlightService::new(sql));
+    let flight = FlightServiceServer::new(QuillFlightService::new(std::sync::Arc::new(sql)));
     let service = AuthLayer::new(backend, InFlight::default()).layer(flight);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -123,7 +123,7 @@ impl Harness {
         let service = QuillFlightSql::new(backend, ServiceOptions::default())
             .map_err(|e| e.message().to_string())?;
         Ok(Self {
-            flight: QuillFlightService::new(service),
+            flight: QuillFlightService::new(std::sync::Arc::new(service)),
             runtime,
             db,
             callers,

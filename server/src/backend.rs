@@ -68,6 +68,7 @@ impl QuillBackend {
                 schema_name: t.namespace.clone(),
                 table_name: t.name.clone(),
                 table_type: "BASE TABLE".into(),
+                kind: t.table_type.to_string(),
                 primary_key: t.pk().ok().map(|(_, c)| c.name.clone()),
                 schema: t.query_schema(),
             })
@@ -87,6 +88,7 @@ impl QuillBackend {
                 schema_name: view.namespace.clone(),
                 table_name: view.name.clone(),
                 table_type: "VIEW".into(),
+                kind: "VIEW".into(),
                 primary_key: None,
                 schema,
             });
@@ -97,6 +99,7 @@ impl QuillBackend {
                 schema_name: crate::provider::system::SYSTEM_SCHEMA.into(),
                 table_name: name,
                 table_type: "SYSTEM TABLE".into(),
+                kind: "SYSTEM".into(),
                 primary_key: None,
                 schema,
             });

@@ -77,6 +77,9 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// PEM CA certificates: when set, every client must present a certificate they signed.
     pub tls_client_ca: Option<PathBuf>,
+    /// Origins (`https://app.example.com`) whose pages may call the browser API; empty: only
+    /// the console served by this server.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +93,7 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }

@@ -1,20 +1,29 @@
-//! The HTTP port: `/health`, `/ready`, `/metrics`, and `/v1/exports/{job_id}` (the zip of an
-//! EXPORT USER DATA job, for its user or a dba, with the same Bearer token as Flight).
+//! The HTTP port: `/health`, `/ready`, `/metrics`, the browser API of
+//! [`quilldb_flight::web`] (`/v1/login`, `/v1/statements`, `/v1/catalog`, `/v1/subscriptions`),
+//! `/v1/exports/{job_id}` (the zip of an EXPORT USER DATA job), `/v1/parquet` (a result turned
+//! into a Parquet file) and the web console at `/console/`.
+
+/// The web console's embedded files.
+mod console;
+/// Per-user export downloads.
+mod export;
+/// Arrow IPC to Parquet, for the console's downloads.
+mod parquet;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use quilldb_flight::web::refuse;
+use tonic::Status;
 
 use crate::engine::Database;
-use crate::jobs::{JobKind, JobStatus};
 use crate::metrics::Metrics;
-use crate::session::Role;
+use crate::session::Caller;
 
 #[derive(Clone)]
 struct HttpState {
@@ -23,94 +32,33 @@ struct HttpState {
     db: Arc<Database>,
 }
 
-/// GET /v1/exports/{job_id}: 401 without a valid token, 404 for a job that is not an export
-/// of the caller's (dba and system: of anyone), 409 while it runs, 410 once it expired.
-async fn export(
-    State(s): State<HttpState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let refuse = |code: StatusCode, why: String| (code, format!("{why}\n")).into_response();
+/// The caller of a request that carries the Flight login's token as `Bearer`.
+fn bearer(s: &HttpState, headers: &HeaderMap) -> Result<Caller, Response> {
     let token = headers
-        .get(header::AUTHORIZATION)
+        .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let caller = match token.map(|t| s.db.auth.resume(t.trim())) {
-        Some(Ok(c)) => c,
-        Some(Err(e)) => return refuse(StatusCode::UNAUTHORIZED, e.to_string()),
-        None => {
-            return refuse(
-                StatusCode::UNAUTHORIZED,
-                "send the Flight login's token as Authorization: Bearer <token>".into(),
-            );
-        }
-    };
-    let job = s.db.jobs.get(&id).filter(|j| {
-        j.kind == JobKind::Export
-            && (j.user_id.as_deref() == Some(caller.user.as_str()) || caller.role >= Role::Dba)
-    });
-    let Some(job) = job else {
-        return refuse(StatusCode::NOT_FOUND, format!("no export {id} of yours"));
-    };
-    match job.status {
-        JobStatus::Completed => {}
-        JobStatus::Queued | JobStatus::Running => {
-            return refuse(
-                StatusCode::CONFLICT,
-                format!("export {id} is {}: try again when it completed", job.status),
-            );
-        }
-        other => {
-            return refuse(
-                StatusCode::NOT_FOUND,
-                format!("export {id} {other}: {}", job.message),
-            );
-        }
+    match token {
+        Some(t) => s
+            .db
+            .auth
+            .resume(t.trim())
+            .map_err(|e| refuse(&Status::from(e))),
+        None => Err(refuse(&Status::unauthenticated(
+            "send the login's token as authorization: Bearer <token> (POST /v1/login or \
+             Flight's handshake answers one)",
+        ))),
     }
-    let file = match tokio::fs::File::open(s.db.jobs.export_file(&id)).await {
-        Ok(f) => f,
-        Err(_) => {
-            return refuse(
-                StatusCode::GONE,
-                format!("export {id} expired (jobs.export_retention_seconds): export again"),
-            );
-        }
-    };
-    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let user = job.user_id.unwrap_or_default();
-    (
-        [
-            (header::CONTENT_TYPE, "application/zip".to_string()),
-            (header::CONTENT_LENGTH, size.to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"quilldb-export-{user}-{id}.zip\""),
-            ),
-        ],
-        Body::from_stream(chunks(file)),
-    )
-        .into_response()
 }
 
-/// A file as a stream of 64 KiB chunks.
-fn chunks(
-    file: tokio::fs::File,
-) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send {
-    futures::stream::try_unfold(file, |mut file| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 64 << 10];
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.truncate(n);
-        Ok(Some((bytes::Bytes::from(buf), file)))
-    })
-}
-
-/// The router; `ready` turns true once the server accepts queries.
-pub fn router(ready: Arc<AtomicBool>, metrics: Arc<Metrics>, db: Arc<Database>) -> Router {
-    Router::new()
+/// The router; `ready` turns true once the server accepts queries; `web` is the browser API.
+pub fn router(
+    ready: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    db: Arc<Database>,
+    web: Router,
+) -> Router {
+    let own = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route(
             "/ready",
@@ -134,6 +82,13 @@ pub fn router(ready: Arc<AtomicBool>, metrics: Arc<Metrics>, db: Arc<Database>) 
                 )
             }),
         )
-        .route("/v1/exports/{job_id}", get(export))
-        .with_state(HttpState { ready, metrics, db })
+        .route("/v1/exports/{job_id}", get(export::export))
+        .route(
+            "/v1/parquet",
+            post(parquet::convert).layer(axum::extract::DefaultBodyLimit::max(
+                parquet::MAX_UPLOAD_BYTES,
+            )),
+        )
+        .with_state(HttpState { ready, metrics, db });
+    own.merge(console::router()).merge(web)
 }

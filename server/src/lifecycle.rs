@@ -104,6 +104,30 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// The peer of a TLS connection, as axum's `ConnectInfo` (which knows plain TCP listeners only).
+#[derive(Clone, Copy)]
+struct TlsPeer(SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for TlsPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+/// Gives handlers the TLS peer as `ConnectInfo<SocketAddr>`, as on a plain TCP port.
+async fn tls_peer(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::extract::ConnectInfo;
+    if let Some(ConnectInfo(TlsPeer(peer))) = request.extensions().get().copied() {
+        request.extensions_mut().insert(ConnectInfo(peer));
+    }
+    next.run(request).await
+}
+
 /// SIGHUP reads the TLS files again (the process would otherwise end on it).
 fn reload_on_hangup(tls: Option<Arc<Tls>>) -> Result<()> {
     #[cfg(unix)]
@@ -160,6 +184,17 @@ pub async fn serve(config: Config) -> Result<()> {
     };
     let service = QuillFlightSql::new(backend.clone(), options)
         .map_err(|e| Error::Internal(format!("starting the Flight service: {}", e.message())))?;
+    let service = Arc::new(service);
+    let observer = metrics.clone();
+    let web = quilldb_flight::web::router(
+        service.clone(),
+        quilldb_flight::web::WebOptions {
+            allowed_origins: config.server.cors_allowed_origins.clone(),
+            observer: Some(Arc::new(move |method, code, elapsed| {
+                observer.observe_call(method, code, elapsed)
+            })),
+        },
+    );
     let max = config.limits.max_message_bytes;
     let flight = FlightServiceServer::new(QuillFlightService::new(service))
         .max_decoding_message_size(max)
@@ -199,7 +234,7 @@ pub async fn serve(config: Config) -> Result<()> {
             tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
         }
     };
-    let app = http::router(ready.clone(), metrics, db.clone());
+    let app = http::router(ready.clone(), metrics, db.clone(), web);
     let stop = shutdown.clone().cancelled_owned();
     let http_task = match &tls {
         Some(tls) => {
@@ -207,6 +242,9 @@ pub async fn serve(config: Config) -> Result<()> {
                 accepted: tls.accept(http_listener, Port::Http),
                 local: http_addr,
             };
+            let app = app
+                .layer(axum::middleware::from_fn(tls_peer))
+                .into_make_service_with_connect_info::<TlsPeer>();
             tokio::spawn(async move {
                 axum::serve(listener, app)
                     .with_graceful_shutdown(stop)
@@ -214,6 +252,7 @@ pub async fn serve(config: Config) -> Result<()> {
             })
         }
         None => tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(http_listener, app)
                 .with_graceful_shutdown(stop)
                 .await

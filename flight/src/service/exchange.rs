@@ -18,8 +18,12 @@ use prost::Message;
 use tonic::{Status, Streaming};
 
 use super::{DoGetStream, QuillFlightSql};
-use crate::backend::{Backend, CallerInfo, Outcome};
-use crate::encode::{flight_stream, result_schema};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+
+use crate::backend::{Backend, BatchStream, CallerInfo, Outcome};
+use crate::encode::{flight_stream, once, result_schema};
 use crate::error::Error;
 
 /// The query command a DoExchange descriptor carries, if it is one (not SUBSCRIBE text).
@@ -38,6 +42,62 @@ pub(super) fn query_command(first: &FlightData) -> Option<Command> {
 }
 
 impl<B: Backend> QuillFlightSql<B> {
+    /// The backend behind the service.
+    pub fn backend(&self) -> &Arc<B> {
+        &self.backend
+    }
+
+    /// Runs one statement for `caller`, within the caller's time limit and the server's query
+    /// slots, and answers its result schema and batches: the path of every one-call statement
+    /// (DoExchange queries, the browser API). Dropping the stream cancels the query.
+    pub async fn statement(
+        &self,
+        caller: &B::Caller,
+        sql: &str,
+    ) -> Result<(SchemaRef, BatchStream), Status> {
+        let outcome = self.timed(caller, self.backend.run(caller, sql, None)).await?;
+        self.result(caller, outcome).await
+    }
+
+    /// Opens a live query for `caller`, within the caller's time limit for the snapshot's start.
+    pub async fn subscribe(
+        &self,
+        caller: &B::Caller,
+        request: crate::live::SubscribeRequest,
+    ) -> Result<crate::live::Subscription, Status> {
+        self.timed(caller, self.backend.subscribe(caller, request))
+            .await
+    }
+
+    /// The result of an outcome: a plan runs under the query limits (the call is the handle's
+    /// lifetime, so cancelling the call cancels the query); rows answer as they are.
+    async fn result(
+        &self,
+        caller: &B::Caller,
+        outcome: Outcome<B::Plan>,
+    ) -> Result<(SchemaRef, BatchStream), Status> {
+        match outcome {
+            Outcome::Query { schema, plan } => {
+                let schema = result_schema(&schema);
+                let limit = self.timeout(caller);
+                let deadline = tokio::time::Instant::now() + limit;
+                let mut id = [0u8; 16];
+                rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
+                let handle = Bytes::copy_from_slice(&id);
+                let start = self.backend.execute(caller, &plan);
+                let stream = self
+                    .queries
+                    .run(handle, caller.principal(), (deadline, limit), start)
+                    .await?;
+                Ok((schema, stream))
+            }
+            other => {
+                let batch = Self::outcome_batch(other)?;
+                Ok((result_schema(&batch.schema()), once(batch)))
+            }
+        }
+    }
+
     /// Runs the query of `command` for `caller` and streams its result.
     pub(super) async fn exchange_query(
         &self,
@@ -68,23 +128,7 @@ impl<B: Backend> QuillFlightSql<B> {
             }
         };
         let (caller, outcome) = outcome;
-        match outcome {
-            Outcome::Query { schema, plan } => {
-                let schema = result_schema(&schema);
-                let limit = self.timeout(&caller);
-                let deadline = tokio::time::Instant::now() + limit;
-                // The call itself is the handle's lifetime: cancelling it cancels the query.
-                let mut id = [0u8; 16];
-                rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
-                let handle = Bytes::copy_from_slice(&id);
-                let start = self.backend.execute(&caller, &plan);
-                let stream = self
-                    .queries
-                    .run(handle, caller.principal(), (deadline, limit), start)
-                    .await?;
-                Ok(flight_stream(schema, stream))
-            }
-            other => Ok(Self::batch_response(Self::outcome_batch(other)?).into_inner()),
-        }
+        let (schema, stream) = self.result(&caller, outcome).await?;
+        Ok(flight_stream(schema, stream))
     }
 }

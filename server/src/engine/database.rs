@@ -297,6 +297,7 @@ impl Database {
     /// Server figures for system.stats.
     pub fn stats(&self) -> Vec<(&'static str, String)> {
         vec![
+            ("version", crate::version_line()),
             (
                 "uptime_seconds",
                 self.started.elapsed().as_secs().to_string(),
