@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/build-console.sh
 cargo build --release -p quilldb-server --bin quilldb
 bin="${CARGO_TARGET_DIR:-target}/release/quilldb"
 # The line tables of QuillDB's crates go into quilldb.debug beside the binary, which points to

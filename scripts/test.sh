@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Sets everything up and runs every test: formatting, clippy, the Rust unit and integration
-# tests (cargo nextest; they start the real binary on port 0), and the Python tests (pytest in
-# .venv with pinned pyarrow, ADBC, Polars and DuckDB, against the real binary).
+# tests (cargo nextest; they start the real binary on port 0), the Python tests (pytest in
+# .venv with pinned pyarrow, ADBC, Polars and DuckDB, against the real binary), and the web
+# console's tests in headless Chromium (playwright-core, against the real binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --browser
+# The console's files are embedded in the binary: build them before cargo compiles it.
+scripts/build-console.sh
 
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 export QUILLDB_BIN="$target/debug/quilldb"
@@ -33,3 +36,6 @@ fi
 echo "== mypy (the package is typed: py.typed)"
 (cd python-client && .venv/bin/python -m mypy --ignore-missing-imports quilldb)
 "$venv/bin/python" -m pytest -q python-client/tests
+
+echo "== web console tests (headless Chromium)"
+(cd console && npm test)

@@ -113,12 +113,17 @@ pub(super) fn body(
                         }
                     }
                 }
-                State::Failed(message) => Some((
-                    Err(std::io::Error::other(format!(
-                        "the result failed after its first rows: {message}"
-                    ))),
-                    State::Done,
-                )),
+                State::Failed(message) => {
+                    // The server drops what it has not written when a body fails: give it a
+                    // turn to send the error stream first.
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    Some((
+                        Err(std::io::Error::other(format!(
+                            "the result failed after its first rows: {message}"
+                        ))),
+                        State::Done,
+                    ))
+                }
                 State::Done => None,
             }
         }
