@@ -4,9 +4,25 @@ import { DataType, type Field, type Table, type Vector } from 'apache-arrow';
 
 const TYPE_NAME = 'ARROW:FLIGHT:SQL:TYPE_NAME';
 
-/** The column's SQL type when the server named it, else its Arrow type. */
+/** An Arrow type by its SQL name, for columns the server did not name (computed ones). */
+function sqlName(type: DataType): string {
+  if (DataType.isUtf8(type) || DataType.isLargeUtf8(type)) return 'TEXT';
+  if (DataType.isBool(type)) return 'BOOLEAN';
+  if (DataType.isInt(type)) {
+    const name = { 8: 'TINYINT', 16: 'SMALLINT', 32: 'INT', 64: 'BIGINT' }[type.bitWidth] ?? 'INT';
+    return type.isSigned ? name : `${name} UNSIGNED`;
+  }
+  if (DataType.isFloat(type)) return type.precision === 2 ? 'DOUBLE' : 'REAL';
+  if (DataType.isDecimal(type)) return `DECIMAL(${type.precision}, ${type.scale})`;
+  if (DataType.isTimestamp(type)) return type.timezone ? 'TIMESTAMPTZ' : 'TIMESTAMP';
+  if (DataType.isDate(type)) return 'DATE';
+  if (DataType.isBinary(type) || DataType.isLargeBinary(type) || DataType.isFixedSizeBinary(type)) return 'BYTEA';
+  return String(type);
+}
+
+/** The column's SQL type when the server named it, else the SQL name of its Arrow type. */
 export function typeName(field: Field): string {
-  return field.metadata.get(TYPE_NAME) ?? String(field.type);
+  return field.metadata.get(TYPE_NAME) ?? sqlName(field.type);
 }
 
 function pad(n: number, w = 2): string {
