@@ -40,6 +40,8 @@ test('log in, browse to a table and see its description', async () => {
   // DESCRIBE TABLE and the manifest load beside the tree.
   const describe = page.locator('.describe');
   await describe.locator('.grid-row').first().waitFor();
+  assert.equal(await page.locator('.facts .figure[data-fact=hot_rows] .value').textContent(), '2');
+  assert.equal(await page.locator('.facts .figure[data-fact=storage_id] .value').textContent(), 'local');
   assert.match(await describe.locator('.grid').textContent(), /room/);
   await page.locator('.manifest .status .ok').waitFor();
   assert.deepEqual(problems, []);
@@ -65,6 +67,17 @@ test('run a query with Ctrl+Enter and read a cell; view a long value', async () 
   await page.click('.context-menu >> text=View value');
   assert.equal((await page.locator('dialog pre').textContent()).trim(), 'long text '.repeat(40).trim());
   await page.click('dialog >> text=Close');
+  // Completion offers tables and columns from the catalog; keywords are highlighted.
+  await page.click('.editor .cm-content');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('SELECT * FROM chat.mes');
+  await page.locator('.cm-tooltip-autocomplete >> text=messages').waitFor();
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('SELECT chat.messages.ro');
+  await page.locator('.cm-tooltip-autocomplete >> text=room').waitFor();
+  await page.keyboard.press('Escape');
+  assert.ok((await page.locator('.cm-content .cm-line span', { hasText: 'SELECT' }).count()) >= 1);
   // The query is in the history.
   assert.match(await page.locator('.history-list').textContent(), /SELECT id, room, body/);
   assert.deepEqual(problems, []);

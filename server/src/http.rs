@@ -16,9 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
 use axum::routing::{get, post};
-use quilldb_flight::web::refuse;
 use tonic::Status;
 
 use crate::engine::Database;
@@ -33,21 +31,17 @@ struct HttpState {
 }
 
 /// The caller of a request that carries the Flight login's token as `Bearer`.
-fn bearer(s: &HttpState, headers: &HeaderMap) -> Result<Caller, Response> {
+fn bearer(s: &HttpState, headers: &HeaderMap) -> Result<Caller, Status> {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match token {
-        Some(t) => s
-            .db
-            .auth
-            .resume(t.trim())
-            .map_err(|e| refuse(&Status::from(e))),
-        None => Err(refuse(&Status::unauthenticated(
+        Some(t) => s.db.auth.resume(t.trim()).map_err(Status::from),
+        None => Err(Status::unauthenticated(
             "send the login's token as authorization: Bearer <token> (POST /v1/login or \
              Flight's handshake answers one)",
-        ))),
+        )),
     }
 }
 

@@ -7,6 +7,17 @@ import { el, ident, put } from '../dom';
 import { icon } from '../icons';
 import { ResultView, errorBox } from '../result';
 
+/** The table-level columns of DESCRIBE TABLE, shown as figures. */
+const TABLE_FACTS: [string, string][] = [
+  ['table_type', 'type'],
+  ['storage_id', 'storage'],
+  ['hot_rows', 'hot rows'],
+  ['cold_rows', 'cold rows'],
+  ['segments', 'segments'],
+  ['schema_version', 'schema version'],
+  ['options', 'options'],
+];
+
 function qualified(t: CatalogTable): string {
   return `${ident(t.namespace)}.${ident(t.name)}`;
 }
@@ -16,13 +27,15 @@ export function explorerPage(ctx: Context): Page {
   const tree = el('div', { class: 'tree', role: 'tree' });
   const title = el('h2', {}, 'Choose a table');
   const actions = el('div', { class: 'buttons' });
+  const facts = el('div', { class: 'figures facts' });
   const describe = new ResultView('describe');
   const manifest = new ResultView('manifest');
   const details = el(
     'section',
     { class: 'details' },
     el('div', { class: 'details-head' }, title, actions),
-    el('h3', {}, 'Description'),
+    facts,
+    el('h3', {}, 'Columns'),
     describe.root,
     el('h3', {}, 'Manifest (cold segments)'),
     manifest.root,
@@ -67,8 +80,20 @@ export function explorerPage(ctx: Context): Page {
     const hasStorage = t.kind === 'SHARED' || t.kind === 'USER' || t.kind === 'STREAM';
     describe.showBusy('loading…');
     const started = performance.now();
+    put(facts);
     query(`DESCRIBE TABLE ${qualified(t)}`)
-      .then((r) => describe.showTable(r.table, performance.now() - started))
+      .then((r) => {
+        // DESCRIBE repeats the table's facts on every column's row: show them once.
+        const first = r.table.get(0)?.toJSON() ?? {};
+        put(
+          facts,
+          ...TABLE_FACTS.filter(([key]) => key in first).map(([key, label]) =>
+            el('div', { class: 'figure', 'data-fact': key }, el('span', { class: 'value' }, String(first[key] ?? '—')), el('span', { class: 'label' }, label)),
+          ),
+        );
+        const columns = r.table.schema.fields.map((f) => f.name).filter((n) => !TABLE_FACTS.some(([key]) => key === n));
+        describe.showTable(r.table.select(columns), performance.now() - started);
+      })
       .catch((e) => describe.showError(e, null));
     if (hasStorage) {
       manifest.showBusy('loading…');

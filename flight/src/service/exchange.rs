@@ -55,7 +55,9 @@ impl<B: Backend> QuillFlightSql<B> {
         caller: &B::Caller,
         sql: &str,
     ) -> Result<(SchemaRef, BatchStream), Status> {
-        let outcome = self.timed(caller, self.backend.run(caller, sql, None)).await?;
+        let outcome = self
+            .timed(caller, self.backend.run(caller, sql, None))
+            .await?;
         self.result(caller, outcome).await
     }
 

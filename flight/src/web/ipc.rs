@@ -34,8 +34,8 @@ fn internal(what: &str, e: impl std::fmt::Display) -> Status {
 
 /// One IPC stream holding `batches`, as bytes.
 pub(crate) fn encode(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, Status> {
-    let mut w = StreamWriter::try_new(Vec::new(), schema)
-        .map_err(|e| internal("encoding a schema", e))?;
+    let mut w =
+        StreamWriter::try_new(Vec::new(), schema).map_err(|e| internal("encoding a schema", e))?;
     for b in batches {
         w.write(b).map_err(|e| internal("encoding a batch", e))?;
     }
@@ -63,7 +63,7 @@ fn error_stream(status: &Status) -> Vec<u8> {
 }
 
 enum State {
-    Streaming(StreamWriter<Vec<u8>>, BatchStream),
+    Streaming(Box<StreamWriter<Vec<u8>>>, BatchStream),
     Failed(String),
     Done,
 }
@@ -76,7 +76,7 @@ pub(super) fn body(
 ) -> Body {
     let batches = futures::stream::iter(first).chain(rest).boxed();
     let start = match StreamWriter::try_new(Vec::new(), &schema) {
-        Ok(w) => State::Streaming(w, batches),
+        Ok(w) => State::Streaming(Box::new(w), batches),
         Err(e) => State::Failed(format!("encoding the result schema: {e}")),
     };
     let stream = futures::stream::unfold(start, move |state| {
@@ -85,9 +85,8 @@ pub(super) fn body(
             match state {
                 State::Streaming(mut w, mut batches) => {
                     let written = match batches.next().await {
-                        Some(Ok(b)) => to_wire(&b, &schema).and_then(|b| {
-                            w.write(&b).map_err(|e| internal("encoding a batch", e))
-                        }),
+                        Some(Ok(b)) => to_wire(&b, &schema)
+                            .and_then(|b| w.write(&b).map_err(|e| internal("encoding a batch", e))),
                         Some(Err(e)) => Err(e),
                         None => {
                             let last = match w.finish() {
@@ -148,9 +147,7 @@ pub(super) fn response(body: Body) -> Response {
 /// has one row with null column fields), ordered by namespace, table and position.
 pub(super) fn catalog(tables: &[TableEntry]) -> Result<RecordBatch, Status> {
     let mut entries: Vec<&TableEntry> = tables.iter().collect();
-    entries.sort_by(|a, b| {
-        (&a.schema_name, &a.table_name).cmp(&(&b.schema_name, &b.table_name))
-    });
+    entries.sort_by(|a, b| (&a.schema_name, &a.table_name).cmp(&(&b.schema_name, &b.table_name)));
     let mut namespace = Vec::new();
     let mut table = Vec::new();
     let mut kind = Vec::new();

@@ -189,11 +189,17 @@ async fn parameters(socket: &mut WebSocket) -> Result<arrow::record_batch::Recor
                 .into(),
         ));
     };
-    let mut reader = StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
-        .map_err(|e| invalid(format!("the parameter batch is not an Arrow IPC stream: {e}")))?;
+    let mut reader =
+        StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None).map_err(|e| {
+            invalid(format!(
+                "the parameter batch is not an Arrow IPC stream: {e}"
+            ))
+        })?;
     match reader.next() {
         Some(Ok(batch)) => Ok(batch),
-        Some(Err(e)) => Err(invalid(format!("the parameter batch is not valid Arrow: {e}"))),
+        Some(Err(e)) => Err(invalid(format!(
+            "the parameter batch is not valid Arrow: {e}"
+        ))),
         None => Err(invalid("the parameter stream holds no batch".into())),
     }
 }

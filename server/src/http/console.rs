@@ -3,11 +3,11 @@
 //! allows the console's own files only (no inline script, no other origin).
 
 use axum::Router;
-use base64::Engine;
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use base64::Engine;
 
 mod assets {
     include!(concat!(env!("OUT_DIR"), "/console_assets.rs"));

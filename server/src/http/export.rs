@@ -19,7 +19,7 @@ pub(super) async fn export(
     let refuse = |code: StatusCode, why: String| (code, format!("{why}\n")).into_response();
     let caller = match bearer(&s, &headers) {
         Ok(c) => c,
-        Err(refused) => return refused,
+        Err(status) => return quilldb_flight::web::refuse(&status),
     };
     let job = s.db.jobs.get(&id).filter(|j| {
         j.kind == JobKind::Export
@@ -83,4 +83,3 @@ fn chunks(
         Ok(Some((bytes::Bytes::from(buf), file)))
     })
 }
-

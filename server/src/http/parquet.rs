@@ -40,9 +40,13 @@ fn to_parquet(ipc: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Converts the body, for a caller with a token.
-pub(super) async fn convert(State(s): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(refused) = bearer(&s, &headers) {
-        return refused;
+pub(super) async fn convert(
+    State(s): State<HttpState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(status) = bearer(&s, &headers) {
+        return refuse(&status);
     }
     match tokio::task::spawn_blocking(move || to_parquet(&body)).await {
         Ok(Ok(file)) => (
@@ -101,6 +105,10 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(back, vec![batch]);
-        assert!(to_parquet(b"not arrow").unwrap_err().contains("not an Arrow IPC"));
+        assert!(
+            to_parquet(b"not arrow")
+                .unwrap_err()
+                .contains("not an Arrow IPC")
+        );
     }
 }
