@@ -3,7 +3,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { flightSql, gridCell, launchBrowser, openConsole, startServer } from './harness.mjs';
+import { flightSql, gridCell, launchBrowser, openConsole, runInEditor, startServer } from './harness.mjs';
 
 let server;
 let browser;
@@ -51,10 +51,7 @@ test('log in, browse to a table and see its description', async () => {
 test('run a query with Ctrl+Enter and read a cell; view a long value', async () => {
   const { page, context, problems } = await openConsole(browser, server);
   await page.click('nav a[data-page=sql]');
-  await page.click('.editor .cm-content');
-  await page.keyboard.press('Control+A');
-  await page.keyboard.type('SELECT id, room, body FROM chat.messages ORDER BY id');
-  await page.keyboard.press('Control+Enter');
+  await runInEditor(page, 'SELECT id, room, body FROM chat.messages ORDER BY id');
   const result = page.locator('.sql-result');
   await result.locator('.grid-row[data-row="1"]').waitFor();
   assert.equal(await gridCell(result, 'room', 0), 'lobby');
@@ -161,10 +158,7 @@ test('a user without rights sees a permission error rather than data', async () 
   const { page, context } = await openConsole(browser, server, 'bob', 'bob-pass-123');
   assert.match(await page.locator('header .who').textContent(), /bob · user/);
   await page.click('nav a[data-page=sql]');
-  await page.click('.editor .cm-content');
-  await page.keyboard.press('Control+A');
-  await page.keyboard.type('SELECT * FROM system.users');
-  await page.keyboard.press('Control+Enter');
+  await runInEditor(page, 'SELECT * FROM system.users');
   const error = page.locator('.sql-result .error');
   await error.waitFor();
   assert.equal(await error.locator('.code').textContent(), 'PERMISSION_DENIED');

@@ -103,3 +103,12 @@ export async function gridCell(scope, name, row = 0) {
   if (col < 0) throw new Error(`no column ${name} among ${headers.join(', ')}`);
   return scope.locator(`.grid-row[data-row="${row}"] .grid-cell[data-col="${col}"]`).textContent();
 }
+
+/** Replaces the SQL editor's text by typing `sql` into it (as a person would), then runs it. */
+export async function runInEditor(page, sql) {
+  await page.click('.editor .cm-content');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type(sql);
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Control+Enter');
+}

@@ -142,11 +142,7 @@ pub async fn read_request(
             "DoExchange: the command must be UTF-8 SUBSCRIBE TO ... text".into(),
         ))
     })?;
-    if !sql
-        .trim_start()
-        .get(..9)
-        .is_some_and(|w| w.eq_ignore_ascii_case("SUBSCRIBE"))
-    {
+    if !is_subscribe(&sql) {
         return Err(Status::from(Error::InvalidArgument(
             "DoExchange serves subscriptions only: send SUBSCRIBE TO ... as the command".into(),
         )));
@@ -194,6 +190,13 @@ pub async fn read_request(
         sql,
         params: Some(params),
     })
+}
+
+/// Whether SQL text is a `SUBSCRIBE ...` statement.
+pub(crate) fn is_subscribe(sql: &str) -> bool {
+    sql.trim_start()
+        .get(..9)
+        .is_some_and(|w| w.eq_ignore_ascii_case("SUBSCRIBE"))
 }
 
 /// Whether SQL text uses `$n` placeholders outside string literals.

@@ -27,7 +27,9 @@ use super::{Web, code_name, refuse};
 use crate::auth::{Credentials, credentials};
 use crate::backend::Backend;
 use crate::error::Error;
-use crate::live::{EventKind, SubscribeRequest, SubscriptionEvent, frames, has_placeholder};
+use crate::live::{
+    EventKind, SubscribeRequest, SubscriptionEvent, frames, has_placeholder, is_subscribe,
+};
 
 /// How long the server waits for each of the client's opening messages.
 const OPENING_WAIT: Duration = Duration::from_secs(10);
@@ -61,14 +63,8 @@ async fn session<B: Backend>(web: Web<B>, mut socket: WebSocket, caller: Option<
         Ok(s) => s,
         Err(status) => {
             web.observe("WebSubscribe", status.code(), started);
-            let event = SubscriptionEvent {
-                kind: EventKind::Error as i32,
-                code: code_name(status.code()).into(),
-                message: status.message().into(),
-                ..SubscriptionEvent::default()
-            };
             let _ = socket
-                .send(Message::Binary(frame(&event.encode_to_vec(), None).into()))
+                .send(Message::Binary(error_frame(&status).into()))
                 .await;
             let _ = socket.send(Message::Close(None)).await;
             return;
@@ -82,15 +78,7 @@ async fn session<B: Backend>(web: Web<B>, mut socket: WebSocket, caller: Option<
             next = messages.next() => {
                 let bytes = match next {
                     Some(Ok(data)) => frame(&data.app_metadata.clone(), Some(data)),
-                    Some(Err(status)) => {
-                        let event = SubscriptionEvent {
-                            kind: EventKind::Error as i32,
-                            code: code_name(status.code()).into(),
-                            message: status.message().into(),
-                            ..SubscriptionEvent::default()
-                        };
-                        frame(&event.encode_to_vec(), None)
-                    }
+                    Some(Err(status)) => error_frame(&status),
                     None => break,
                 };
                 if outbound.send(Message::Binary(bytes.into())).await.is_err() {
@@ -127,11 +115,7 @@ async fn open<B: Backend>(
         }
     };
     let sql = next_text(socket, "the SUBSCRIBE TO ... text").await?;
-    if !sql
-        .trim_start()
-        .get(..9)
-        .is_some_and(|w| w.eq_ignore_ascii_case("SUBSCRIBE"))
-    {
+    if !is_subscribe(&sql) {
         return Err(Status::from(Error::InvalidArgument(
             "send SUBSCRIBE TO ... text: other statements go to POST /v1/statements".into(),
         )));
@@ -202,6 +186,17 @@ async fn parameters(socket: &mut WebSocket) -> Result<arrow::record_batch::Recor
         ))),
         None => Err(invalid("the parameter stream holds no batch".into())),
     }
+}
+
+/// An ERROR event whose code is the gRPC code name.
+fn error_frame(status: &Status) -> Vec<u8> {
+    let event = SubscriptionEvent {
+        kind: EventKind::Error as i32,
+        code: code_name(status.code()).into(),
+        message: status.message().into(),
+        ..SubscriptionEvent::default()
+    };
+    frame(&event.encode_to_vec(), None)
 }
 
 /// One server message: the event's length and bytes, then the IPC message, if any.
