@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -245,11 +246,19 @@ async fn logout<B: Backend>(State(web): State<Web<B>>, headers: HeaderMap) -> Re
 async fn statement<B: Backend>(
     State(web): State<Web<B>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
     let result = async {
         let caller = web.caller(&headers).await?;
+        let body = body.map_err(|e| {
+            let why = format!("the statement could not be read: {e}");
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Status::from(Error::ResourceExhausted(why))
+            } else {
+                Status::from(Error::InvalidArgument(why))
+            }
+        })?;
         let sql = std::str::from_utf8(&body).map_err(|_| {
             Status::from(Error::InvalidArgument(
                 "the statement must be UTF-8 SQL text".into(),

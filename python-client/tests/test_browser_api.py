@@ -233,3 +233,11 @@ def test_cors_is_closed_unless_an_origin_is_configured(tmp_path):
         assert status == 403
     finally:
         s.stop()
+
+
+def test_an_oversized_statement_is_refused_and_the_server_serves_on(server):
+    token = login(server)
+    status, headers, _ = run(server, token, "SELECT '" + "x" * (3 << 20) + "'")
+    assert (status, headers["x-quilldb-code"]) == (429, "RESOURCE_EXHAUSTED")
+    status, _, body = run(server, token, "SELECT 1 AS one")
+    assert status == 200 and table(body).column("one").to_pylist() == [1]
