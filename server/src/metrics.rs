@@ -190,6 +190,15 @@ impl Metrics {
         registry.register(Box::new(bytes_streamed.clone()))?;
         registry.register(Box::new(rows_written.clone()))?;
         registry.register(Box::new(active_sessions.clone()))?;
+        // The conventional build_info gauge: 1, with the version in labels.
+        let build_info = IntGaugeVec::new(
+            Opts::new("build_info", "The server's version and commit (always 1)"),
+            &["version", "commit"],
+        )?;
+        build_info
+            .with_label_values(&[crate::VERSION, crate::GIT_COMMIT])
+            .set(1);
+        registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

@@ -56,11 +56,11 @@ export function operationsPage(ctx: Context): Page {
 
   async function refresh(): Promise<void> {
     put(problem);
-    query("SELECT value FROM system.stats WHERE name = 'version'")
-      .then((r) => put(version, String(r.table.get(0)?.value ?? '')))
-      .catch(() => put(version, 'version: system.stats needs the dba role'));
     metricsText()
       .then((text) => {
+        const build = /build_info\{([^}]*)\}/.exec(text)?.[1] ?? '';
+        const label = (name: string) => new RegExp(`${name}="([^"]*)"`).exec(build)?.[1];
+        put(version, build ? `quilldb ${label('version')} (commit ${label('commit')})` : '');
         const sums = parseMetrics(text);
         put(
           figures,
