@@ -97,6 +97,9 @@ impl S3Server {
                 let Ok((socket, _)) = listener.accept().await else {
                     continue;
                 };
+                // As a real S3 endpoint answers: no Nagle delay on small responses (without it
+                // every ranged GET of a Parquet footer waits for a delayed ACK, 40 ms).
+                let _ = socket.set_nodelay(true);
                 let service = service.clone();
                 let delay = delay.clone();
                 let slowed = service_fn(move |req| {
