@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../console"
 command -v npm >/dev/null || { echo "build-console: npm is missing (scripts/setup.sh installs Node.js)" >&2; exit 1; }
+# Vite 8 needs Node.js 20.19 or newer (Debian 12's own nodejs package is 18).
+node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
+  || { echo "build-console: Node.js $(node --version) is too old: the console's build (Vite 8) needs 20.19 or newer" >&2; exit 1; }
 stamp="node_modules/.quilldb-lock"
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   echo "== npm ci (console)"

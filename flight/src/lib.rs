@@ -32,6 +32,8 @@ pub mod endpoint;
 pub mod error;
 /// Live queries over DoExchange: framing and the `SubscriptionEvent` message.
 pub mod live;
+/// Parameter batches: the types the planner can take.
+pub mod params;
 /// The `FlightSqlService` implementation.
 pub mod service;
 /// Session-option messages.

@@ -186,6 +186,7 @@ pub async fn read_request(
             "the parameter message holds no batch".into(),
         ))
     })?;
+    crate::params::check(&params)?;
     Ok(SubscribeRequest {
         sql,
         params: Some(params),

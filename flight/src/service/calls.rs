@@ -445,6 +445,7 @@ pub(super) async fn read_batches(
             "parameter batches differ: {e}"
         )))
     })?;
+    crate::params::check(&batch)?;
     Ok(Some(batch))
 }
 

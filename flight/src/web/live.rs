@@ -180,7 +180,7 @@ async fn parameters(socket: &mut WebSocket) -> Result<arrow::record_batch::Recor
             ))
         })?;
     match reader.next() {
-        Some(Ok(batch)) => Ok(batch),
+        Some(Ok(batch)) => crate::params::check(&batch).map(|()| batch),
         Some(Err(e)) => Err(invalid(format!(
             "the parameter batch is not valid Arrow: {e}"
         ))),
