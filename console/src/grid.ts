@@ -78,6 +78,9 @@ export class Grid {
   private widths: number[] = [];
   private selected: [number, number] | null = null;
   private frame = 0;
+  /** Bumped whenever what the rows show changes; with the row range, says whether to redraw. */
+  private version = 0;
+  private drawn = '';
 
   constructor(className = '') {
     this.head = el('div', { class: 'grid-head', role: 'row' });
@@ -103,6 +106,7 @@ export class Grid {
   show(source: GridSource): void {
     this.source = source;
     this.selected = null;
+    this.version++;
     this.widths = source.columns.map((c, i) => {
       let chars = Math.max(c.name.length, c.type.length + 2);
       for (let r = 0; r < Math.min(source.rows, 100); r++) {
@@ -133,6 +137,7 @@ export class Grid {
 
   /** Renders again: rows were added or changed. */
   refresh(): void {
+    this.version++;
     this.schedule();
   }
 
@@ -152,6 +157,11 @@ export class Grid {
     const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
     const visible = Math.ceil((this.root.clientHeight || 600) / ROW_HEIGHT) + 2 * OVERSCAN;
     const last = Math.min(rows, first + visible);
+    // Rows stay the same elements while the same rows show the same data: a scroll within the
+    // overscan or a resize does not rebuild them under a click in progress.
+    const key = `${this.version}:${first}:${last}`;
+    if (key === this.drawn) return;
+    this.drawn = key;
     const out: HTMLElement[] = [];
     for (let r = first; r < last; r++) {
       const extra = this.source.rowClass?.(r);
@@ -206,7 +216,9 @@ export class Grid {
     const row = cell?.closest<HTMLElement>('.grid-row');
     if (!cell || !row) return null;
     this.selected = [Number(row.dataset.row), Number(cell.dataset.col)];
-    this.render();
+    // In place: rebuilding the rows would lose a double click's second click.
+    this.body.querySelector('.grid-cell.selected')?.classList.remove('selected');
+    cell.classList.add('selected');
     return this.selected;
   }
 

@@ -64,6 +64,11 @@ test('run a query with Ctrl+Enter and read a cell; view a long value', async () 
   await page.click('.context-menu >> text=View value');
   assert.equal((await page.locator('dialog pre').textContent()).trim(), 'long text '.repeat(40).trim());
   await page.click('dialog >> text=Close');
+  // A double click opens it too, and the cell stays selected.
+  await result.locator('.grid-row[data-row="0"] .grid-cell[data-col="2"]').dblclick();
+  assert.equal((await page.locator('dialog pre').textContent()).trim(), 'hello');
+  await page.click('dialog >> text=Close');
+  assert.equal(await result.locator('.grid-cell.selected').textContent(), 'hello');
   // Completion offers tables and columns from the catalog; keywords are highlighted.
   await page.click('.editor .cm-content');
   await page.keyboard.press('Control+A');
@@ -144,7 +149,13 @@ test('a live query is killed from the Operations page', async () => {
   const row = admin.page.locator('.live-queries .grid-row', { hasText: id });
   await row.waitFor();
   await row.locator('button', { hasText: 'Kill' }).click();
-  await watcher.page.locator('.live .status >> text=/CLOSED killed/').waitFor({ timeout: 5000 });
+  try {
+    await watcher.page.locator('.live .status >> text=/CLOSED killed/').waitFor({ timeout: 10_000 });
+  } catch (e) {
+    const seen = await watcher.page.locator('.live .status').textContent();
+    const adminSaw = await admin.page.locator('.operations').textContent();
+    throw new Error(`no CLOSED killed: the watcher shows "${seen}"; the admin page: ${adminSaw.slice(0, 600)}\n${server.log().slice(-2000)}`, { cause: e });
+  }
   // The page lists live queries again after the kill; the row goes once the server removed it.
   await admin.page.locator('.live-queries .grid-row', { hasText: id }).waitFor({ state: 'detached', timeout: 5000 });
   // Version and figures are shown.
