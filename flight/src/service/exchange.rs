@@ -111,10 +111,8 @@ impl<B: Backend> QuillFlightSql<B> {
         let outcome = match command {
             Command::CommandStatementQuery(q) => {
                 let caller = self.in_transaction(caller, q.transaction_id.as_ref())?;
-                let outcome = self
-                    .timed(&caller, self.backend.run(&caller, &q.query, None))
-                    .await?;
-                (caller, outcome)
+                let (schema, stream) = self.statement(&caller, &q.query).await?;
+                return Ok(flight_stream(schema, stream));
             }
             Command::CommandPreparedStatementQuery(cmd) => {
                 let sent = futures::stream::once(async move { Ok(first) }).chain(inbound);
