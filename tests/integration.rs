@@ -1,6 +1,7 @@
 //! QuillDB's integration tests, one module per area, linked into one test binary. Every test
 //! starts the real `quilldb` binary on port 0 in a temporary directory and talks Flight SQL to it.
 
+mod analytics;
 mod cold;
 mod cold_matrix;
 mod crash;

@@ -22,8 +22,8 @@ use quilldb_storage::hot::{HotStore, WriteRequest};
 use quilldb_storage::keys::PartitionKey;
 
 pub use model::{
-    AccessLevel, ColumnDef, DefaultExpr, FlushPolicy, NamespaceDef, TableDef, TableType, ViewDef,
-    now_millis,
+    AccessLevel, ColumnDef, DefaultExpr, FlushPolicy, NamespaceDef, TABLE_TYPE_METADATA, TableDef,
+    TableType, ViewDef, now_millis,
 };
 pub use storages::{DEFAULT_STORAGE, ObjectAccess, Storage, StorageDef, Storages};
 

@@ -26,6 +26,8 @@ pub mod functions;
 pub mod keys;
 /// Statement limits.
 pub mod limits;
+/// `_seq` order for plain one-table queries.
+pub mod order;
 /// DataFusion's session setup and query execution.
 pub mod planner;
 /// The one way to read a table's partition.

@@ -5,6 +5,8 @@
 pub mod catalog;
 /// Segment and row-group pruning with manifest and Parquet statistics.
 pub mod prune;
+/// Cold segments as DataFusion's Parquet scan, filtered to live versions.
+pub mod scan;
 /// System tables.
 pub mod system;
 /// The table provider over the hot store.

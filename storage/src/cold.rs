@@ -19,6 +19,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::file::metadata::PageIndexPolicy;
 
 pub use manifest::{ColumnStats, MANIFEST_FILE, Manifest, SegmentMeta};
+pub use reader::SegmentFileReader;
 pub use segment::{SegmentRead, SegmentStream, SegmentWriter};
 pub use template::{PathTemplate, SHARED_DEFAULT, USER_DEFAULT};
 
@@ -177,6 +178,20 @@ impl ColdStore {
             .map_err(|e| Error::parquet(format!("{} in storage {}", path, self.name), e))?;
         self.footers.lock().insert(path, meta.clone());
         Ok(meta)
+    }
+
+    /// A segment opened for DataFusion's Parquet scan: its footer from the cache.
+    pub async fn segment_file(
+        &self,
+        folder: &Path,
+        seg: &SegmentMeta,
+    ) -> Result<reader::SegmentFileReader> {
+        let footer = self.footer(folder, seg).await?;
+        let path = folder.clone().join(seg.path.as_str());
+        Ok(reader::SegmentFileReader::new(
+            reader::ObjectReader::new(self.store.clone(), path, seg.bytes),
+            footer.metadata().clone(),
+        ))
     }
 
     /// The files in a folder (flush and compaction tidy up with it; reads never list).

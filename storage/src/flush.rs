@@ -248,6 +248,10 @@ pub struct CompactOptions {
     pub tombstone_floor: u64,
 }
 
+/// How long compaction waits for reads of the manifest it replaced before it deletes their
+/// files anyway: longer than any query may run.
+const RETIRED_SEGMENT_GRACE: Duration = Duration::from_secs(30 * 60);
+
 /// Rewrites runs of adjacent small segments (and segments holding dead versions) into one
 /// segment each: only the newest version of each key stays, and tombstones older than the
 /// retention go.
@@ -366,6 +370,15 @@ pub async fn compact(
     manifest.schema_version = spec.schema_version;
     cold.commit_manifest(&spec.folder, manifest).await?;
     steps.reached("compact:manifest");
+    drop(guard);
+    // Reads that started on the old manifest may still be reading its files: wait for them
+    // (they hold the old manifest) before deleting the files, and before forgetting the dv
+    // marks of the versions those files still hold (a scan filters them by the marks it
+    // reads when it starts).
+    let deadline = tokio::time::Instant::now() + RETIRED_SEGMENT_GRACE;
+    while Arc::strong_count(&current) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     if !forget.is_empty() {
         hot.write(WriteRequest {
             maintenance: vec![Maintenance::ForgetDeleted {
@@ -375,13 +388,6 @@ pub async fn compact(
             ..Default::default()
         })
         .await?;
-    }
-    drop(guard);
-    // Reads that started on the old manifest may still be opening its files: wait for them
-    // (they hold the old manifest) before deleting.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while Arc::strong_count(&current) > 1 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for name in retired {
         cold.delete(&spec.folder, &name).await?;

@@ -30,6 +30,14 @@ pub trait SegmentPruner: Send + Sync + std::fmt::Debug {
     fn row_groups(&self, seg: &SegmentMeta, footer: &ArrowReaderMetadata) -> Option<Vec<usize>>;
 }
 
+/// Told what a read's snapshot holds before the read produces anything: a scan that reads
+/// the older segments elsewhere (DataFusion's Parquet scan) filters them with the same dv
+/// marks as this read's hot versions, so no row is seen twice or missed.
+pub trait SnapshotObserver: Send + Sync + std::fmt::Debug {
+    /// The partition's versions replaced or deleted after their flush (the dv marks).
+    fn deleted(&self, deleted: Arc<HashSet<u64>>);
+}
+
 /// Where a partition's cold rows are.
 #[derive(Debug, Clone)]
 pub struct ColdSource {
@@ -103,6 +111,8 @@ pub struct MergedRead {
     pub pk_column_id: u32,
     /// Statistics pruning.
     pub pruner: Option<Arc<dyn SegmentPruner>>,
+    /// Told the snapshot's dv marks before anything is read.
+    pub observer: Option<Arc<dyn SnapshotObserver>>,
 }
 
 /// What a read touched.
@@ -240,6 +250,12 @@ impl MergedRead {
         };
         let mut stopped = false;
         let none = HashSet::new();
+        let mut observed = None;
+        if let Some(o) = &self.observer {
+            let deleted = Arc::new(v.deleted(&spec.partition)?);
+            o.deleted(deleted.clone());
+            observed = Some(deleted);
+        }
 
         if let Some(keys) = &self.keys {
             let mut hot_seqs = Vec::new();
@@ -298,7 +314,10 @@ impl MergedRead {
                 .pruner
                 .as_ref()
                 .map_or_else(|| vec![true; m.segments.len()], |p| p.segments(m));
-            let deleted = v.deleted(&spec.partition)?;
+            let deleted = match observed {
+                Some(d) => d,
+                None => Arc::new(v.deleted(&spec.partition)?),
+            };
             for (i, seg) in m.segments.iter().enumerate() {
                 if !keep.get(i).copied().unwrap_or(true)
                     || seg.max_seq < spec.min_seq
@@ -517,6 +536,7 @@ mod tests {
             keys: None,
             pk_column_id: 1,
             pruner: None,
+            observer: None,
         };
         let ok = |r: Result<crate::hot::WriteOutcome>| r.unwrap();
         ok(hot

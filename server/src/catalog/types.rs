@@ -75,11 +75,15 @@ impl SqlType {
         use SqlDataType as D;
         Ok(match dt {
             D::Boolean | D::Bool => Self::Boolean,
-            D::SmallInt(_) | D::Int2(_) => Self::SmallInt,
-            D::Int(_) | D::Integer(_) | D::Int4(_) => Self::Int,
-            D::BigInt(_) | D::Int8(_) => Self::BigInt,
-            D::Real | D::Float4 => Self::Real,
-            D::Double(_) | D::DoublePrecision | D::Float8 | D::Float(_) => Self::Double,
+            D::SmallInt(_) | D::Int2(_) | D::Int16 | D::TinyInt(_) => Self::SmallInt,
+            D::Int(_) | D::Integer(_) | D::Int4(_) | D::Int32 | D::MediumInt(_) => Self::Int,
+            D::BigInt(_) | D::Int8(_) | D::Int64 => Self::BigInt,
+            D::Real | D::Float4 | D::Float32 => Self::Real,
+            // FLOAT(p) with p <= 24 is single precision, as in PostgreSQL.
+            D::Float(ExactNumberInfo::Precision(p)) if *p <= 24 => Self::Real,
+            D::Double(_) | D::DoublePrecision | D::Float8 | D::Float64 | D::Float(_) => {
+                Self::Double
+            }
             D::Decimal(info) | D::Numeric(info) | D::Dec(info) => match info {
                 ExactNumberInfo::None => Self::Decimal(38, 10),
                 ExactNumberInfo::Precision(p) => Self::Decimal(precision(*p)?, 0),
@@ -96,9 +100,18 @@ impl SqlType {
                     Self::Decimal(p, s)
                 }
             },
-            D::Text | D::Varchar(_) | D::String(_) | D::CharVarying(_) | D::CharacterVarying(_) => {
-                Self::Text
-            }
+            // CHAR(n) is text as stored, not blank-padded (see the SQL reference's type table).
+            D::Text
+            | D::Varchar(_)
+            | D::Nvarchar(_)
+            | D::String(_)
+            | D::CharVarying(_)
+            | D::CharacterVarying(_)
+            | D::Char(_)
+            | D::Character(_)
+            | D::Clob(_)
+            | D::CharacterLargeObject(_)
+            | D::CharLargeObject(_) => Self::Text,
             D::Bytea | D::Blob(_) | D::Bytes(_) | D::Varbinary(_) | D::Binary(_) => Self::Bytes,
             D::Date => Self::Date,
             D::Time(_, _) => Self::Time,
@@ -134,7 +147,7 @@ impl SqlType {
             "BIGINT" | "INT8" => Self::BigInt,
             "REAL" | "FLOAT4" => Self::Real,
             "DOUBLE" | "FLOAT8" | "FLOAT" => Self::Double,
-            "TEXT" | "VARCHAR" | "STRING" => Self::Text,
+            "TEXT" | "VARCHAR" | "STRING" | "CHAR" | "CHARACTER" | "BPCHAR" => Self::Text,
             "BYTEA" | "BYTES" | "BLOB" => Self::Bytes,
             "DATE" => Self::Date,
             "TIME" => Self::Time,
@@ -228,6 +241,44 @@ mod tests {
             SqlType::Uuid,
         ] {
             assert_eq!(SqlType::from_name(&t.to_string()).ok(), Some(t));
+        }
+    }
+
+    /// The column types `pg_dump` writes (and TPC-H's schema) map as the type table says.
+    #[test]
+    fn pg_dump_types_are_accepted() {
+        use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+        use datafusion::sql::sqlparser::parser::Parser;
+        let cases = [
+            ("character(25)", SqlType::Text),
+            ("char(1)", SqlType::Text),
+            ("character varying(152)", SqlType::Text),
+            ("varchar", SqlType::Text),
+            ("numeric(15,2)", SqlType::Decimal(15, 2)),
+            ("numeric", SqlType::Decimal(38, 10)),
+            ("double precision", SqlType::Double),
+            ("real", SqlType::Real),
+            ("float(24)", SqlType::Real),
+            ("float(53)", SqlType::Double),
+            ("smallint", SqlType::SmallInt),
+            ("integer", SqlType::Int),
+            ("bigint", SqlType::BigInt),
+            ("boolean", SqlType::Boolean),
+            ("bytea", SqlType::Bytes),
+            ("date", SqlType::Date),
+            ("time without time zone", SqlType::Time),
+            ("timestamp without time zone", SqlType::Timestamp),
+            ("timestamp with time zone", SqlType::TimestampTz),
+            ("timestamptz", SqlType::TimestampTz),
+            ("jsonb", SqlType::Json),
+            ("uuid", SqlType::Uuid),
+        ];
+        for (text, want) in cases {
+            let dt = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(text)
+                .and_then(|mut p| p.parse_data_type())
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(SqlType::from_sql(&dt).ok(), Some(want), "{text}");
         }
     }
 }

@@ -155,11 +155,13 @@ impl Planner {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(quilldb_flight::CATALOG, "public")
             .with_batch_size(SCAN_BATCH_ROWS)
-            .with_round_robin_repartition(false)
             .with_target_partitions(config.query.target_partitions.max(1));
         let opts = df_config.options_mut();
         opts.sql_parser.map_string_types_to_utf8view = false;
         opts.execution.parquet.schema_force_view_types = false;
+        // A plain SELECT promises `_seq` order (engine::order): keep it through repartitions
+        // rather than sorting again.
+        opts.optimizer.prefer_existing_sort = true;
         // DataFusion's own parser (a subscription's filter) recurses as deep as ours.
         opts.sql_parser.recursion_limit = datafusion::common::config::ConfigNonZeroUsize::try_new(
             limits.text.parser_recursion(),
@@ -168,6 +170,7 @@ impl Planner {
             .with_config(df_config)
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(crate::exec::JoinsYield))
+            .with_analyzer_rule(Arc::new(super::order::SeqOrder))
             .build();
         // No single function call may make a result larger than a query may hold.
         let wrapped: Vec<_> = base

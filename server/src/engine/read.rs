@@ -22,7 +22,7 @@ use arrow::record_batch::RecordBatch;
 use futures::stream::BoxStream;
 use quilldb_storage::hot::{HotStore, Overlay, SEQ_COLUMN, ScanSpec};
 use quilldb_storage::keys::PartitionKey;
-use quilldb_storage::merge::{ColdSource, MergedRead, ReadStats, SegmentPruner};
+use quilldb_storage::merge::{ColdSource, MergedRead, ReadStats, SegmentPruner, SnapshotObserver};
 
 use super::fills::{Fills, seq_column};
 use crate::catalog::{Storages, TableDef, TableType};
@@ -79,6 +79,7 @@ impl TableRead {
             spec,
             keys: None,
             pruner: None,
+            observer: None,
         };
         Ok(Self {
             def,
@@ -130,6 +131,32 @@ impl TableRead {
     pub fn pruner(mut self, pruner: Option<Arc<dyn SegmentPruner>>) -> Self {
         self.read.pruner = pruner;
         self
+    }
+
+    /// Tells `observer` the dv marks of the read's snapshot before it reads anything.
+    pub fn observer(mut self, observer: Option<Arc<dyn SnapshotObserver>>) -> Self {
+        self.read.observer = observer;
+        self
+    }
+
+    /// The partition's cold folder (none for STREAM tables).
+    pub fn cold(&self) -> Option<&ColdSource> {
+        self.read.cold.as_ref()
+    }
+
+    /// Whether the read sees a transaction's pending changes.
+    pub fn has_overlay(&self) -> bool {
+        self.read.spec.overlay.is_some()
+    }
+
+    /// The `_seq` range the read is limited to.
+    pub fn seq_bounds(&self) -> (u64, u64) {
+        (self.read.spec.min_seq, self.read.spec.max_seq)
+    }
+
+    /// The stable ids of the columns read, in order.
+    pub fn column_ids(&self) -> Vec<u32> {
+        self.read.spec.columns.iter().map(|(id, _)| *id).collect()
     }
 
     /// The table.

@@ -17,7 +17,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::execution_plan::{
     Boundedness, ChildrenPropertiesMode, EmissionType, ReplaceChildrenOptions,
 };
@@ -33,6 +33,7 @@ use quilldb_storage::keys::PartitionKey;
 use quilldb_storage::merge::SegmentPruner;
 
 use super::prune::StatsPruner;
+use super::scan::{ColdScan, VersionFilter, VersionFilterExec, reorder, stored_value_filters};
 use crate::catalog::TableDef;
 use crate::engine::keys::encode_pk_scalar;
 use crate::engine::{Database, TableRead};
@@ -197,7 +198,10 @@ impl TableProvider for PartitionTable {
         let projection = projection.cloned().unwrap_or(all);
         let def = self.read.table();
         let pruning = Pruning::from_filters(def, filters);
-        let pruner = match conjunction(filters.iter().cloned()) {
+        // Statistics hold stored values: a filter on a column added with a default (NULL in
+        // the versions from before the ALTER, which read the default) cannot prune.
+        let stored = stored_value_filters(def, filters);
+        let pruner = match conjunction(stored) {
             Some(predicate) if pruning.keys.is_none() => {
                 let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
                 state
@@ -208,7 +212,24 @@ impl TableProvider for PartitionTable {
             }
             _ => None,
         };
-        let (read, out_schema, order) = self.projected(&projection, pruning, limit, pruner)?;
+        let lookups = pruning.keys.is_some();
+        let (read, out_schema, order) =
+            self.projected(&projection, pruning, limit, pruner.clone())?;
+        if !lookups
+            && let Some(plan) = self
+                .segments_scan(
+                    state,
+                    &read,
+                    &projection,
+                    filters,
+                    pruner,
+                    &out_schema,
+                    &order,
+                )
+                .await?
+        {
+            return Ok(plan);
+        }
         Ok(Arc::new(TableScanExec::new(
             read,
             self.metrics.clone(),
@@ -259,6 +280,93 @@ impl PartitionTable {
         Ok((read, out_schema, order))
     }
 
+    /// The scan as DataFusion's Parquet scan of the flushed segments, filtered to live
+    /// versions, beside the newer versions; `None` where the one-partition read serves better
+    /// (nothing flushed, a transaction's own changes, key lookups).
+    #[allow(clippy::too_many_arguments)]
+    async fn segments_scan(
+        &self,
+        state: &dyn Session,
+        read: &TableRead,
+        projection: &[usize],
+        filters: &[Expr],
+        pruner: Option<Arc<dyn SegmentPruner>>,
+        schema: &SchemaRef,
+        order: &[usize],
+    ) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
+        if read.has_overlay() {
+            return Ok(None);
+        }
+        let Some(source) = read.cold() else {
+            return Ok(None);
+        };
+        let Some(manifest) = source
+            .store
+            .manifest(&source.folder)
+            .await
+            .map_err(|e| external(e.into()))?
+        else {
+            return Ok(None);
+        };
+        if manifest.table_id != source.table_id {
+            return Ok(None);
+        }
+        let (min_seq, max_seq) = read.seq_bounds();
+        let keep = pruner.as_ref().map_or_else(
+            || vec![true; manifest.segments.len()],
+            |p| p.segments(&manifest),
+        );
+        let segments: Vec<_> = manifest
+            .segments
+            .iter()
+            .zip(keep)
+            .filter(|(s, keep)| *keep && s.max_seq >= min_seq && s.min_seq <= max_seq)
+            .map(|(s, _)| s.clone())
+            .collect();
+        if segments.is_empty() {
+            return Ok(None);
+        }
+        let def = self.read.table();
+        let seq_index = def.columns.len();
+        let columns: Vec<usize> = projection
+            .iter()
+            .copied()
+            .filter(|i| *i != seq_index)
+            .collect();
+        let with_seq = projection.contains(&seq_index);
+        let segments_read = segments.len() as u64;
+        let input = ColdScan {
+            def,
+            source,
+            manifest: manifest.clone(),
+            segments,
+            columns: &columns,
+            filters,
+        }
+        .plan(state)
+        .await?;
+        let horizon = manifest.max_seq();
+        let hot = read
+            .clone()
+            .seq_range(min_seq.max(horizon.saturating_add(1)), max_seq);
+        let column_ids = hot.column_ids();
+        let segments_total = manifest.segments.len() as u64;
+        Ok(Some(Arc::new(VersionFilterExec::new(
+            input,
+            VersionFilter {
+                hot,
+                manifest,
+                column_ids,
+                with_seq,
+                schema: schema.clone(),
+                order: order.to_vec(),
+                metrics: self.metrics.clone(),
+                segments_read,
+                segments_pruned: segments_total - segments_read,
+            },
+        ))))
+    }
+
     /// The row whose primary key is `key`, if any, as the columns at `projection`: what a scan
     /// of this table filtered by `pk = key` answers, without planning one.
     pub async fn point(&self, projection: &[usize], key: &ScalarValue) -> DfResult<RecordBatch> {
@@ -302,8 +410,19 @@ impl fmt::Debug for TableScanExec {
 
 impl TableScanExec {
     fn new(read: TableRead, metrics: Arc<Metrics>, schema: SchemaRef, order: Vec<usize>) -> Self {
+        // Rows come in `_seq` order.
+        let eq = match schema.index_of(SEQ_COLUMN) {
+            Ok(at) => EquivalenceProperties::new_with_orderings(
+                schema.clone(),
+                [[PhysicalSortExpr::new_default(Arc::new(
+                    datafusion::physical_expr::expressions::Column::new(SEQ_COLUMN, at),
+                )
+                    as Arc<dyn PhysicalExpr>)]],
+            ),
+            Err(_) => EquivalenceProperties::new(schema.clone()),
+        };
         let props = PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
+            eq,
             Partitioning::UnknownPartitioning(1),
             EmissionType::Incremental,
             Boundedness::Bounded,
@@ -324,17 +443,6 @@ impl DisplayAs for TableScanExec {
         let table = self.read.table().qualified();
         write!(f, "TableScanExec: table={table}{}", self.read.describe())
     }
-}
-
-fn reorder(batch: RecordBatch, schema: &SchemaRef, order: &[usize]) -> DfResult<RecordBatch> {
-    let cols = order.iter().map(|i| batch.column(*i).clone()).collect();
-    let opts =
-        arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    Ok(RecordBatch::try_new_with_options(
-        schema.clone(),
-        cols,
-        &opts,
-    )?)
 }
 
 impl ExecutionPlan for TableScanExec {

@@ -15,6 +15,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 /// One segment file opened for reading.
+#[derive(Clone)]
 pub(crate) struct ObjectReader {
     store: Arc<dyn ObjectStore>,
     path: Path,
@@ -71,5 +72,47 @@ impl AsyncFileReader for ObjectReader {
             Ok(Arc::new(meta))
         }
         .boxed()
+    }
+}
+
+/// A segment file as DataFusion's Parquet scan reads it: byte ranges from the object store,
+/// the footer (with its page index) from the storage's footer cache, so a query never reads
+/// a footer twice and two storages never share a cache entry.
+#[derive(Clone)]
+pub struct SegmentFileReader {
+    inner: ObjectReader,
+    footer: Arc<ParquetMetaData>,
+}
+
+impl std::fmt::Debug for SegmentFileReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SegmentFileReader({})", self.inner.path)
+    }
+}
+
+impl SegmentFileReader {
+    pub(crate) fn new(inner: ObjectReader, footer: Arc<ParquetMetaData>) -> Self {
+        Self { inner, footer }
+    }
+}
+
+impl AsyncFileReader for SegmentFileReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        self.inner.get_bytes(range)
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        self.inner.get_byte_ranges(ranges)
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        let footer = self.footer.clone();
+        async move { Ok(footer) }.boxed()
     }
 }

@@ -500,13 +500,24 @@ impl SegmentStream {
             else {
                 return Ok(None);
             };
-            let seqs = batch
-                .column(self.seq_pos)
-                .as_primitive_opt::<Int64Type>()
-                .ok_or_else(|| {
-                    Error::corrupt("segment", format!("{}: _seq is not BIGINT", self.path))
-                })?
-                .clone();
+            // Drop what is not wanted before the batch takes the output schema: a tombstone
+            // holds NULL in columns that are NOT NULL in the table.
+            let batch = if self.whole {
+                batch
+            } else {
+                let seqs = self.seqs_of(&batch)?;
+                let keep = keep_mask(
+                    &seqs,
+                    batch.column(self.del_pos).as_boolean(),
+                    read,
+                    self.pk_pos.map(|p| batch.column(p)),
+                )?;
+                filter_record_batch(&batch, &keep)?
+            };
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let seqs = self.seqs_of(&batch)?;
             let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.out_schema.fields().len());
             for (i, (_, f)) in read.columns.iter().enumerate() {
                 cols.push(match self.columns.get(i).copied().flatten() {
@@ -515,28 +526,27 @@ impl SegmentStream {
                 });
             }
             if read.with_seq || read.tombstones_from.is_some() {
-                cols.push(Arc::new(seqs.clone()));
+                cols.push(Arc::new(seqs));
             }
             if read.tombstones_from.is_some() {
                 cols.push(batch.column(self.del_pos).clone());
             }
             let opts = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
             let out = RecordBatch::try_new_with_options(self.out_schema.clone(), cols, &opts)?;
-            let out = if self.whole {
-                out
-            } else {
-                let keep = keep_mask(
-                    &seqs,
-                    batch.column(self.del_pos).as_boolean(),
-                    read,
-                    self.pk_pos.map(|p| batch.column(p)),
-                )?;
-                filter_record_batch(&out, &keep)?
-            };
             if out.num_rows() > 0 {
                 return Ok(Some(out));
             }
         }
+    }
+}
+
+impl SegmentStream {
+    fn seqs_of(&self, batch: &RecordBatch) -> Result<Int64Array> {
+        Ok(batch
+            .column(self.seq_pos)
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| Error::corrupt("segment", format!("{}: _seq is not BIGINT", self.path)))?
+            .clone())
     }
 }
 
