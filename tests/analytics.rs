@@ -45,7 +45,12 @@ fn seed() -> u64 {
 
 async fn server(partitions: usize) -> (TestServer, Client) {
     let n = partitions.to_string();
-    let server = TestServer::start_with(&[("QUILLDB_QUERY__TARGET_PARTITIONS", n.as_str())]).await;
+    // Every partition gets a share of even these small tables.
+    let server = TestServer::start_with(&[
+        ("QUILLDB_QUERY__TARGET_PARTITIONS", n.as_str()),
+        ("QUILLDB_QUERY__SCAN_PARTITION_MIN_BYTES", "1"),
+    ])
+    .await;
     let mut c = server.client().await;
     c.ok("CREATE NAMESPACE a").await;
     (server, c)

@@ -114,7 +114,7 @@ pub async fn run(server: &TestServer, c: &mut Client, n: usize, rounds: usize) -
                 "datafusion_ms": own,
                 "cold_over_datafusion": cold / own,
                 "hot_over_datafusion": hot / own,
-                "aim": 1.3,
+                "aim": 1.2,
                 "result_rows": counts.0,
             }),
         });

@@ -363,6 +363,9 @@ pub struct QueryConfig {
     pub target_partitions: usize,
     /// Seconds a FlightInfo ticket stays valid.
     pub ticket_ttl_seconds: u64,
+    /// The least bytes of segments one partition of a scan reads: a smaller table is read by
+    /// fewer partitions (DataFusion's `repartition_file_min_size`).
+    pub scan_partition_min_bytes: usize,
 }
 
 impl Default for QueryConfig {
@@ -372,6 +375,7 @@ impl Default for QueryConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             ticket_ttl_seconds: 300,
+            scan_partition_min_bytes: 1024 * 1024,
         }
     }
 }

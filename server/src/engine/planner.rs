@@ -162,6 +162,12 @@ impl Planner {
         // A plain SELECT promises `_seq` order (engine::order): keep it through repartitions
         // rather than sorting again.
         opts.optimizer.prefer_existing_sort = true;
+        // Row estimates (the manifest's row counts, a key lookup's key count) keep small
+        // inputs on one partition: spreading a handful of rows over the cores costs more than
+        // it saves.
+        opts.execution
+            .use_row_number_estimates_to_optimize_partitioning = true;
+        opts.optimizer.repartition_file_min_size = config.query.scan_partition_min_bytes.max(1);
         // DataFusion's own parser (a subscription's filter) recurses as deep as ours.
         opts.sql_parser.recursion_limit = datafusion::common::config::ConfigNonZeroUsize::try_new(
             limits.text.parser_recursion(),

@@ -149,6 +149,11 @@ impl TableRead {
         self.read.spec.overlay.is_some()
     }
 
+    /// How many keys the read looks up, if it is a key lookup: an upper bound of its rows.
+    pub fn key_count(&self) -> Option<usize> {
+        self.read.keys.as_ref().map(Vec::len)
+    }
+
     /// The `_seq` range the read is limited to.
     pub fn seq_bounds(&self) -> (u64, u64) {
         (self.read.spec.min_seq, self.read.spec.max_seq)

@@ -162,7 +162,19 @@ impl ColdScan<'_> {
         let seq_at = self.def.columns.len();
         let mut projection = self.columns.to_vec();
         projection.extend([seq_at, seq_at + 1]);
-        let target = state.config().target_partitions().max(1);
+        // As DataFusion splits files: no group smaller than `repartition_file_min_size`, so a
+        // small table stays one partition.
+        let total: u64 = self.segments.iter().map(|s| s.bytes).sum();
+        let min_size = state
+            .config_options()
+            .optimizer
+            .repartition_file_min_size
+            .max(1) as u64;
+        let target = state
+            .config()
+            .target_partitions()
+            .min(total.div_ceil(min_size) as usize)
+            .max(1);
         let groups = file_groups(
             &self.source.folder,
             &self.segments,

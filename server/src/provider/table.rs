@@ -10,8 +10,9 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::DFSchema;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::common::{Result as DfResult, ScalarValue, Statistics};
 use datafusion::datasource::TableType as DfTableType;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
@@ -22,6 +23,7 @@ use datafusion::physical_plan::execution_plan::{
     Boundedness, ChildrenPropertiesMode, EmissionType, ReplaceChildrenOptions,
 };
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::statistics::StatisticsArgs;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -486,6 +488,19 @@ impl ExecutionPlan for TableScanExec {
 
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.exec_metrics.clone_inner())
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> DfResult<Arc<Statistics>> {
+        // A key lookup yields at most one row per key: too few to spread over the cores.
+        let mut stats = Statistics::new_unknown(&self.schema);
+        if let Some(n) = self.read.key_count() {
+            stats.num_rows = Precision::Inexact(n);
+        }
+        Ok(Arc::new(stats))
     }
 
     fn execute(
