@@ -440,8 +440,7 @@ impl VersionFilterExec {
     /// The filter over `input` (batches of the columns, `_seq`, `_deleted`).
     pub fn new(input: Arc<dyn ExecutionPlan>, f: VersionFilter) -> Self {
         let fills = Fills::new(f.hot.table(), &f.column_ids);
-        let props =
-            Self::properties_for(&input, &f.schema, f.with_seq, &f.order, f.column_ids.len());
+        let props = Self::properties_for(&input, &f.schema);
         Self {
             input,
             fills,
@@ -458,26 +457,13 @@ impl VersionFilterExec {
         }
     }
 
-    fn properties_for(
-        input: &Arc<dyn ExecutionPlan>,
-        schema: &SchemaRef,
-        with_seq: bool,
-        order: &[usize],
-        columns: usize,
-    ) -> PlanProperties {
-        let partitions = input.properties().partitioning.partition_count() + 1;
-        let mut eq = EquivalenceProperties::new(schema.clone());
+    fn properties_for(input: &Arc<dyn ExecutionPlan>, schema: &SchemaRef) -> PlanProperties {
         // Every partition is in `_seq` order: segments of a group, then the newer versions.
-        if with_seq && let Some(at) = order.iter().position(|i| *i == columns) {
-            let seq: Arc<dyn PhysicalExpr> = Arc::new(Column::new(SEQ_COLUMN, at));
-            eq = EquivalenceProperties::new_with_orderings(
-                schema.clone(),
-                [[PhysicalSortExpr::new_default(seq)]],
-            );
-        }
         PlanProperties::new(
-            eq,
-            Partitioning::UnknownPartitioning(partitions),
+            seq_ordered(schema),
+            Partitioning::UnknownPartitioning(
+                input.properties().partitioning.partition_count() + 1,
+            ),
             EmissionType::Incremental,
             Boundedness::Bounded,
         )
@@ -514,6 +500,20 @@ impl VersionFilterExec {
                 )))),
             }
         })
+    }
+}
+
+/// The plan properties of a partition's rows in `_seq` order (when `_seq` is among them).
+pub fn seq_ordered(schema: &SchemaRef) -> EquivalenceProperties {
+    match schema.index_of(SEQ_COLUMN) {
+        Ok(at) => {
+            let seq: Arc<dyn PhysicalExpr> = Arc::new(Column::new(SEQ_COLUMN, at));
+            EquivalenceProperties::new_with_orderings(
+                schema.clone(),
+                [[PhysicalSortExpr::new_default(seq)]],
+            )
+        }
+        Err(_) => EquivalenceProperties::new(schema.clone()),
     }
 }
 
@@ -604,13 +604,7 @@ impl ExecutionPlan for VersionFilterExec {
         let Some(input) = children.into_iter().next() else {
             return Ok(self);
         };
-        let props = Self::properties_for(
-            &input,
-            &self.schema,
-            self.with_seq,
-            &self.order,
-            self.columns,
-        );
+        let props = Self::properties_for(&input, &self.schema);
         Ok(Arc::new(Self {
             input,
             hot: self.hot.clone(),

@@ -18,7 +18,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::{
     Boundedness, ChildrenPropertiesMode, EmissionType, ReplaceChildrenOptions,
 };
@@ -35,7 +35,9 @@ use quilldb_storage::keys::PartitionKey;
 use quilldb_storage::merge::SegmentPruner;
 
 use super::prune::StatsPruner;
-use super::scan::{ColdScan, VersionFilter, VersionFilterExec, reorder, stored_value_filters};
+use super::scan::{
+    ColdScan, VersionFilter, VersionFilterExec, reorder, seq_ordered, stored_value_filters,
+};
 use crate::catalog::TableDef;
 use crate::engine::keys::encode_pk_scalar;
 use crate::engine::{Database, TableRead};
@@ -242,6 +244,18 @@ impl TableProvider for PartitionTable {
 }
 
 impl PartitionTable {
+    /// The table's columns among the positions of `projection` (in [`TableProvider::schema`]),
+    /// and whether `_seq` is among them.
+    fn split(&self, projection: &[usize]) -> (Vec<usize>, bool) {
+        let seq_index = self.read.table().columns.len();
+        let columns = projection
+            .iter()
+            .copied()
+            .filter(|i| *i != seq_index)
+            .collect();
+        (columns, projection.contains(&seq_index))
+    }
+
     /// The read of the columns at `projection` (positions in [`TableProvider::schema`], `_seq`
     /// last), pruned as `pruning` says: the read, the projection's schema, and where each of
     /// its columns sits in the read's batches.
@@ -254,12 +268,7 @@ impl PartitionTable {
     ) -> DfResult<(TableRead, SchemaRef, Vec<usize>)> {
         let seq_index = self.read.table().columns.len();
         let out_schema = Arc::new(self.schema.project(projection)?);
-        let columns: Vec<usize> = projection
-            .iter()
-            .copied()
-            .filter(|i| *i != seq_index)
-            .collect();
-        let with_seq = projection.contains(&seq_index);
+        let (columns, with_seq) = self.split(projection);
         // The read yields columns then _seq; `order` puts them back in the projection's order.
         let mut order = Vec::with_capacity(projection.len());
         let mut next_col = 0;
@@ -329,13 +338,7 @@ impl PartitionTable {
             return Ok(None);
         }
         let def = self.read.table();
-        let seq_index = def.columns.len();
-        let columns: Vec<usize> = projection
-            .iter()
-            .copied()
-            .filter(|i| *i != seq_index)
-            .collect();
-        let with_seq = projection.contains(&seq_index);
+        let (columns, with_seq) = self.split(projection);
         let segments_read = segments.len() as u64;
         let input = ColdScan {
             def,
@@ -413,18 +416,8 @@ impl fmt::Debug for TableScanExec {
 impl TableScanExec {
     fn new(read: TableRead, metrics: Arc<Metrics>, schema: SchemaRef, order: Vec<usize>) -> Self {
         // Rows come in `_seq` order.
-        let eq = match schema.index_of(SEQ_COLUMN) {
-            Ok(at) => EquivalenceProperties::new_with_orderings(
-                schema.clone(),
-                [[PhysicalSortExpr::new_default(Arc::new(
-                    datafusion::physical_expr::expressions::Column::new(SEQ_COLUMN, at),
-                )
-                    as Arc<dyn PhysicalExpr>)]],
-            ),
-            Err(_) => EquivalenceProperties::new(schema.clone()),
-        };
         let props = PlanProperties::new(
-            eq,
+            seq_ordered(&schema),
             Partitioning::UnknownPartitioning(1),
             EmissionType::Incremental,
             Boundedness::Bounded,
