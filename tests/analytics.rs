@@ -221,6 +221,8 @@ async fn randomized_against_model(partitions: usize) {
     let plan = pretty(&c.rows("EXPLAIN SELECT g, sum(x) FROM a.t GROUP BY g").await);
     assert!(plan.contains("VersionFilterExec"), "{plan}");
     assert!(plan.contains("DataSourceExec"), "{plan}");
+    // An aggregate needs neither `_seq` nor `_deleted` where nothing in a segment is dead.
+    assert!(plan.contains("lean=true"), "{plan}");
     server.stop();
 }
 

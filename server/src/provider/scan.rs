@@ -98,6 +98,8 @@ pub struct ColdScan<'a> {
     pub columns: &'a [usize],
     /// The scan's filters (pushed into the Parquet scan where their meaning allows).
     pub filters: &'a [Expr],
+    /// Whether a lean read (the columns alone) may serve: no column to fill, `_seq` not asked.
+    pub lean: bool,
 }
 
 /// Filters whose meaning is the same on a segment's stored values: none names a column added
@@ -123,7 +125,7 @@ pub fn stored_value_filters(def: &TableDef, filters: &[Expr]) -> Vec<Expr> {
 impl ColdScan<'_> {
     /// DataFusion's Parquet scan of the segments: batches of the asked columns, `_seq` and
     /// `_deleted`, each partition a run of segments (or parts of one) in `_seq` order.
-    pub async fn plan(self, state: &dyn Session) -> DfResult<Arc<dyn ExecutionPlan>> {
+    pub async fn plan(self, state: &dyn Session) -> DfResult<ColdPlans> {
         let store = &self.source.store;
         let url = storage_url(store.name());
         state
@@ -175,7 +177,7 @@ impl ColdScan<'_> {
             .target_partitions()
             .min(total.div_ceil(min_size) as usize)
             .max(1);
-        let groups = file_groups(
+        let (groups, facts) = file_groups(
             &self.source.folder,
             &self.segments,
             target,
@@ -185,13 +187,28 @@ impl ColdScan<'_> {
         let ordering = LexOrdering::new([PhysicalSortExpr::new_default(Arc::new(Column::new(
             SEQ_COLUMN, seq_at,
         )))]);
-        let config = FileScanConfigBuilder::new(url, Arc::new(source))
-            .with_file_groups(groups)
+        let source: Arc<ParquetSource> = Arc::new(source);
+        let full = FileScanConfigBuilder::new(url.clone(), source.clone())
+            .with_file_groups(groups.clone())
             .with_output_ordering(ordering.into_iter().collect())
             .with_expr_adapter(Some(Arc::new(FieldIds)))
             .with_projection_indices(Some(projection))?
             .build();
-        Ok(DataSourceExec::from_data_source(config))
+        let lean = if self.lean {
+            let config = FileScanConfigBuilder::new(url, source)
+                .with_file_groups(groups)
+                .with_expr_adapter(Some(Arc::new(FieldIds)))
+                .with_projection_indices(Some(self.columns.to_vec()))?
+                .build();
+            Some(DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>)
+        } else {
+            None
+        };
+        Ok(ColdPlans {
+            full: DataSourceExec::from_data_source(full),
+            lean,
+            groups: facts,
+        })
     }
 }
 
@@ -212,10 +229,11 @@ fn file_groups(
     target: usize,
     columns: usize,
     seq_at: usize,
-) -> Vec<FileGroup> {
+) -> (Vec<FileGroup>, Vec<GroupFacts>) {
     let total: u64 = segments.iter().map(|s| s.bytes).sum();
     let share = total.div_ceil(target as u64).max(1);
     let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new()];
+    let mut facts: Vec<GroupFacts> = vec![GroupFacts::default()];
     let mut filled = 0u64;
     for seg in segments {
         let path = folder.clone().join(seg.path.as_str()).to_string();
@@ -223,6 +241,7 @@ fn file_groups(
         while start < seg.bytes {
             if filled >= share && groups.len() < target {
                 groups.push(Vec::new());
+                facts.push(GroupFacts::default());
                 filled = 0;
             }
             let take = (share - filled.min(share)).max(1).min(seg.bytes - start);
@@ -243,12 +262,52 @@ fn file_groups(
             if let Some(g) = groups.last_mut() {
                 g.push(file);
             }
+            if let Some(f) = facts.last_mut() {
+                f.ranges.push((seg.min_seq, seg.max_seq));
+                f.tombstones |= seg.deleted > 0;
+            }
             filled += take;
             start = end;
         }
     }
-    groups.retain(|g| !g.is_empty());
-    groups.into_iter().map(FileGroup::new).collect()
+    let (groups, facts): (Vec<_>, Vec<_>) = groups
+        .into_iter()
+        .zip(facts)
+        .filter(|(g, _)| !g.is_empty())
+        .unzip();
+    (groups.into_iter().map(FileGroup::new).collect(), facts)
+}
+
+/// What one partition of a cold scan reads: its segments' `_seq` ranges, and whether any of
+/// them holds tombstones.
+#[derive(Debug, Clone, Default)]
+pub struct GroupFacts {
+    ranges: Vec<(u64, u64)>,
+    tombstones: bool,
+}
+
+impl GroupFacts {
+    /// Whether every version the partition reads is live under `marks` (sorted): then it
+    /// needs neither `_seq` nor `_deleted`.
+    fn all_live(&self, marks: &[u64]) -> bool {
+        !self.tombstones
+            && self.ranges.iter().all(|(lo, hi)| {
+                let first = marks.partition_point(|m| m < lo);
+                marks.get(first).is_none_or(|m| m > hi)
+            })
+    }
+}
+
+/// A cold scan as planned: the full read (columns, `_seq`, `_deleted`), and where no column
+/// needs filling and `_seq` is not asked for, a lean read of the columns alone over the same
+/// file groups, for the partitions whose segments hold no tombstone and no marked version.
+pub struct ColdPlans {
+    /// Columns, `_seq` and `_deleted`.
+    pub full: Arc<dyn ExecutionPlan>,
+    /// The columns alone.
+    pub lean: Option<Arc<dyn ExecutionPlan>>,
+    /// Per partition, what it reads.
+    pub groups: Vec<GroupFacts>,
 }
 
 /// What the manifest tells of (a part of) a segment: rows and bytes, roughly, and its `_seq`
@@ -393,6 +452,9 @@ struct Execution {
 /// and its newer versions as one more partition.
 pub struct VersionFilterExec {
     input: Arc<dyn ExecutionPlan>,
+    /// The same file groups read without `_seq` and `_deleted`, for partitions all live.
+    lean: Option<Arc<dyn ExecutionPlan>>,
+    groups: Arc<Vec<GroupFacts>>,
     hot: TableRead,
     manifest: Arc<Manifest>,
     fills: Fills,
@@ -437,12 +499,15 @@ pub struct VersionFilter {
 }
 
 impl VersionFilterExec {
-    /// The filter over `input` (batches of the columns, `_seq`, `_deleted`).
-    pub fn new(input: Arc<dyn ExecutionPlan>, f: VersionFilter) -> Self {
+    /// The filter over a cold scan's `plans`.
+    pub fn new(plans: ColdPlans, f: VersionFilter) -> Self {
+        let input = plans.full;
         let fills = Fills::new(f.hot.table(), &f.column_ids);
         let props = Self::properties_for(&input, &f.schema);
         Self {
             input,
+            lean: plans.lean,
+            groups: Arc::new(plans.groups),
             fills,
             columns: f.column_ids.len(),
             hot: f.hot,
@@ -556,10 +621,11 @@ impl DisplayAs for VersionFilterExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "VersionFilterExec: table={}, manifest_version={}, segments={}, newer=[{}]",
+            "VersionFilterExec: table={}, manifest_version={}, segments={}, lean={}, newer=[{}]",
             self.hot.table().qualified(),
             self.manifest.version,
             self.manifest.segments.len(),
+            self.lean.is_some(),
             self.hot.describe().trim_start_matches(", ")
         )
     }
@@ -607,6 +673,8 @@ impl ExecutionPlan for VersionFilterExec {
         let props = Self::properties_for(&input, &self.schema);
         Ok(Arc::new(Self {
             input,
+            lean: self.lean.clone(),
+            groups: self.groups.clone(),
             hot: self.hot.clone(),
             manifest: self.manifest.clone(),
             fills: self.fills.clone(),
@@ -667,7 +735,13 @@ impl ExecutionPlan for VersionFilterExec {
                 ))
             });
         }
-        let input = self.input.execute(partition, context)?;
+        let input = self.input.clone();
+        // The lean read serves only over the same partitions as the full one.
+        let lean = self
+            .lean
+            .clone()
+            .filter(|l| l.properties().partitioning.partition_count() == self.segment_partitions());
+        let facts = self.groups.get(partition).cloned();
         let mut marks = execution.marks.clone();
         let manifest = self.manifest.clone();
         let fills = self.fills.clone();
@@ -690,14 +764,25 @@ impl ExecutionPlan for VersionFilterExec {
                     )));
                 }
             };
-            Ok(input.map(move |b| {
-                // The scan holds its manifest: compaction keeps these files until it ends.
-                let _held = &manifest;
+            // The scan holds its manifest: compaction keeps these files until it ends.
+            let held = manifest;
+            if let Some(lean) = lean
+                && facts.is_some_and(|f| f.all_live(&marks))
+            {
+                let batches = lean.execute(partition, context)?.map(move |b| {
+                    let _held = &held;
+                    reorder(b?, &out, &order)
+                });
+                return Ok(batches.boxed());
+            }
+            let batches = input.execute(partition, context)?.map(move |b| {
+                let _held = &held;
                 let b = live_rows(b?, seq_at, &marks)?;
                 let b = fills.apply(b, seq_at).map_err(external)?;
                 let b = b.project(&(0..keep).collect::<Vec<_>>())?;
                 reorder(b, &out, &order)
-            }))
+            });
+            Ok(batches.boxed())
         };
         let stream = futures::stream::once(start).try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))

@@ -39,6 +39,7 @@ use super::scan::{
     ColdScan, VersionFilter, VersionFilterExec, reorder, seq_ordered, stored_value_filters,
 };
 use crate::catalog::TableDef;
+use crate::engine::fills::Fills;
 use crate::engine::keys::encode_pk_scalar;
 use crate::engine::{Database, TableRead};
 use crate::metrics::Metrics;
@@ -347,6 +348,7 @@ impl PartitionTable {
             segments,
             columns: &columns,
             filters,
+            lean: !with_seq && Fills::new(def, &read.column_ids()).is_empty(),
         }
         .plan(state)
         .await?;
