@@ -22,6 +22,7 @@ use std::sync::{Arc, OnceLock};
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::catalog::Session;
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::common::{ColumnStatistics, DFSchema, Result as DfResult, ScalarValue, Statistics};
@@ -43,6 +44,10 @@ use datafusion::physical_expr::{
 use datafusion::physical_expr_adapter::{PhysicalExprAdapter, PhysicalExprAdapterFactory};
 use datafusion::physical_plan::execution_plan::{
     Boundedness, ChildrenPropertiesMode, EmissionType, ReplaceChildrenOptions,
+};
+use datafusion::physical_plan::filter_pushdown::{
+    ChildFilterPushdownResult, ChildPushdownResult, FilterDescription, FilterPushdownPhase,
+    FilterPushdownPropagation,
 };
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::statistics::{ChildStats, StatisticsArgs};
@@ -568,6 +573,28 @@ impl VersionFilterExec {
     }
 }
 
+/// `filter` over the columns of `schema` (found by name), if it names only those.
+fn onto(filter: &Arc<dyn PhysicalExpr>, schema: &SchemaRef) -> Option<Arc<dyn PhysicalExpr>> {
+    let mut all = true;
+    let mapped = filter
+        .clone()
+        .transform_down(|e| match e.downcast_ref::<Column>() {
+            Some(c) => match schema.index_of(c.name()) {
+                Ok(at) => Ok(Transformed::yes(
+                    Arc::new(Column::new(c.name(), at)) as Arc<dyn PhysicalExpr>
+                )),
+                Err(_) => {
+                    all = false;
+                    Ok(Transformed::complete(e))
+                }
+            },
+            None => Ok(Transformed::no(e)),
+        })
+        .ok()?
+        .data;
+    all.then_some(mapped)
+}
+
 /// The plan properties of a partition's rows in `_seq` order (when `_seq` is among them).
 pub fn seq_ordered(schema: &SchemaRef) -> EquivalenceProperties {
     match schema.index_of(SEQ_COLUMN) {
@@ -698,6 +725,82 @@ impl ExecutionPlan for VersionFilterExec {
             children,
             ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
         )
+    }
+
+    fn gather_filters_for_pushdown(
+        &self,
+        _phase: FilterPushdownPhase,
+        parent_filters: Vec<Arc<dyn PhysicalExpr>>,
+        _config: &ConfigOptions,
+    ) -> DfResult<FilterDescription> {
+        // Dropping dead versions commutes with any filter on stored values, so the Parquet scan
+        // may prune with the parent's filters (a TopK's or a join's dynamic ones included).
+        // Filled columns read a default where the files hold NULL: nothing is passed on then.
+        if !self.fills.is_empty() {
+            return Ok(FilterDescription::all_unsupported(
+                &parent_filters,
+                &self.children(),
+            ));
+        }
+        FilterDescription::from_children(parent_filters, &self.children())
+    }
+
+    fn handle_child_pushdown_result(
+        &self,
+        phase: FilterPushdownPhase,
+        child_pushdown_result: ChildPushdownResult,
+        config: &ConfigOptions,
+    ) -> DfResult<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
+        // The lean read prunes with the same filters, those that name only its columns.
+        let lean = match &self.lean {
+            Some(lean) if self.fills.is_empty() => {
+                let schema = lean.schema();
+                let filters = child_pushdown_result
+                    .parent_filters
+                    .iter()
+                    .filter_map(|f| onto(&f.filter, &schema))
+                    .map(|filter| ChildFilterPushdownResult {
+                        filter,
+                        child_results: vec![],
+                    })
+                    .collect::<Vec<_>>();
+                if filters.is_empty() {
+                    None
+                } else {
+                    lean.handle_child_pushdown_result(
+                        phase,
+                        ChildPushdownResult {
+                            parent_filters: filters,
+                            self_filters: vec![],
+                        },
+                        config,
+                    )?
+                    .updated_node
+                }
+            }
+            _ => None,
+        };
+        // The newer versions' partition never sees these filters: the parent keeps them all.
+        let mut out = FilterPushdownPropagation::all_unsupported(child_pushdown_result);
+        if let Some(lean) = lean {
+            out = out.with_updated_node(Arc::new(Self {
+                input: self.input.clone(),
+                lean: Some(lean),
+                groups: self.groups.clone(),
+                hot: self.hot.clone(),
+                manifest: self.manifest.clone(),
+                fills: self.fills.clone(),
+                columns: self.columns,
+                with_seq: self.with_seq,
+                schema: self.schema.clone(),
+                order: self.order.clone(),
+                metrics: self.metrics.clone(),
+                segments: self.segments,
+                props: self.props.clone(),
+                execution: OnceLock::new(),
+            }) as Arc<dyn ExecutionPlan>);
+        }
+        Ok(out)
     }
 
     fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
