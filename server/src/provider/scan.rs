@@ -539,6 +539,26 @@ impl VersionFilterExec {
         )
     }
 
+    /// The same scan over other inputs, not started.
+    fn rebuilt(&self, input: Arc<dyn ExecutionPlan>, lean: Option<Arc<dyn ExecutionPlan>>) -> Self {
+        Self {
+            props: Arc::new(Self::properties_for(&input, &self.schema)),
+            input,
+            lean,
+            groups: self.groups.clone(),
+            hot: self.hot.clone(),
+            manifest: self.manifest.clone(),
+            fills: self.fills.clone(),
+            columns: self.columns,
+            with_seq: self.with_seq,
+            schema: self.schema.clone(),
+            order: self.order.clone(),
+            metrics: self.metrics.clone(),
+            segments: self.segments,
+            execution: OnceLock::new(),
+        }
+    }
+
     fn segment_partitions(&self) -> usize {
         self.input.properties().partitioning.partition_count()
     }
@@ -697,23 +717,7 @@ impl ExecutionPlan for VersionFilterExec {
         let Some(input) = children.into_iter().next() else {
             return Ok(self);
         };
-        let props = Self::properties_for(&input, &self.schema);
-        Ok(Arc::new(Self {
-            input,
-            lean: self.lean.clone(),
-            groups: self.groups.clone(),
-            hot: self.hot.clone(),
-            manifest: self.manifest.clone(),
-            fills: self.fills.clone(),
-            columns: self.columns,
-            with_seq: self.with_seq,
-            schema: self.schema.clone(),
-            order: self.order.clone(),
-            metrics: self.metrics.clone(),
-            segments: self.segments,
-            props: Arc::new(props),
-            execution: OnceLock::new(),
-        }))
+        Ok(Arc::new(self.rebuilt(input, self.lean.clone())))
     }
 
     #[allow(deprecated)]
@@ -783,22 +787,9 @@ impl ExecutionPlan for VersionFilterExec {
         // The newer versions' partition never sees these filters: the parent keeps them all.
         let mut out = FilterPushdownPropagation::all_unsupported(child_pushdown_result);
         if let Some(lean) = lean {
-            out = out.with_updated_node(Arc::new(Self {
-                input: self.input.clone(),
-                lean: Some(lean),
-                groups: self.groups.clone(),
-                hot: self.hot.clone(),
-                manifest: self.manifest.clone(),
-                fills: self.fills.clone(),
-                columns: self.columns,
-                with_seq: self.with_seq,
-                schema: self.schema.clone(),
-                order: self.order.clone(),
-                metrics: self.metrics.clone(),
-                segments: self.segments,
-                props: self.props.clone(),
-                execution: OnceLock::new(),
-            }) as Arc<dyn ExecutionPlan>);
+            out = out
+                .with_updated_node(Arc::new(self.rebuilt(self.input.clone(), Some(lean)))
+                    as Arc<dyn ExecutionPlan>);
         }
         Ok(out)
     }
