@@ -5,8 +5,10 @@
 pub mod catalog;
 /// Segment and row-group pruning with manifest and Parquet statistics.
 pub mod prune;
-/// Cold segments as DataFusion's Parquet scan, filtered to live versions.
+/// Cold segments filtered to live versions, beside the newer ones.
 pub mod scan;
+/// The flushed segments as DataFusion's Parquet scan.
+pub mod segments;
 /// System tables.
 pub mod system;
 /// The table provider over the hot store.

@@ -35,9 +35,8 @@ use quilldb_storage::keys::PartitionKey;
 use quilldb_storage::merge::SegmentPruner;
 
 use super::prune::StatsPruner;
-use super::scan::{
-    ColdScan, VersionFilter, VersionFilterExec, reorder, seq_ordered, stored_value_filters,
-};
+use super::scan::{VersionFilter, VersionFilterExec, reorder, seq_ordered};
+use super::segments::{ColdScan, stored_value_filters};
 use crate::catalog::TableDef;
 use crate::engine::fills::Fills;
 use crate::engine::keys::encode_pk_scalar;
