@@ -155,10 +155,15 @@ async fn check(c: &mut Client, model: &BTreeMap<i64, (i64, i64)>, when: &str) {
     assert_eq!(ints(&b, "id"), want, "top 3 {when}");
 }
 
-async fn randomized_against_model(partitions: usize) {
+/// With `keyed` false the table has no primary key: the test keeps `id` unique itself, and
+/// UPDATE and DELETE find rows by predicate, as on any table.
+async fn randomized_against_model(partitions: usize, keyed: bool) {
     let (mut server, mut c) = server(partitions).await;
-    c.ok("CREATE TABLE a.t (id BIGINT PRIMARY KEY, g INT NOT NULL, x BIGINT NOT NULL)")
-        .await;
+    let key = if keyed { " PRIMARY KEY" } else { "" };
+    c.ok(&format!(
+        "CREATE TABLE a.t (id BIGINT{key}, g INT NOT NULL, x BIGINT NOT NULL)"
+    ))
+    .await;
     let mut rng = Rng(seed());
     let mut model: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     for round in 0..12 {
@@ -236,12 +241,17 @@ async fn randomized_against_model(partitions: usize) {
 
 #[tokio::test]
 async fn randomized_against_model_one_partition() {
-    randomized_against_model(1).await;
+    randomized_against_model(1, true).await;
 }
 
 #[tokio::test]
 async fn randomized_against_model_four_partitions() {
-    randomized_against_model(4).await;
+    randomized_against_model(4, true).await;
+}
+
+#[tokio::test]
+async fn randomized_against_model_without_a_key() {
+    randomized_against_model(4, false).await;
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod crash;
 mod durability;
 mod flight;
 mod hostile;
+mod keyless;
 mod limits;
 mod live;
 mod live_matrix;

@@ -69,7 +69,7 @@ impl QuillBackend {
                 table_name: t.name.clone(),
                 table_type: "BASE TABLE".into(),
                 kind: t.table_type.to_string(),
-                primary_key: t.pk().ok().map(|(_, c)| c.name.clone()),
+                primary_key: t.key().map(|(_, c)| c.name.clone()),
                 schema: t.query_schema(),
             })
             .collect();

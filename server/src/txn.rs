@@ -98,6 +98,12 @@ impl Transaction {
                     .into(),
             ));
         }
+        if ops.iter().any(|op| op.mode.keyless()) {
+            // Its pending rows would have no key to be read back and checked by.
+            return Err(Error::Unsupported(
+                "changing a table without a primary key inside a transaction".into(),
+            ));
+        }
         let mut staged: BTreeMap<(Vec<u8>, Vec<u8>), Option<Pending>> = BTreeMap::new();
         let mut applied = 0i64;
         for (i, op) in ops.into_iter().enumerate() {

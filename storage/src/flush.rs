@@ -36,8 +36,8 @@ pub struct FolderSpec {
     pub folder: Path,
     /// Current columns: stable id and field.
     pub columns: Vec<(u32, Field)>,
-    /// Index of the primary-key column in `columns`.
-    pub pk_column: usize,
+    /// Index of the primary-key column in `columns` (`None`: a table without one).
+    pub pk_column: Option<usize>,
     /// `namespace.table`, for the manifest.
     pub table: String,
     /// The table's internal id.
@@ -118,7 +118,7 @@ pub async fn flush(
             return Err(Error::Cancelled);
         }
         let name = Manifest::batch_file(manifest.next_batch);
-        let (bytes, seg) = {
+        let (bytes, seg, read_upto) = {
             let hot = hot.clone();
             let spec = spec.clone();
             let name = name.clone();
@@ -132,7 +132,16 @@ pub async fn flush(
                 detail: e.to_string(),
             })??
         };
-        let Some(seg) = seg else { break };
+        let Some(seg) = seg else {
+            // Only tombstones of a table without a primary key (never flushed) were read:
+            // they have served, the versions they deleted are marked.
+            if read_upto > cold_max {
+                trim(hot, &spec.partition, read_upto).await?;
+                cold_max = read_upto;
+                continue;
+            }
+            break;
+        };
         cold.put_file(&spec.folder, &name, bytes).await?;
         steps.reached("flush:parquet");
         if steps.cancelled() {
@@ -198,7 +207,8 @@ async fn trim(hot: &HotStore, partition: &Arc<PartitionKey>, upto: u64) -> Resul
     Ok(())
 }
 
-/// Encodes up to [`MAX_SEGMENT_ROWS`] versions after `after` into one segment.
+/// Encodes up to [`MAX_SEGMENT_ROWS`] versions after `after` into one segment; also says up
+/// to which `_seq` it read.
 fn write_chunk(
     hot: &HotStore,
     spec: &FolderSpec,
@@ -206,7 +216,7 @@ fn write_chunk(
     horizon: u64,
     name: String,
     now: i64,
-) -> Result<(bytes::Bytes, Option<SegmentMeta>)> {
+) -> Result<(bytes::Bytes, Option<SegmentMeta>, u64)> {
     let scan = ScanSpec {
         partition: (*spec.partition).clone(),
         columns: spec.columns.clone(),
@@ -219,8 +229,18 @@ fn write_chunk(
     };
     let ids: Vec<u32> = spec.columns.iter().map(|(id, _)| *id).collect();
     let mut writer: Option<SegmentWriter> = None;
-    hot.view(|v| {
+    let read_upto = hot.view(|v| {
         v.versions(&scan, spec.pk_column, after, horizon, |batch| {
+            // A table without a primary key keeps its tombstones hot only: the dv marks
+            // already hide the versions they name.
+            let batch = if spec.pk_column.is_none() {
+                live_only(&batch)?
+            } else {
+                batch
+            };
+            if batch.num_rows() == 0 {
+                return Ok(());
+            }
             if writer.is_none() {
                 writer = Some(SegmentWriter::new(&batch.schema(), &ids)?);
             }
@@ -233,10 +253,23 @@ fn write_chunk(
     match writer {
         Some(w) if w.rows() > 0 => {
             let (bytes, seg) = w.finish(name, spec.schema_version, now)?;
-            Ok((bytes, Some(seg)))
+            Ok((bytes, Some(seg), read_upto))
         }
-        _ => Ok((bytes::Bytes::new(), None)),
+        _ => Ok((bytes::Bytes::new(), None, read_upto)),
     }
+}
+
+/// The live versions of a batch of [`crate::hot::HotView::versions`].
+fn live_only(b: &arrow::record_batch::RecordBatch) -> Result<arrow::record_batch::RecordBatch> {
+    let deleted = b
+        .column(b.num_columns() - 1)
+        .as_any()
+        .downcast_ref::<arrow::array::BooleanArray>()
+        .ok_or_else(|| Error::corrupt("versions", "_deleted is not boolean"))?;
+    let live =
+        arrow::compute::not(deleted).map_err(|e| Error::corrupt("versions", e.to_string()))?;
+    arrow::compute::filter_record_batch(b, &live)
+        .map_err(|e| Error::corrupt("versions", e.to_string()))
 }
 
 /// Compaction settings.

@@ -164,14 +164,32 @@ impl MergedRead {
     /// The deletes of the partition with `after < _seq <= upto`, flushed ones then hot ones:
     /// batches of the spec's columns (the key filled, the others as stored, usually null) then
     /// `_seq`. What a resumed subscription sends as deletes.
+    ///
+    /// A table without a primary key (`pk_column` `None`) keeps its tombstones hot only: each
+    /// comes back with the deleted version's `_seq`, and `None` says that a flush after
+    /// `after` may have trimmed some (the subscriber starts over).
     pub fn deletes(
         &self,
         handle: &Handle,
         after: u64,
         upto: u64,
-        pk_column: usize,
-    ) -> Result<Vec<RecordBatch>> {
+        pk_column: Option<usize>,
+    ) -> Result<Option<Vec<RecordBatch>>> {
         let spec = &self.spec;
+        if pk_column.is_none() {
+            return self.hot.view(|v| {
+                if v.flush_horizon(&spec.partition)? > after {
+                    return Ok(None);
+                }
+                let mut out = Vec::new();
+                v.versions(spec, None, after, upto, |b| {
+                    out.push(only_deleted(&b)?);
+                    Ok(())
+                })?;
+                out.retain(|b| b.num_rows() > 0);
+                Ok(Some(out))
+            });
+        }
         loop {
             let before: CachedManifest = match &self.cold {
                 Some(c) => handle.block_on(c.store.manifest(&c.folder))?,
@@ -226,7 +244,7 @@ impl MergedRead {
                 Ok::<_, crate::Error>(Some(out))
             })?;
             if let Some(out) = done {
-                return Ok(out);
+                return Ok(Some(out));
             }
         }
     }
@@ -510,7 +528,7 @@ mod tests {
             partition: part.clone(),
             folder: Path::from("ns/t"),
             columns: fields(),
-            pk_column: 0,
+            pk_column: Some(0),
             table: "ns.t".into(),
             table_id: 5,
             user_id: None,

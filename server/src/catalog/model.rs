@@ -337,15 +337,21 @@ impl TableDef {
         format!("{}.{}", self.namespace, self.name)
     }
 
-    /// The primary-key column. Every table has exactly one (checked at CREATE).
+    /// The primary-key column, if the table has one (at most one, checked at CREATE). A
+    /// table without one is append-oriented: its rows are identified by `_seq`.
+    pub fn key(&self) -> Option<(usize, &ColumnDef)> {
+        self.columns.iter().enumerate().find(|(_, c)| c.primary_key)
+    }
+
+    /// The primary-key column, where the statement needs one: an error naming the table
+    /// otherwise.
     pub fn pk(&self) -> Result<(usize, &ColumnDef)> {
-        self.columns
-            .iter()
-            .enumerate()
-            .find(|(_, c)| c.primary_key)
-            .ok_or_else(|| {
-                Error::Internal(format!("table {} has no primary key", self.qualified()))
-            })
+        self.key().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "table {} has no primary key: its rows are identified by _seq",
+                self.qualified()
+            ))
+        })
     }
 
     /// A column by name.

@@ -75,7 +75,7 @@ impl TableRead {
         let read = MergedRead {
             hot: hot.clone(),
             cold,
-            pk_column_id: def.pk().map(|(_, c)| c.id).unwrap_or_default(),
+            pk_column_id: def.key().map(|(_, c)| c.id).unwrap_or_default(),
             spec,
             keys: None,
             pruner: None,
@@ -331,14 +331,15 @@ impl TableRead {
     }
 
     /// The keys deleted with `_seq` in `after+1..=upto` (the key column and `_seq`, others
-    /// NULL), on the calling blocking thread.
+    /// NULL; for a table without a primary key, NULLs and the deleted version's `_seq`), on
+    /// the calling blocking thread. `None`: deletes that old are no longer kept.
     pub fn deletes_blocking(
         &self,
         handle: &tokio::runtime::Handle,
         after: u64,
         upto: u64,
-    ) -> Result<Vec<RecordBatch>> {
-        let (pk_at, _) = self.def.pk()?;
+    ) -> Result<Option<Vec<RecordBatch>>> {
+        let pk_at = self.def.key().map(|(at, _)| at);
         Ok(self.read.deletes(handle, after, upto, pk_at)?)
     }
 }

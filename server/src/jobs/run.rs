@@ -39,7 +39,7 @@ pub fn folder_spec(
 ) -> Result<(Arc<quilldb_storage::cold::ColdStore>, FolderSpec)> {
     let storage = storages.get(&def.storage_id)?;
     let (folder, user) = storage.partition_folder(def, partition);
-    let (pk_column, _) = def.pk()?;
+    let pk_column = def.key().map(|(at, _)| at);
     Ok((
         storage.cold.clone(),
         FolderSpec {

@@ -156,7 +156,14 @@ impl ChangeBatcher {
         let mut users = Vec::new();
         let mut keys: Vec<&[u8]> = Vec::new();
         let mut key_seqs = Vec::new();
+        let keyless = self.q.def.key().is_none();
         for (c, (new, prior)) in changes.iter().zip(slots) {
+            // A table without a primary key identifies rows by `_seq`: a delete carries the
+            // deleted version's (its key bytes), not the tombstone's.
+            let seq = match (keyless, c.row.is_none()) {
+                (true, true) => deleted_version(&c.pk)? as i64,
+                _ => c.seq as i64,
+            };
             // Was the key in the subscriber's set before? `None`: unknown.
             let was_in = prior.map(|p| p.is_some_and(|k| prior_in[k]));
             let is_in = new.is_some_and(|k| new_in[k]);
@@ -166,14 +173,14 @@ impl ChangeBatcher {
                 (Some(true), false, _, Some(k)) => (OP_DELETE, Source::Prior(k)),
                 (None, false, _, _) => {
                     keys.push(&c.pk);
-                    key_seqs.push(c.seq as i64);
+                    key_seqs.push(seq);
                     (OP_DELETE, Source::Key(keys.len() - 1))
                 }
                 _ => continue,
             };
             sources.push(source);
             ops.push(op);
-            seqs.push(c.seq as i64);
+            seqs.push(seq);
             if self.q.options.all_users {
                 users.push(String::from_utf8_lossy(c.partition.name()).into_owned());
             }
@@ -212,7 +219,7 @@ impl ChangeBatcher {
     /// Deleted keys whose prior rows are gone: the key column, other columns null.
     fn key_batch(&self, keys: &[&[u8]], seqs: Vec<i64>) -> Result<RecordBatch> {
         let schema = self.q.rows_schema();
-        let (pk_at, _) = self.q.def.pk()?;
+        let pk_at = self.q.def.key().map(|(at, _)| at);
         let mut cols = Vec::with_capacity(schema.fields().len());
         for (i, f) in schema
             .fields()
@@ -220,7 +227,7 @@ impl ChangeBatcher {
             .enumerate()
             .take(self.q.def.columns.len())
         {
-            if i == pk_at {
+            if Some(i) == pk_at {
                 cols.push(pk::decode_array(keys, f.data_type())?);
             } else {
                 cols.push(new_null_array(f.data_type(), keys.len()));
@@ -229,6 +236,14 @@ impl ChangeBatcher {
         cols.push(Arc::new(Int64Array::from(seqs)) as ArrayRef);
         Ok(RecordBatch::try_new(schema, cols)?)
     }
+}
+
+/// The version a delete of a table without a primary key named (its change's key bytes).
+fn deleted_version(pk: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = pk
+        .try_into()
+        .map_err(|_| Error::Internal("a keyless delete without its version".into()))?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 /// Bytes of Arrow data one message carries at most: below gRPC's default 4 MiB limit of

@@ -72,11 +72,16 @@ impl Task {
 
     /// Resuming after `from`: per partition, every row whose current version is newer (an
     /// update if it matches the filter, else a delete carrying it) and every delete after
-    /// `from` (its key), in `_seq` order. Answers the partitions' horizons and the batches.
+    /// `from` (its key), in `_seq` order. Answers the partitions' horizons and the batches;
+    /// `None` if deletes after `from` are no longer kept.
+    ///
+    /// A table without a primary key identifies rows by `_seq`: a newer version is a new row
+    /// (an insert if it matches the filter), and a delete carries the deleted version's `_seq`.
     pub(super) async fn catch_up(
         &self,
         from: u64,
-    ) -> Result<(HashMap<Vec<u8>, u64>, Vec<RecordBatch>)> {
+    ) -> Result<Option<(HashMap<Vec<u8>, u64>, Vec<RecordBatch>)>> {
+        let keyless = self.q.def.key().is_none();
         let mut horizons = HashMap::new();
         let mut out = Vec::new();
         for partition in self.partitions().await? {
@@ -87,18 +92,27 @@ impl Task {
             let q = self.q.clone();
             let user = String::from_utf8_lossy(partition.name()).into_owned();
             let handle = tokio::runtime::Handle::current();
-            let (seq, batches) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let Some((seq, batches)) = tokio::task::spawn_blocking(move || -> Result<_> {
                 let mut rows = Vec::new();
                 let stats = read.run_blocking(&handle, |b| {
                     rows.push(b);
                     Ok(true)
                 })?;
-                let deletes = read.deletes_blocking(&handle, from, stats.snapshot_seq)?;
+                let Some(deletes) = read.deletes_blocking(&handle, from, stats.snapshot_seq)?
+                else {
+                    return Ok(None);
+                };
                 let schema = q.rows_schema();
                 let mut parts = Vec::new();
                 let mut ops: Vec<i8> = Vec::new();
                 for b in &rows {
-                    let b = RecordBatch::try_new(schema.clone(), b.columns().to_vec())?;
+                    let mut b = RecordBatch::try_new(schema.clone(), b.columns().to_vec())?;
+                    if keyless {
+                        b = matching(&q, &b)?;
+                        ops.extend(std::iter::repeat_n(changes::OP_INSERT, b.num_rows()));
+                        parts.push(b);
+                        continue;
+                    }
                     let inside = matching_mask(&q, &b)?;
                     ops.extend(inside.iter().map(|m| {
                         if *m {
@@ -119,14 +133,20 @@ impl Task {
                 let sorted = arrow::compute::take_record_batch(&all, &order)?;
                 let ops: Vec<i8> = order.values().iter().map(|i| ops[*i as usize]).collect();
                 let out = output(&q, &sorted, ops, &user)?;
-                Ok((stats.snapshot_seq, split(vec![out], q.options.batch_size)))
+                Ok(Some((
+                    stats.snapshot_seq,
+                    split(vec![out], q.options.batch_size),
+                )))
             })
             .await
-            .map_err(|e| Error::Internal(format!("resume task: {e}")))??;
+            .map_err(|e| Error::Internal(format!("resume task: {e}")))??
+            else {
+                return Ok(None);
+            };
             horizons.insert(partition.name().to_vec(), seq);
             out.extend(batches.into_iter().filter(|b| b.num_rows() > 0));
         }
-        Ok((horizons, out))
+        Ok(Some((horizons, out)))
     }
 
     /// Reads one partition's matching rows (the newest `last_rows` of them, if asked).

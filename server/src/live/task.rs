@@ -50,18 +50,27 @@ impl Task {
                     (now_millis().max(0) as u64)
                         .saturating_sub(self.hub.retention_seconds.saturating_mul(1000)),
                 );
-                if from < floor {
-                    let msg = LiveMessage::end(
-                        EventKind::Error,
-                        from as i64,
-                        "resume_too_old",
-                        "deletes that old are no longer kept (storage.deletion_retention_seconds): \
-                         subscribe again without from",
-                    );
-                    let _ = self.tx.send(msg).await;
-                    return;
+                let caught_up = if from < floor {
+                    Ok(None)
+                } else {
+                    self.catch_up(from).await
+                };
+                match caught_up {
+                    Ok(Some(started)) => Ok(started),
+                    Ok(None) => {
+                        let msg = LiveMessage::end(
+                            EventKind::Error,
+                            from as i64,
+                            "resume_too_old",
+                            "deletes that old are no longer kept (storage.deletion_retention_seconds; \
+                             a table without a primary key keeps them until its next flush): \
+                             subscribe again without from",
+                        );
+                        let _ = self.tx.send(msg).await;
+                        return;
+                    }
+                    Err(e) => Err(e),
                 }
-                self.catch_up(from).await
             }
         };
         let (horizons, catch_up) = match started {
@@ -113,6 +122,13 @@ impl Task {
                 .map(|(c, _)| c)
                 .filter(|c| horizons.get(c.partition.name()).is_none_or(|h| c.seq > *h))
                 .collect();
+            // The deletes of a table without a primary key carry an older `_seq` (the
+            // version's): what was delivered is still every change up to the newest.
+            let newest = fresh
+                .iter()
+                .filter(|c| c.row.is_none() && self.q.def.key().is_none())
+                .map(|c| c.seq as i64)
+                .max();
             let batches = match self.change_batches(&fresh, &changes).await {
                 Ok(b) => b,
                 Err(e) => return self.fail(e).await,
@@ -124,6 +140,9 @@ impl Task {
                 {
                     return;
                 }
+            }
+            if let Some(newest) = newest.filter(|_| !batches.is_empty()) {
+                self.entry.last_seq.fetch_max(newest, Ordering::AcqRel);
             }
             if let Some(at) = oldest {
                 self.db

@@ -24,8 +24,8 @@ use datafusion::parquet::arrow::async_reader::AsyncFileReader;
 use datafusion::physical_expr::expressions::{CastExpr, Column, Literal};
 use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_expr_adapter::{PhysicalExprAdapter, PhysicalExprAdapterFactory};
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
 use quilldb_storage::cold::{Manifest, SegmentFileReader, SegmentMeta};
 use quilldb_storage::hot::{DELETED_COLUMN, SEQ_COLUMN};
@@ -158,8 +158,14 @@ impl ColdScan<'_> {
             SEQ_COLUMN, seq_at,
         )))]);
         let source: Arc<ParquetSource> = Arc::new(source);
+        // Each partition reads its own group and nothing else: DataFusion's work stealing
+        // (a partition that goes idle reads a sibling's files) would break `facts`, and the
+        // lean and full reads of one partition must cover the same versions. Declaring the
+        // partitioning (unknown, so nothing else is promised) turns it off for this scan.
+        let pinned = Some(Partitioning::UnknownPartitioning(groups.len()));
         let full = FileScanConfigBuilder::new(url.clone(), source.clone())
             .with_file_groups(groups.clone())
+            .with_output_partitioning(pinned.clone())
             .with_output_ordering(ordering.into_iter().collect())
             .with_expr_adapter(Some(Arc::new(FieldIds)))
             .with_projection_indices(Some(projection))?
@@ -167,6 +173,7 @@ impl ColdScan<'_> {
         let lean = if self.lean {
             let config = FileScanConfigBuilder::new(url, source)
                 .with_file_groups(groups)
+                .with_output_partitioning(pinned)
                 .with_expr_adapter(Some(Arc::new(FieldIds)))
                 .with_projection_indices(Some(self.columns.to_vec()))?
                 .build();

@@ -111,7 +111,7 @@ impl Pruning {
             min_seq: 0,
             max_seq: u64::MAX,
         };
-        let Ok((_, pk)) = def.pk() else {
+        let Some((_, pk)) = def.key() else {
             return p;
         };
         let pk_type = pk.ty.arrow();

@@ -20,6 +20,10 @@ use crate::error::{Error, Result};
 use crate::session::Caller;
 use crate::sql::parser::normalize;
 
+/// Why a composite primary key is refused, and what to do instead.
+const COMPOSITE_KEY: &str = "composite primary keys are not supported: declare one PRIMARY KEY \
+     column, or none (a table without a primary key identifies its rows by _seq)";
+
 pub use crate::catalog::DEFAULT_STORAGE;
 
 /// CREATE NAMESPACE.
@@ -309,9 +313,7 @@ pub fn table_def(
         match constraint {
             TableConstraint::PrimaryKey(pk) => {
                 if pk.columns.len() != 1 {
-                    return Err(Error::InvalidArgument(
-                        "composite primary keys are not supported: exactly one PRIMARY KEY column is required".into(),
-                    ));
+                    return Err(Error::InvalidArgument(COMPOSITE_KEY.into()));
                 }
                 let key = pk.columns[0]
                     .column
@@ -333,18 +335,9 @@ pub fn table_def(
             }
         }
     }
-    match columns.iter().filter(|c| c.primary_key).count() {
-        0 => {
-            return Err(Error::InvalidArgument(format!(
-                "table {name} needs exactly one PRIMARY KEY column"
-            )));
-        }
-        1 => {}
-        _ => {
-            return Err(Error::InvalidArgument(
-                "composite primary keys are not supported: exactly one PRIMARY KEY column is required".into(),
-            ));
-        }
+    // No key: an append-oriented table whose rows are identified by `_seq`.
+    if columns.iter().filter(|c| c.primary_key).count() > 1 {
+        return Err(Error::InvalidArgument(COMPOSITE_KEY.into()));
     }
     for c in columns.iter_mut().filter(|c| c.primary_key) {
         if !c.ty.can_be_key() {

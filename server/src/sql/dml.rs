@@ -294,9 +294,6 @@ pub(crate) fn ops_for(
     delete: bool,
     out: &mut Planned,
 ) -> Result<()> {
-    let (pk_index, pk) = def.pk()?;
-    let pk_col = batch.column(pk_index);
-    let keys = encode_pk_array(pk_col)?;
     let live_from = def.live_from();
     let rows = if delete {
         Vec::new()
@@ -304,6 +301,36 @@ pub(crate) fn ops_for(
         encode_rows(batch, &column_ids(def))?
     };
     let mut rows = rows.into_iter();
+    let Some((pk_index, pk)) = def.key() else {
+        // Rows identified by `_seq`: an insert appends, a change names the version.
+        for i in 0..batch.num_rows() {
+            let (mode, label) = match modes(i) {
+                WriteMode::IfSeq(seq) | WriteMode::ReplaceVersion(seq) => {
+                    (WriteMode::ReplaceVersion(seq), format!("_seq = {seq}"))
+                }
+                WriteMode::InsertNew | WriteMode::InsertIgnore | WriteMode::Append => {
+                    (WriteMode::Append, format!("row {}", i + 1))
+                }
+                WriteMode::Upsert => {
+                    return Err(Error::InvalidArgument(format!(
+                        "{} has no primary key to upsert by",
+                        def.qualified()
+                    )));
+                }
+            };
+            out.ops.push(RowOp {
+                partition: partition.clone(),
+                pk: Vec::new(),
+                row: if delete { None } else { rows.next() },
+                mode,
+                live_from,
+            });
+            out.keys.push((def.qualified(), label));
+        }
+        return Ok(());
+    };
+    let pk_col = batch.column(pk_index);
+    let keys = encode_pk_array(pk_col)?;
     for (i, key) in keys.into_iter().enumerate() {
         out.ops.push(RowOp {
             partition: partition.clone(),

@@ -172,7 +172,7 @@ pub async fn read(
     };
     let provider = catalog.schema(&namespace)?.table(&table).await.ok()??;
     let table = provider.downcast_ref::<PartitionTable>()?;
-    let (_, pk) = table.definition().pk().ok()?;
+    let (_, pk) = table.definition().key()?;
     if normalized(&q.key_column)? != pk.name {
         return None;
     }

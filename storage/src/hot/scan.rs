@@ -414,33 +414,40 @@ impl HotView<'_> {
 
     /// Every version (tombstones included) of a partition with `after < _seq <= upto`, in
     /// `_seq` order, as batches of `spec.columns` (the key column taken from the index key, the
-    /// others nullable), then `_seq` and `_deleted`: what a flush writes.
+    /// others nullable), then `_seq` and `_deleted`: what a flush writes. A table without a
+    /// primary key (`pk_column` `None`) has no key column; its tombstones carry, as `_seq`,
+    /// the version they deleted (they are not flushed: a flush drops them).
     pub fn versions(
         &self,
         spec: &ScanSpec,
-        pk_column: usize,
+        pk_column: Option<usize>,
         after: u64,
         upto: u64,
         mut sink: impl FnMut(RecordBatch) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let rows_cf = cf(self.db, CF_ROWS)?;
         let mut ro = self.read_opts();
         ro.set_iterate_upper_bound(spec.partition.row_key(upto.saturating_add(1)));
         ro.set_readahead_size(2 << 20);
+        let mut last_read = 0;
         let mut it = self.db.raw_iterator_cf_opt(rows_cf, ro);
         it.seek(spec.partition.row_key(after.saturating_add(1)));
         let others: Vec<(u32, DataType)> = spec
             .columns
             .iter()
             .enumerate()
-            .filter(|(i, _)| *i != pk_column)
+            .filter(|(i, _)| Some(*i) != pk_column)
             .map(|(_, (id, f))| (*id, f.data_type().clone()))
             .collect();
-        let pk_type = spec
-            .columns
-            .get(pk_column)
-            .map(|(_, f)| f.data_type().clone())
-            .ok_or_else(|| Error::corrupt("flush", "no key column"))?;
+        let pk_type = match pk_column {
+            Some(at) => Some(
+                spec.columns
+                    .get(at)
+                    .map(|(_, f)| f.data_type().clone())
+                    .ok_or_else(|| Error::corrupt("flush", "no key column"))?,
+            ),
+            None => None,
+        };
         let mut fields: Vec<Field> = spec
             .columns
             .iter()
@@ -450,19 +457,19 @@ impl HotView<'_> {
         fields.push(Field::new(DELETED_COLUMN, DataType::Boolean, false));
         let schema = Arc::new(Schema::new(fields));
         let mut decoder = RowDecoder::new(&others, spec.batch_size)?;
-        let mut keys = PkColumn::new(&pk_type)?;
+        let mut keys = pk_type.as_ref().map(PkColumn::new).transpose()?;
         let mut seqs = Int64Builder::with_capacity(spec.batch_size);
         let mut deleted = BooleanBuilder::with_capacity(spec.batch_size);
         let finish = |decoder: &mut RowDecoder,
-                      keys: &mut PkColumn,
+                      keys: &mut Option<PkColumn>,
                       seqs: &mut Int64Builder,
                       deleted: &mut BooleanBuilder|
          -> Result<RecordBatch> {
             let mut others = decoder.finish()?.into_iter();
-            let key = keys.finish();
+            let key = keys.as_mut().map(PkColumn::finish);
             let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
             for i in 0..spec.columns.len() {
-                if i == pk_column {
+                if let (Some(key), true) = (&key, Some(i) == pk_column) {
                     cols.push(key.clone());
                 } else {
                     cols.push(
@@ -484,8 +491,16 @@ impl HotView<'_> {
             remaining -= 1;
             let (live, pk, row) = split_value(v)?;
             decoder.push(if live { row } else { &[] })?;
-            keys.push(pk)?;
-            seqs.append_value(seq_of_key(k)? as i64);
+            let seq = match keys.as_mut() {
+                Some(keys) => {
+                    keys.push(pk)?;
+                    seq_of_key(k)?
+                }
+                None if !live => deleted_version(pk)?,
+                None => seq_of_key(k)?,
+            };
+            last_read = seq_of_key(k)?;
+            seqs.append_value(seq as i64);
             deleted.append_value(!live);
             if decoder.len() >= spec.batch_size {
                 sink(finish(&mut decoder, &mut keys, &mut seqs, &mut deleted)?)?;
@@ -496,8 +511,32 @@ impl HotView<'_> {
         if !decoder.is_empty() {
             sink(finish(&mut decoder, &mut keys, &mut seqs, &mut deleted)?)?;
         }
-        Ok(())
+        Ok(last_read)
     }
+
+    /// The partition's flush horizon: every version at or below it may have been moved to
+    /// cold storage (0 if it was never flushed).
+    pub fn flush_horizon(&self, partition: &PartitionKey) -> Result<u64> {
+        let found = self
+            .db
+            .get_cf_opt(
+                cf(self.db, CF_META)?,
+                super::horizon_key(partition.as_bytes()),
+                &self.read_opts(),
+            )
+            .map_err(|e| Error::rocks("read the flush horizon", e))?;
+        Ok(found
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+}
+
+/// The version a tombstone of a table without a primary key deleted: its key bytes.
+fn deleted_version(pk: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = pk
+        .try_into()
+        .map_err(|_| Error::corrupt("tombstone", "not a version of a table without a key"))?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 /// Name of the flag column of cold versions: a tombstone is flushed like any version.

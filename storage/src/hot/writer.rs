@@ -38,6 +38,22 @@ pub enum WriteMode {
     /// Replace (or, with no row, delete) the live version with this `_seq`; otherwise
     /// [`Error::Conflict`].
     IfSeq(u64),
+    /// A table without a primary key: add the row as a new version. Nothing is read and no
+    /// key index entry is written; the op's `pk` is empty.
+    Append,
+    /// A table without a primary key, whose rows are identified by `_seq`: replace (or, with
+    /// no row, delete) the live version with this `_seq`; otherwise [`Error::Conflict`]. The
+    /// version goes (from the hot rows, or by a dv mark once it may be cold) and a tombstone
+    /// naming it (its `_seq` as the tombstone's key bytes) records the delete for resumed
+    /// subscriptions; a new row is appended as a new version.
+    ReplaceVersion(u64),
+}
+
+impl WriteMode {
+    /// Whether the op is of a table without a primary key.
+    pub fn keyless(self) -> bool {
+        matches!(self, Self::Append | Self::ReplaceVersion(_))
+    }
 }
 
 /// One row change.
@@ -289,6 +305,16 @@ impl Writer {
     /// and written straight into the batch. A request that repeats a key takes the general
     /// path, whose overlay resolves the repeats in order.
     fn commit_bulk(&self, job: Job) {
+        if job.req.snapshot.is_none() && job.req.rows.iter().all(|op| op.mode == WriteMode::Append)
+        {
+            let Job { req, done } = job;
+            let _ = done.send(self.write_appends(&req));
+            drop(req);
+            return;
+        }
+        if job.req.rows.iter().any(|op| op.mode.keyless()) {
+            return self.commit_group(vec![job]);
+        }
         let keys: Vec<Vec<u8>> = job
             .req
             .rows
@@ -560,16 +586,27 @@ impl Writer {
         let keys: Vec<Vec<u8>> = req
             .rows
             .iter()
-            .map(|op| op.partition.pk_key(&op.pk))
+            .map(|op| {
+                if op.mode.keyless() {
+                    Vec::new()
+                } else {
+                    op.partition.pk_key(&op.pk)
+                }
+            })
             .collect();
         let stored = if keys.len() > PREFETCH_MIN {
-            self.prefetch(&keys)?
+            let keyed: Vec<Vec<u8>> = keys.iter().filter(|k| !k.is_empty()).cloned().collect();
+            self.prefetch(&keyed)?
         } else {
             HashMap::default()
         };
         p.puts.reserve(keys.len() * 2);
         p.overlay.reserve(keys.len());
         for ((i, op), key) in req.rows.iter().enumerate().zip(keys) {
+            if op.mode.keyless() {
+                self.plan_keyless(op, group, &mut p)?;
+                continue;
+            }
             let current = match p.overlay.get(&key) {
                 Some(c) => *c,
                 None => {
@@ -627,18 +664,157 @@ impl Writer {
                 KIND_TOMBSTONE
             };
             let body = op.row.as_deref().unwrap_or_default();
-            let mut value = Vec::with_capacity(1 + 5 + op.pk.len() + body.len());
-            value.push(kind);
-            put_varint(&mut value, op.pk.len() as u64);
-            value.extend_from_slice(&op.pk);
-            value.extend_from_slice(body);
-            p.puts.push((CF_ROWS, op.partition.row_key(seq), value));
+            p.puts.push((
+                CF_ROWS,
+                op.partition.row_key(seq),
+                row_value(kind, &op.pk, body),
+            ));
             p.puts.push((CF_PK, key.clone(), encode_index(seq, kind)));
             p.overlay.insert(key, Some((seq, kind == KIND_PUT)));
             p.outcome.applied += 1;
             p.outcome.last_seq = seq;
         }
         Ok(p)
+    }
+
+    /// Plans one op of a table without a primary key ([`WriteMode::Append`] or
+    /// [`WriteMode::ReplaceVersion`]): no key index is read or written.
+    fn plan_keyless(
+        &self,
+        op: &RowOp,
+        group: &HashMap<Vec<u8>, Current>,
+        p: &mut Planned,
+    ) -> Result<()> {
+        let listened = self.sink.for_table(op.partition.table_id()).is_some();
+        let mut counted = false;
+        if let WriteMode::ReplaceVersion(old) = op.mode {
+            let mark = version_mark(&op.partition, old);
+            let gone = p.overlay.contains_key(&mark) || group.contains_key(&mark);
+            let row_key = op.partition.row_key(old);
+            let hot = if gone {
+                None
+            } else {
+                self.db
+                    .get_pinned_cf(cf(&self.db, CF_ROWS)?, &row_key)
+                    .map_err(|e| Error::rocks("read a version", e))?
+                    .map(|v| v.to_vec())
+            };
+            let maybe_cold = self.maybe_cold(&op.partition, old);
+            let live = match &hot {
+                Some(v) => super::scan::split_value(v)?.0,
+                None => {
+                    !gone
+                        && old >= op.live_from
+                        && maybe_cold
+                        && self
+                            .db
+                            .get_pinned_cf(cf(&self.db, CF_DV)?, &row_key)
+                            .map_err(|e| Error::rocks("read dv marks", e))?
+                            .is_none()
+                }
+            };
+            if !live {
+                return Err(Error::Conflict);
+            }
+            let prior = match &hot {
+                Some(v) => Prior::Row {
+                    seq: old,
+                    row: super::scan::split_value(v)?.2.to_vec(),
+                },
+                None => Prior::Cold(old),
+            };
+            if hot.is_some() {
+                p.deletes.push((CF_ROWS, row_key.clone()));
+            }
+            if maybe_cold {
+                p.puts.push((CF_DV, row_key, Vec::new()));
+            }
+            p.overlay.insert(mark, None);
+            let seq = self.seq.next_id();
+            let named = old.to_be_bytes().to_vec();
+            p.puts.push((
+                CF_ROWS,
+                op.partition.row_key(seq),
+                row_value(KIND_TOMBSTONE, &named, &[]),
+            ));
+            if listened {
+                p.changes.push(Change {
+                    partition: op.partition.clone(),
+                    pk: named,
+                    seq,
+                    row: None,
+                    prior,
+                });
+            }
+            p.outcome.applied += 1;
+            p.outcome.last_seq = seq;
+            counted = true;
+        }
+        if let Some(row) = &op.row {
+            let seq = self.seq.next_id();
+            p.puts.push((
+                CF_ROWS,
+                op.partition.row_key(seq),
+                row_value(KIND_PUT, &[], row),
+            ));
+            if listened {
+                p.changes.push(Change {
+                    partition: op.partition.clone(),
+                    pk: Vec::new(),
+                    seq,
+                    row: Some(row.clone()),
+                    prior: Prior::Absent,
+                });
+            }
+            if !counted {
+                p.outcome.applied += 1;
+            }
+            p.outcome.last_seq = seq;
+        }
+        Ok(())
+    }
+
+    /// Commits a large request of [`WriteMode::Append`] ops alone: nothing to read, nothing
+    /// to check, one put per row.
+    fn write_appends(&self, req: &WriteRequest) -> Result<WriteOutcome> {
+        let rows_cf = cf(&self.db, CF_ROWS)?;
+        let mut batch = WriteBatch::default();
+        let mut outcome = WriteOutcome::default();
+        let mut changes = Vec::new();
+        let mut value = Vec::new();
+        for op in &req.rows {
+            let Some(row) = &op.row else {
+                continue;
+            };
+            let seq = self.seq.next_id();
+            value.clear();
+            value.push(KIND_PUT);
+            put_varint(&mut value, 0);
+            value.extend_from_slice(row);
+            batch.put_cf(rows_cf, op.partition.row_key(seq), &value);
+            if self.sink.for_table(op.partition.table_id()).is_some() {
+                changes.push(Change {
+                    partition: op.partition.clone(),
+                    pk: Vec::new(),
+                    seq,
+                    row: Some(row.clone()),
+                    prior: Prior::Absent,
+                });
+            }
+            outcome.applied += 1;
+            outcome.last_seq = seq;
+        }
+        let meta = cf(&self.db, CF_META)?;
+        for (key, value) in &req.meta {
+            match value {
+                Some(v) => batch.put_cf(meta, key, v),
+                None => batch.delete_cf(meta, key),
+            }
+        }
+        self.commit(batch)?;
+        self.pending.note(&req.rows);
+        self.sink.publish(changes);
+        Ok(outcome)
     }
 
     fn apply(&self, batch: &mut WriteBatch, req: &WriteRequest, p: &Planned) -> Result<()> {
@@ -677,6 +853,25 @@ fn is_bulk(req: &WriteRequest) -> bool {
 /// A request that can share a group commit with others.
 fn is_plain(req: &WriteRequest) -> bool {
     req.drop_prefixes.is_empty() && req.maintenance.is_empty() && !is_bulk(req)
+}
+
+/// A stored version: its kind, the key bytes, the encoded row.
+fn row_value(kind: u8, pk: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(1 + 5 + pk.len() + body.len());
+    value.push(kind);
+    put_varint(&mut value, pk.len() as u64);
+    value.extend_from_slice(pk);
+    value.extend_from_slice(body);
+    value
+}
+
+/// The group overlay's entry for a version of a table without a primary key, replaced
+/// earlier in the group (apart from every key index entry: those start with the partition,
+/// never with 0xff).
+fn version_mark(partition: &PartitionKey, seq: u64) -> Vec<u8> {
+    let mut k = vec![u8::MAX];
+    k.extend_from_slice(&partition.row_key(seq));
+    k
 }
 
 fn encode_index(seq: u64, kind: u8) -> Vec<u8> {

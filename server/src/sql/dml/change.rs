@@ -28,7 +28,7 @@ use super::{Planned, no_system_column, ops_for, seqs, validate_rows};
 /// `SET col = expr, ...` by column name: each a column of `def`, none a system column or the
 /// primary key.
 pub(super) fn assignments(def: &TableDef, list: &[Assignment]) -> Result<HashMap<String, Expr>> {
-    let (_, pk) = def.pk()?;
+    let pk = def.key().map(|(_, c)| c.name.as_str());
     let mut out = HashMap::with_capacity(list.len());
     for a in list {
         let AssignmentTarget::ColumnName(n) = &a.target else {
@@ -47,7 +47,7 @@ pub(super) fn assignments(def: &TableDef, list: &[Assignment]) -> Result<HashMap
                 def.qualified()
             )));
         }
-        if col == pk.name {
+        if Some(col.as_str()) == pk {
             return Err(Error::InvalidArgument(format!(
                 "the primary key {col} cannot be updated: delete the row and insert it again"
             )));
@@ -160,12 +160,14 @@ pub(super) async fn delete(
     }
     let (name, alias) = table_factor(&from[0].relation)?;
     let def = db.table_for(caller, name, Access::Write)?;
-    let (pk_index, pk) = def.pk()?;
+    let key = def.key();
+    let mut projection: Vec<SelectItem> = key
+        .iter()
+        .map(|(_, pk)| SelectItem::UnnamedExpr(column(&pk.name)))
+        .collect();
+    projection.push(SelectItem::UnnamedExpr(column(SEQ_COLUMN)));
     let stmt = select(
-        vec![
-            SelectItem::UnnamedExpr(column(&pk.name)),
-            SelectItem::UnnamedExpr(column(SEQ_COLUMN)),
-        ],
+        projection,
         crate::sql::select::from(qualified(&def, alias)),
         d.selection.clone(),
     );
@@ -177,6 +179,18 @@ pub(super) async fn delete(
             continue;
         }
         let seq = seqs(&b)?;
+        let Some((pk_index, pk)) = key else {
+            // Rows identified by `_seq`: the versions alone say what goes.
+            ops_for(
+                &def,
+                &partition,
+                &b,
+                |i| WriteMode::ReplaceVersion(seq[i]),
+                true,
+                &mut out,
+            )?;
+            continue;
+        };
         let key = crate::catalog::types::cast_column(b.column(0), &pk.name, pk.ty)?;
         // ops_for reads the key at the table's pk position; build a batch that has it there.
         let mut cols: Vec<ArrayRef> = def
