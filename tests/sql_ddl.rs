@@ -67,7 +67,6 @@ async fn create_table_options_are_validated() {
     let mut c = server.client().await;
     c.ok("CREATE NAMESPACE app").await;
     let cases = [
-        ("CREATE TABLE app.a (id BIGINT, b TEXT)", "PRIMARY KEY"),
         (
             "CREATE TABLE app.a (id BIGINT, b TEXT, PRIMARY KEY (id, b))",
             "composite",

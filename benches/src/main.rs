@@ -13,6 +13,8 @@
 mod analytics;
 /// The cost of one small call.
 mod calls;
+/// TPC-H beside DataFusion and DuckDB.
+mod tpch;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,9 +65,15 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     users: usize,
     /// Run one part only: calls, single, batched, parallel, ingest, scan, cold, s3, analytics, auth,
-    /// users or live.
+    /// users or live; or `tpch` (only run when asked: it loads and queries TPC-H at `--tpch-sf`).
     #[arg(long)]
     only: Option<String>,
+    /// TPC-H scale factor (1 by default; 10 as an option).
+    #[arg(long, default_value = "1")]
+    tpch_sf: String,
+    /// Timed runs of each TPC-H query per engine (after one warm-up run).
+    #[arg(long, default_value_t = 3)]
+    tpch_rounds: usize,
     /// Where to write the JSON results.
     #[arg(long, default_value = "benches/results")]
     out: std::path::PathBuf,
@@ -732,6 +740,10 @@ async fn main() {
     }
 
     // 6b. Analytics over flushed and hot data against DataFusion on the same Parquet files.
+    if args.only.as_deref() == Some("tpch") {
+        rows.extend(tpch::run(&args.tpch_sf, args.tpch_rounds).await);
+    }
+
     if want("analytics") {
         rows.extend(analytics::run(&server, &mut c, args.analytics_rows, 5).await);
     }

@@ -49,7 +49,7 @@ def answers(conn, stage):
     for name, sql in tpch.queries().items():
         table = run(conn, sql)
         got = tpch.normalize(zip(*(c.to_pylist() for c in table.columns)))
-        want = tpch.read_answer(ANSWERS / f"{name}.csv")
+        want = tpch.read_answer(ANSWERS / f"{name}.tsv")
         diff = tpch.same(got, want)
         if diff:
             wrong.append(f"{name} ({stage}): {diff}")
