@@ -351,3 +351,112 @@ async fn subscriptions_identify_rows_by_seq() {
     assert_eq!(code, "resume_too_old");
     assert!(count(&c.rows("SELECT * FROM f.events").await) > 0);
 }
+
+/// `count(*)`, `sum(n)` and how many notes say 'x'.
+async fn totals(c: &mut Client) -> (i64, i64, i64) {
+    let b = c
+        .rows(
+            "SELECT count(*) AS k, sum(n) AS s, count(CASE WHEN note = 'x' THEN 1 END) AS x \
+             FROM f.events",
+        )
+        .await;
+    (ints(&b, "k")[0], ints(&b, "s")[0], ints(&b, "x")[0])
+}
+
+#[tokio::test]
+async fn a_large_ingest_goes_straight_to_cold_segments() {
+    let mut server =
+        TestServer::start_with(&[("QUILLDB_STORAGE__DIRECT_INGEST_ROWS", "1000")]).await;
+    let mut c = server.client().await;
+    c.ok("CREATE NAMESPACE f").await;
+    c.ok("CREATE TABLE f.events (kind TEXT NOT NULL, n BIGINT, note TEXT DEFAULT 'none')")
+        .await;
+    // Hot rows first: the load flushes them before its own, so `_seq` order stays the
+    // order of writing.
+    c.ok("INSERT INTO f.events (kind, n) VALUES ('hot', -2), ('hot', -1)")
+        .await;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("n", DataType::Int64, true),
+    ]));
+    let batch = |from: i64, len: i64| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    (from..from + len).map(|i| format!("k{}", i % 3)),
+                )),
+                Arc::new(Int64Array::from_iter_values(from..from + len)),
+            ],
+        )
+        .unwrap()
+    };
+    let n = c
+        .ingest("f", "events", vec![batch(0, 3000), batch(3000, 2000)], None)
+        .await
+        .unwrap();
+    assert_eq!(n, 5000);
+    // Nothing stayed hot: the rows are in segments, read by the Parquet scan.
+    let d = c.rows("DESCRIBE TABLE f.events").await;
+    assert_eq!(ints(&d, "hot_rows")[0], 0);
+    c.ok("INSERT INTO f.events (kind, n) VALUES ('after', 5000)")
+        .await;
+    let b = c.rows("SELECT n, note FROM f.events").await;
+    let ns = ints(&b, "n");
+    assert_eq!(ns.len(), 5003);
+    assert_eq!(
+        ns,
+        (-2..=5000).collect::<Vec<_>>(),
+        "rows in the order written"
+    );
+    assert!(column(&b, "note").iter().all(|v| v == "none"));
+    // Loaded rows change like any cold row.
+    assert_eq!(
+        c.ok("UPDATE f.events SET note = 'x' WHERE n < 100 AND n >= 0")
+            .await,
+        100
+    );
+    assert_eq!(c.ok("DELETE FROM f.events WHERE kind = 'k0'").await, 1667);
+    let want_sum: i64 = (-2..=5000)
+        .filter(|i| !(0..5000).contains(i) || i % 3 != 0)
+        .sum();
+    let before = totals(&mut c).await;
+    assert_eq!(before, (5003 - 1667, want_sum, 66));
+    // A killed server keeps all of it.
+    server.kill();
+    server.launch(&[]);
+    let mut c = server.client().await;
+    assert_eq!(totals(&mut c).await, before);
+    // With a subscriber on the table, a large ingest is written hot, so it sees every row.
+    let token = c.inner.token().cloned().unwrap();
+    let mut live = server
+        .subscribe(
+            Some(&token),
+            "SUBSCRIBE TO f.events WHERE kind = 'new'",
+            None,
+        )
+        .await
+        .unwrap();
+    live.schema().await;
+    let (k, _) = next_rows(&mut live).await;
+    assert_eq!(k, EventKind::InitialDone);
+    let fresh = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values((0..2000).map(|_| "new"))),
+            Arc::new(Int64Array::from_iter_values(10_000..12_000)),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        c.ingest("f", "events", vec![fresh], None).await.unwrap(),
+        2000
+    );
+    let mut seen = 0;
+    while seen < 2000 {
+        let (_, rows) = next_rows(&mut live).await;
+        assert!(rows.iter().all(|r| r.2 == 1));
+        seen += rows.len();
+    }
+    assert_eq!(seen, 2000);
+}

@@ -172,6 +172,10 @@ pub struct StorageConfig {
     pub object_timeout_seconds: u64,
     /// Tries of a failed object-store request after the first.
     pub object_retries: usize,
+    /// An ingest call of more rows than this into a table without a primary key writes new
+    /// cold segments directly (after flushing the partition's hot rows) instead of hot rows;
+    /// 0 turns that off.
+    pub direct_ingest_rows: usize,
 }
 
 /// `[storage.s3.<name>]`: never shown (its Debug hides the secrets), never in SQL.
@@ -213,6 +217,7 @@ impl Default for StorageConfig {
             default_storage: "local".into(),
             object_timeout_seconds: 30,
             object_retries: 3,
+            direct_ingest_rows: 100_000,
         }
     }
 }

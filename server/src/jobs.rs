@@ -25,6 +25,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use record::{Job, JobKind, JobStatus};
+pub use run::folder_spec;
 
 use crate::catalog::{Catalog, Storages, TableDef, now_millis};
 use crate::config::{JobsConfig, StorageConfig};

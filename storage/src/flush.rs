@@ -83,12 +83,7 @@ pub async fn flush(
     steps: &dyn Steps,
 ) -> Result<Option<FolderOutcome>> {
     let _guard = cold.folder_lock(&spec.folder).await;
-    let manifest = own_manifest(cold, spec).await?;
-    let mut cold_max = manifest.as_ref().map_or(0, |m| m.max_seq());
-    // A flush that stopped after its manifest left hot copies behind: drop them first.
-    if cold_max > 0 && has_versions(hot, &spec.partition, 0, cold_max).await? {
-        trim(hot, &spec.partition, cold_max).await?;
-    }
+    let (manifest, cold_max) = settled_manifest(hot, cold, spec).await?;
     let horizon = hot
         .write(WriteRequest {
             maintenance: vec![Maintenance::BeginFlush(spec.partition.clone())],
@@ -103,6 +98,36 @@ pub async fn flush(
         trim(hot, &spec.partition, cold_max).await?;
         return Ok(None);
     }
+    let (_, out) = move_hot(hot, cold, spec, steps, manifest, cold_max, horizon).await?;
+    Ok(Some(out))
+}
+
+/// The folder's manifest (its own table's) and its newest `_seq`, with the hot copies a flush
+/// that stopped after its manifest left behind dropped. Called under the folder lock.
+async fn settled_manifest(
+    hot: &Arc<HotStore>,
+    cold: &ColdStore,
+    spec: &FolderSpec,
+) -> Result<(Option<Arc<Manifest>>, u64)> {
+    let manifest = own_manifest(cold, spec).await?;
+    let cold_max = manifest.as_ref().map_or(0, |m| m.max_seq());
+    if cold_max > 0 && has_versions(hot, &spec.partition, 0, cold_max).await? {
+        trim(hot, &spec.partition, cold_max).await?;
+    }
+    Ok((manifest, cold_max))
+}
+
+/// Moves the hot versions in `(cold_max, horizon]` into new segments, one manifest commit and
+/// one trim per segment; answers the manifest as committed last.
+async fn move_hot(
+    hot: &Arc<HotStore>,
+    cold: &ColdStore,
+    spec: &FolderSpec,
+    steps: &dyn Steps,
+    manifest: Option<Arc<Manifest>>,
+    mut cold_max: u64,
+    horizon: u64,
+) -> Result<(Manifest, FolderOutcome)> {
     let mut out = FolderOutcome::default();
     let mut manifest = manifest.map(|m| (*m).clone()).unwrap_or_else(|| {
         Manifest::empty(
@@ -163,7 +188,193 @@ pub async fn flush(
         steps.reached("flush:trim");
         cold_max = upto;
     }
-    Ok(Some(out))
+    Ok((manifest, out))
+}
+
+/// Rows per segment a direct load encodes on one thread at least: below, one segment.
+const DIRECT_SPLIT_MIN: usize = 1 << 17;
+
+/// Loads `batches` (rows of `spec.columns`, in that order and of those types) straight into
+/// new segments of the folder: the partition's hot versions are flushed first, the loaded rows
+/// take the `_seq`s reserved after them (see [`Maintenance::BeginDirect`]), the segments are
+/// encoded on every core and named by one manifest commit, so the rows appear all at once,
+/// never twice, and survive a crash once the call answers. Answers the first and last `_seq`
+/// given, with what was written. A table without a primary key only: nothing is checked.
+pub async fn load_direct(
+    hot: &Arc<HotStore>,
+    cold: &ColdStore,
+    spec: &FolderSpec,
+    batches: Vec<arrow::record_batch::RecordBatch>,
+    steps: &dyn Steps,
+) -> Result<DirectOutcome> {
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let _guard = cold.folder_lock(&spec.folder).await;
+    let (manifest, cold_max) = settled_manifest(hot, cold, spec).await?;
+    let begun = hot
+        .write(WriteRequest {
+            maintenance: vec![Maintenance::BeginDirect {
+                partition: spec.partition.clone(),
+                rows: rows.max(1) as u64,
+            }],
+            ..Default::default()
+        })
+        .await?;
+    let (first, horizon) = (begun.first_seq, begun.last_seq);
+    steps.reached("direct:begin");
+    let (mut manifest, mut out) = if has_versions(hot, &spec.partition, cold_max, horizon).await? {
+        move_hot(hot, cold, spec, steps, manifest, cold_max, horizon).await?
+    } else {
+        let m = manifest.map(|m| (*m).clone()).unwrap_or_else(|| {
+            Manifest::empty(
+                spec.table.clone(),
+                spec.table_id,
+                spec.user_id.clone(),
+                spec.schema_version,
+                now_secs(),
+            )
+        });
+        (m, FolderOutcome::default())
+    };
+    let flushed = out.rows;
+    // Pieces of at most a segment each, and at least one per core when there is enough.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_piece = rows
+        .div_ceil(cores)
+        .clamp(DIRECT_SPLIT_MIN, MAX_SEGMENT_ROWS);
+    let pieces = split_rows(batches, per_piece);
+    let mut encodes = Vec::with_capacity(pieces.len());
+    let mut offset = 0u64;
+    for (i, piece) in pieces.into_iter().enumerate() {
+        let n: usize = piece.iter().map(|b| b.num_rows()).sum();
+        let name = Manifest::batch_file(manifest.next_batch + i as u64);
+        let spec = spec.clone();
+        let start = crate::seq::advance(first, offset);
+        offset += n as u64;
+        encodes.push(tokio::task::spawn_blocking(move || {
+            encode_loaded(&spec, piece, start, name, now_secs())
+        }));
+    }
+    let mut segments = Vec::with_capacity(encodes.len());
+    for e in encodes {
+        let (name, bytes, seg) = e.await.map_err(|e| Error::Thread {
+            thread: "direct load",
+            detail: e.to_string(),
+        })??;
+        if steps.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        cold.put_file(&spec.folder, &name, bytes).await?;
+        segments.push(seg);
+    }
+    steps.reached("direct:parquet");
+    if steps.cancelled() {
+        return Err(Error::Cancelled);
+    }
+    for seg in segments {
+        out.rows += seg.rows;
+        out.bytes += seg.bytes;
+        out.segments += 1;
+        manifest.next_batch += 1;
+        manifest.segments.push(seg);
+    }
+    manifest.version += 1;
+    manifest.updated_at = now_secs();
+    manifest.schema_version = spec.schema_version;
+    cold.commit_manifest(&spec.folder, manifest).await?;
+    steps.reached("direct:manifest");
+    // Nothing hot is left at or below the horizon: this settles the unflushed count.
+    trim(hot, &spec.partition, horizon).await?;
+    Ok(DirectOutcome {
+        first_seq: first,
+        last_seq: horizon,
+        loaded: rows as u64,
+        flushed,
+        written: out,
+    })
+}
+
+/// What a direct load did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectOutcome {
+    /// The first loaded row's `_seq`.
+    pub first_seq: u64,
+    /// The last loaded row's `_seq`.
+    pub last_seq: u64,
+    /// Rows loaded.
+    pub loaded: u64,
+    /// Hot versions flushed before them.
+    pub flushed: u64,
+    /// Everything written (flushed and loaded).
+    pub written: FolderOutcome,
+}
+
+/// `batches` cut into pieces of about `rows` rows (whole batches, sliced where a piece ends).
+fn split_rows(
+    batches: Vec<arrow::record_batch::RecordBatch>,
+    rows: usize,
+) -> Vec<Vec<arrow::record_batch::RecordBatch>> {
+    let mut pieces = vec![Vec::new()];
+    let mut filled = 0;
+    for b in batches {
+        let mut at = 0;
+        while at < b.num_rows() {
+            if filled == rows {
+                pieces.push(Vec::new());
+                filled = 0;
+            }
+            let take = (rows - filled).min(b.num_rows() - at);
+            if let Some(p) = pieces.last_mut() {
+                p.push(b.slice(at, take));
+            }
+            filled += take;
+            at += take;
+        }
+    }
+    pieces.retain(|p| !p.is_empty());
+    pieces
+}
+
+/// One segment of loaded rows: the columns, `_seq` from `start` on, `_deleted` false.
+fn encode_loaded(
+    spec: &FolderSpec,
+    piece: Vec<arrow::record_batch::RecordBatch>,
+    start: u64,
+    name: String,
+    now: i64,
+) -> Result<(String, bytes::Bytes, SegmentMeta)> {
+    use arrow::array::{ArrayRef, BooleanArray, Int64Array};
+    use arrow::datatypes::{DataType, Schema};
+
+    let mut fields: Vec<Field> = spec
+        .columns
+        .iter()
+        .map(|(_, f)| f.clone().with_nullable(true))
+        .collect();
+    fields.push(Field::new(crate::hot::SEQ_COLUMN, DataType::Int64, false));
+    fields.push(Field::new(
+        crate::hot::DELETED_COLUMN,
+        DataType::Boolean,
+        false,
+    ));
+    let schema = Arc::new(Schema::new(fields));
+    let ids: Vec<u32> = spec.columns.iter().map(|(id, _)| *id).collect();
+    let mut writer = SegmentWriter::new(&schema, &ids)?;
+    let mut seq = start;
+    for b in piece {
+        let n = b.num_rows();
+        let mut seqs = Vec::with_capacity(n);
+        for _ in 0..n {
+            seqs.push(seq as i64);
+            seq = crate::seq::successor(seq);
+        }
+        let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+        cols.push(Arc::new(Int64Array::from(seqs)));
+        cols.push(Arc::new(BooleanArray::from(vec![false; n])));
+        let batch = arrow::record_batch::RecordBatch::try_new(schema.clone(), cols)?;
+        writer.write(&batch)?;
+    }
+    let (bytes, seg) = writer.finish(name.clone(), spec.schema_version, now)?;
+    Ok((name, bytes, seg))
 }
 
 /// The folder's manifest if it belongs to this table; files a dropped table of the same name

@@ -189,6 +189,11 @@ impl HotStore {
         self.sink.set(sink);
     }
 
+    /// Whether the change listener wants changes of `table_id` (it has subscriptions).
+    pub fn listened(&self, table_id: u64) -> bool {
+        self.sink.for_table(table_id).is_some()
+    }
+
     /// Rows written per partition since its last flush (what flush policies look at).
     pub fn pending(&self) -> &PendingWrites {
         &self.pending

@@ -51,10 +51,45 @@ impl SeqGenerator {
         }
     }
 
+    /// Hands out the next `n` ids (n >= 1) in one step, so that no other id falls between
+    /// them: answers the first; [`successor`] gives the others in order.
+    pub fn reserve(&self, n: u64) -> u64 {
+        let mut last = self.last.load(Ordering::Relaxed);
+        loop {
+            let now = compose(now_ms(), self.node, 0);
+            let first = if now > last { now } else { successor(last) };
+            let end = advance(first, n.saturating_sub(1));
+            match self
+                .last
+                .compare_exchange_weak(last, end, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return first,
+                Err(actual) => last = actual,
+            }
+        }
+    }
+
     /// The greatest id handed out so far (or the floor).
     pub fn last(&self) -> u64 {
         self.last.load(Ordering::Acquire)
     }
+}
+
+/// The id after `id` of the same node when no time passes: the next counter value, or the
+/// next millisecond's first.
+pub fn successor(id: u64) -> u64 {
+    advance(id, 1)
+}
+
+/// The `k`-th id after `id` of the same node ([`successor`] `k` times).
+pub fn advance(id: u64, k: u64) -> u64 {
+    let node = (id >> COUNTER_BITS) & u64::from(MAX_NODE_ID);
+    let counter = (id & COUNTER_MASK) + k;
+    compose(
+        millis_of(id) + (counter >> COUNTER_BITS),
+        node,
+        counter & COUNTER_MASK,
+    )
 }
 
 /// Unix milliseconds at which an id was made.
@@ -106,6 +141,24 @@ mod tests {
         let id = g.next_id();
         assert!(id > future);
         assert_eq!(millis_of(id), millis_of(future));
+    }
+
+    #[test]
+    fn a_reserved_block_is_whole_and_next_ids_follow_it() {
+        let g = SeqGenerator::new(3, 0);
+        let before = g.next_id();
+        let first = g.reserve(10_000);
+        assert!(first > before);
+        let mut id = first;
+        for _ in 1..10_000 {
+            let next = successor(id);
+            assert!(next > id);
+            assert_eq!((next >> COUNTER_BITS) & u64::from(MAX_NODE_ID), 3);
+            id = next;
+        }
+        assert_eq!(id, advance(first, 9_999));
+        assert_eq!(g.last(), id);
+        assert!(g.next_id() > id);
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl Database {
         )?;
         metrics.watch_store(&hot);
         metrics.watch_tables(table_figures(&hot, &catalog, &storages));
-        let limits = Limits::new(&config.limits);
+        let limits = Limits::new(&config.limits, config.storage.direct_ingest_rows);
         Ok(Arc::new(Self {
             auth: Arc::new(Authenticator::load(hot.clone(), &config.auth)?),
             planner: Planner::new(config, &limits, hot.clone())?,

@@ -12,13 +12,16 @@ pub struct Limits {
     pub max_query_memory: usize,
     /// Most rows in one INSERT or ingest call.
     pub max_rows_per_insert: usize,
+    /// Larger ingest calls into tables without a primary key go straight to cold segments
+    /// (`storage.direct_ingest_rows`; 0: never).
+    pub direct_ingest_rows: usize,
     /// Time limits of statements.
     timeouts: LimitsConfig,
 }
 
 impl Limits {
     /// The limits of `config`.
-    pub fn new(config: &LimitsConfig) -> Self {
+    pub fn new(config: &LimitsConfig, direct_ingest_rows: usize) -> Self {
         Self {
             text: TextLimits {
                 max_bytes: config.max_sql_bytes,
@@ -26,6 +29,7 @@ impl Limits {
             },
             max_query_memory: config.max_query_memory_mb << 20,
             max_rows_per_insert: config.max_rows_per_insert,
+            direct_ingest_rows,
             timeouts: config.clone(),
         }
     }

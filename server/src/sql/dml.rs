@@ -303,13 +303,14 @@ pub(crate) fn ops_for(
     let mut rows = rows.into_iter();
     let Some((pk_index, pk)) = def.key() else {
         // Rows identified by `_seq`: an insert appends, a change names the version.
+        // No labels: only a duplicate key names its row, and these rows have none.
         for i in 0..batch.num_rows() {
-            let (mode, label) = match modes(i) {
+            let mode = match modes(i) {
                 WriteMode::IfSeq(seq) | WriteMode::ReplaceVersion(seq) => {
-                    (WriteMode::ReplaceVersion(seq), format!("_seq = {seq}"))
+                    WriteMode::ReplaceVersion(seq)
                 }
                 WriteMode::InsertNew | WriteMode::InsertIgnore | WriteMode::Append => {
-                    (WriteMode::Append, format!("row {}", i + 1))
+                    WriteMode::Append
                 }
                 WriteMode::Upsert => {
                     return Err(Error::InvalidArgument(format!(
@@ -325,7 +326,6 @@ pub(crate) fn ops_for(
                 mode,
                 live_from,
             });
-            out.keys.push((def.qualified(), label));
         }
         return Ok(());
     };

@@ -51,7 +51,7 @@ pub async fn ingest(
     authz::require_table(caller.role, &def, Access::Write)?;
     let partition = Arc::new(PartitionKey::new(def.id, &db.partition_of(&def, caller)?)?);
     let started = std::time::Instant::now();
-    let mut planned = Planned::default();
+    let mut batches = Vec::new();
     let mut rows = 0usize;
     let now_us = chrono::Utc::now().timestamp_micros();
     while let Some(batch) = data.next().await {
@@ -68,19 +68,41 @@ pub async fn ingest(
             continue;
         }
         let columns = table_columns(db, caller, &def, &batch, now_us)?;
-        let batch = validate_rows(&def, columns)?;
+        batches.push(validate_rows(&def, columns)?);
+    }
+    if rows == 0 {
+        return Ok(0);
+    }
+    if direct(db, caller, &def, rows) {
+        let received = started.elapsed();
+        let (cold, spec) = crate::jobs::folder_spec(&db.storages, &def, &partition)?;
+        let done =
+            quilldb_storage::flush::load_direct(&db.hot, &cold, &spec, batches, &Uninterrupted)
+                .await?;
+        db.metrics.rows_written.inc_by(done.loaded);
+        tracing::info!(
+            table = %def.qualified(),
+            rows = done.loaded,
+            flushed_first = done.flushed,
+            segments = done.written.segments,
+            receive_ms = received.as_millis() as u64,
+            load_ms = (started.elapsed() - received).as_millis() as u64,
+            "ingest straight to cold segments"
+        );
+        return Ok(done.loaded as i64);
+    }
+    let mut planned = Planned::default();
+    for batch in &batches {
         ops_for(
             &def,
             &partition,
-            &batch,
+            batch,
             |_| WriteMode::InsertNew,
             false,
             &mut planned,
         )?;
     }
-    if planned.ops.is_empty() {
-        return Ok(0);
-    }
+    drop(batches);
     let received = started.elapsed();
     let n = crate::sql::apply(db, caller, planned.ops, &planned.keys).await?;
     db.metrics.rows_written.inc_by(n as u64);
@@ -92,6 +114,28 @@ pub async fn ingest(
         "ingest"
     );
     Ok(n)
+}
+
+/// Whether an ingest of `rows` rows goes straight to new cold segments: a large one, into a
+/// table without a primary key (nothing to check) that is flushed at all (not STREAM), outside
+/// a transaction (its rows must stay pending until COMMIT), with no subscription on the table
+/// (subscribers get change batches from hot writes).
+fn direct(db: &Database, caller: &Caller, def: &TableDef, rows: usize) -> bool {
+    db.limits.direct_ingest_rows > 0
+        && rows > db.limits.direct_ingest_rows
+        && def.key().is_none()
+        && def.table_type != crate::catalog::TableType::Stream
+        && caller.transaction().is_none()
+        && !db.hot.listened(def.id)
+}
+
+/// A direct load runs within its call: nothing cancels it half way.
+struct Uninterrupted;
+
+impl quilldb_storage::flush::Steps for Uninterrupted {
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// The batch's columns in table order, cast to the column types; absent columns take their

@@ -113,6 +113,17 @@ pub enum Maintenance {
         /// The first `_seq` that stays.
         before: u64,
     },
+    /// Starts a load straight to cold storage (see [`crate::flush::load_direct`]): reserves
+    /// `rows` successive `_seq`s for the loaded rows (`first_seq` of the outcome, the others
+    /// following it, see [`crate::seq::successor`]) and starts a flush whose horizon is the
+    /// last of them, the outcome's `last_seq`. No other version of any partition gets a `_seq`
+    /// in that range, so the flushed hot versions and the loaded ones keep disjoint ranges.
+    BeginDirect {
+        /// The partition.
+        partition: Arc<PartitionKey>,
+        /// Rows to load (at least 1).
+        rows: u64,
+    },
     /// Forgets deleted-version marks of versions a compaction removed from its files.
     ForgetDeleted {
         /// The partition.
@@ -129,6 +140,8 @@ pub struct WriteOutcome {
     pub applied: u64,
     /// The greatest `_seq` written (0 if none).
     pub last_seq: u64,
+    /// The first `_seq` a [`Maintenance::BeginDirect`] reserved (0 otherwise).
+    pub first_seq: u64,
 }
 
 pub(crate) struct Job {
@@ -474,6 +487,18 @@ impl Writer {
                     horizons.push((partition.as_bytes().to_vec(), horizon));
                     outcome.last_seq = horizon;
                 }
+                Maintenance::BeginDirect { partition, rows } => {
+                    let first = self.seq.reserve((*rows).max(1));
+                    let horizon = crate::seq::advance(first, rows.saturating_sub(1));
+                    batch.put_cf(
+                        cf(&self.db, CF_META)?,
+                        horizon_key(partition.as_bytes()),
+                        horizon.to_be_bytes(),
+                    );
+                    horizons.push((partition.as_bytes().to_vec(), horizon));
+                    outcome.first_seq = first;
+                    outcome.last_seq = horizon;
+                }
                 Maintenance::Trim { partition, upto } => {
                     let start = partition.row_key(0);
                     let end = match upto.checked_add(1) {
@@ -497,7 +522,9 @@ impl Writer {
         self.commit(batch)?;
         for op in ops {
             match op {
-                Maintenance::BeginFlush(p) => self.pending.begin_flush(p.as_bytes()),
+                Maintenance::BeginFlush(p) | Maintenance::BeginDirect { partition: p, .. } => {
+                    self.pending.begin_flush(p.as_bytes())
+                }
                 Maintenance::Trim { partition, .. } => self.pending.flushed(partition.as_bytes()),
                 Maintenance::Evict { .. } | Maintenance::ForgetDeleted { .. } => {}
             }
