@@ -137,25 +137,28 @@ async fn what_needs_a_key_says_so() {
     assert_eq!(rows(&mut c).await, pairs(&[("a", 1)]));
 }
 
-#[tokio::test]
-async fn a_bulk_ingest_appends_without_a_key_check() {
-    let (_server, mut c) = setup().await;
+/// Rows `(kind, n)` with `n` from `from` on and `kind` `k{n % kinds}`.
+fn kinds_and_ns(from: i64, len: i64, kinds: i64) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
         Field::new("kind", DataType::Utf8, false),
         Field::new("n", DataType::Int64, true),
     ]));
-    let batch = |from: i64, len: i64| {
-        RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from_iter_values(
-                    (from..from + len).map(|i| format!("k{}", i % 7)),
-                )),
-                Arc::new(Int64Array::from_iter_values(from..from + len)),
-            ],
-        )
-        .unwrap()
-    };
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                (from..from + len).map(|i| format!("k{}", i % kinds)),
+            )),
+            Arc::new(Int64Array::from_iter_values(from..from + len)),
+        ],
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_bulk_ingest_appends_without_a_key_check() {
+    let (_server, mut c) = setup().await;
+    let batch = |from, len| kinds_and_ns(from, len, 7);
     // Large enough for the writer's bulk path; the second load repeats the first one's rows.
     let n = c
         .ingest(
@@ -375,22 +378,7 @@ async fn a_large_ingest_goes_straight_to_cold_segments() {
     // order of writing.
     c.ok("INSERT INTO f.events (kind, n) VALUES ('hot', -2), ('hot', -1)")
         .await;
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("n", DataType::Int64, true),
-    ]));
-    let batch = |from: i64, len: i64| {
-        RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from_iter_values(
-                    (from..from + len).map(|i| format!("k{}", i % 3)),
-                )),
-                Arc::new(Int64Array::from_iter_values(from..from + len)),
-            ],
-        )
-        .unwrap()
-    };
+    let batch = |from, len| kinds_and_ns(from, len, 3);
     let n = c
         .ingest("f", "events", vec![batch(0, 3000), batch(3000, 2000)], None)
         .await
@@ -441,7 +429,7 @@ async fn a_large_ingest_goes_straight_to_cold_segments() {
     let (k, _) = next_rows(&mut live).await;
     assert_eq!(k, EventKind::InitialDone);
     let fresh = RecordBatch::try_new(
-        schema.clone(),
+        kinds_and_ns(0, 0, 1).schema(),
         vec![
             Arc::new(StringArray::from_iter_values((0..2000).map(|_| "new"))),
             Arc::new(Int64Array::from_iter_values(10_000..12_000)),

@@ -117,6 +117,19 @@ async fn settled_manifest(
     Ok((manifest, cold_max))
 }
 
+/// A copy of the folder's manifest to change, or a new empty one.
+fn editable(manifest: Option<Arc<Manifest>>, spec: &FolderSpec) -> Manifest {
+    manifest.map(|m| (*m).clone()).unwrap_or_else(|| {
+        Manifest::empty(
+            spec.table.clone(),
+            spec.table_id,
+            spec.user_id.clone(),
+            spec.schema_version,
+            now_secs(),
+        )
+    })
+}
+
 /// Moves the hot versions in `(cold_max, horizon]` into new segments, one manifest commit and
 /// one trim per segment; answers the manifest as committed last.
 async fn move_hot(
@@ -129,15 +142,7 @@ async fn move_hot(
     horizon: u64,
 ) -> Result<(Manifest, FolderOutcome)> {
     let mut out = FolderOutcome::default();
-    let mut manifest = manifest.map(|m| (*m).clone()).unwrap_or_else(|| {
-        Manifest::empty(
-            spec.table.clone(),
-            spec.table_id,
-            spec.user_id.clone(),
-            spec.schema_version,
-            now_secs(),
-        )
-    });
+    let mut manifest = editable(manifest, spec);
     while cold_max < horizon {
         if steps.cancelled() {
             return Err(Error::Cancelled);
@@ -224,16 +229,7 @@ pub async fn load_direct(
     let (mut manifest, mut out) = if has_versions(hot, &spec.partition, cold_max, horizon).await? {
         move_hot(hot, cold, spec, steps, manifest, cold_max, horizon).await?
     } else {
-        let m = manifest.map(|m| (*m).clone()).unwrap_or_else(|| {
-            Manifest::empty(
-                spec.table.clone(),
-                spec.table_id,
-                spec.user_id.clone(),
-                spec.schema_version,
-                now_secs(),
-            )
-        });
-        (m, FolderOutcome::default())
+        (editable(manifest, spec), FolderOutcome::default())
     };
     let flushed = out.rows;
     // Pieces of at most a segment each, and at least one per core when there is enough.

@@ -441,6 +441,18 @@ impl Writer {
             outcome.applied += 1;
             outcome.last_seq = seq;
         }
+        self.commit_alone(batch, req, changes)?;
+        Ok(outcome)
+    }
+
+    /// Commits a request written into `batch` by itself (a bulk path): its metadata puts too,
+    /// then the pending counts and the listener.
+    fn commit_alone(
+        &self,
+        mut batch: WriteBatch,
+        req: &WriteRequest,
+        changes: Vec<Change>,
+    ) -> Result<()> {
         let meta = cf(&self.db, CF_META)?;
         for (key, value) in &req.meta {
             match value {
@@ -451,7 +463,7 @@ impl Writer {
         self.commit(batch)?;
         self.pending.note(&req.rows);
         self.sink.publish(changes);
-        Ok(outcome)
+        Ok(())
     }
 
     /// Writes a batch with the `_seq` high-water mark, fsynced per the durability.
@@ -831,16 +843,7 @@ impl Writer {
             outcome.applied += 1;
             outcome.last_seq = seq;
         }
-        let meta = cf(&self.db, CF_META)?;
-        for (key, value) in &req.meta {
-            match value {
-                Some(v) => batch.put_cf(meta, key, v),
-                None => batch.delete_cf(meta, key),
-            }
-        }
-        self.commit(batch)?;
-        self.pending.note(&req.rows);
-        self.sink.publish(changes);
+        self.commit_alone(batch, req, changes)?;
         Ok(outcome)
     }
 
