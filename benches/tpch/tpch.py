@@ -62,6 +62,7 @@ def generate(sf: float, out: pathlib.Path) -> pathlib.Path:
 
 def load(conn, data: pathlib.Path) -> dict[str, int]:
     """Creates the schema and ingests every table through ADBC (CommandStatementIngest)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = {}
@@ -71,7 +72,12 @@ def load(conn, data: pathlib.Path) -> dict[str, int]:
             cur.fetchall()
         for t in TABLES:
             table = pq.read_table(data / f"{t}.parquet")
-            rows[t] = cur.adbc_ingest(t, table, mode="append", db_schema_name="tpch")
+            rows[t] = 0
+            # One call carries at most limits.max_rows_per_insert rows (1,000,000 by default).
+            # and gRPC messages stay small (the driver sends each record batch as one).
+            for at in range(0, table.num_rows, 1_000_000):
+                part = pa.Table.from_batches(table.slice(at, 1_000_000).to_batches(max_chunksize=65_536))
+                rows[t] += cur.adbc_ingest(t, part, mode="append", db_schema_name="tpch")
     conn.commit()
     return rows
 

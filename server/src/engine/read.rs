@@ -154,6 +154,17 @@ impl TableRead {
         self.read.keys.as_ref().map(Vec::len)
     }
 
+    /// About how many rows the read yields: the keys of a key lookup, else the partition's
+    /// unflushed versions (a read of hot rows only; a join puts the smaller side first by it).
+    pub fn row_estimate(&self) -> usize {
+        self.key_count().unwrap_or_else(|| {
+            self.read
+                .hot
+                .pending()
+                .rows(self.read.spec.partition.as_bytes()) as usize
+        })
+    }
+
     /// The `_seq` range the read is limited to.
     pub fn seq_bounds(&self) -> (u64, u64) {
         (self.read.spec.min_seq, self.read.spec.max_seq)

@@ -157,6 +157,18 @@ impl ColdScan<'_> {
         let ordering = LexOrdering::new([PhysicalSortExpr::new_default(Arc::new(Column::new(
             SEQ_COLUMN, seq_at,
         )))]);
+        // The whole scan's figures, from the manifest: without them DataFusion cannot tell
+        // which side of a join is the smaller one.
+        let whole = scan_statistics(
+            (
+                self.segments.iter().map(|s| s.min_seq).min().unwrap_or(0),
+                self.segments.iter().map(|s| s.max_seq).max().unwrap_or(0),
+            ),
+            self.segments.iter().map(|s| s.rows as usize).sum(),
+            total,
+            table_schema.fields().len(),
+            seq_at,
+        );
         let source: Arc<ParquetSource> = Arc::new(source);
         // Each partition reads its own group and nothing else: DataFusion's work stealing
         // (a partition that goes idle reads a sibling's files) would break `facts`, and the
@@ -166,6 +178,7 @@ impl ColdScan<'_> {
         let full = FileScanConfigBuilder::new(url.clone(), source.clone())
             .with_file_groups(groups.clone())
             .with_output_partitioning(pinned.clone())
+            .with_statistics(whole.clone())
             .with_output_ordering(ordering.into_iter().collect())
             .with_expr_adapter(Some(Arc::new(FieldIds)))
             .with_projection_indices(Some(projection))?
@@ -174,6 +187,7 @@ impl ColdScan<'_> {
             let config = FileScanConfigBuilder::new(url, source)
                 .with_file_groups(groups)
                 .with_output_partitioning(pinned)
+                .with_statistics(whole)
                 .with_expr_adapter(Some(Arc::new(FieldIds)))
                 .with_projection_indices(Some(self.columns.to_vec()))?
                 .build();
@@ -295,14 +309,22 @@ fn segment_statistics(
     columns: usize,
     seq_at: usize,
 ) -> Statistics {
+    scan_statistics((seg.min_seq, seg.max_seq), rows, bytes, columns, seq_at)
+}
+
+/// Rows and bytes (inexact) and the exact `_seq` range of (a part of) a scan: what DataFusion
+/// orders joins by (the smaller side builds the hash table) and sorts by.
+fn scan_statistics(
+    (min_seq, max_seq): (u64, u64),
+    rows: usize,
+    bytes: u64,
+    columns: usize,
+    seq_at: usize,
+) -> Statistics {
     let mut column_statistics = vec![ColumnStatistics::new_unknown(); columns];
     column_statistics[seq_at] = ColumnStatistics::new_unknown()
-        .with_min_value(Precision::Exact(ScalarValue::Int64(Some(
-            seg.min_seq as i64,
-        ))))
-        .with_max_value(Precision::Exact(ScalarValue::Int64(Some(
-            seg.max_seq as i64,
-        ))))
+        .with_min_value(Precision::Exact(ScalarValue::Int64(Some(min_seq as i64))))
+        .with_max_value(Precision::Exact(ScalarValue::Int64(Some(max_seq as i64))))
         .with_null_count(Precision::Exact(0));
     Statistics {
         num_rows: Precision::Inexact(rows),

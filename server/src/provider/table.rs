@@ -489,11 +489,10 @@ impl ExecutionPlan for TableScanExec {
         _input_stats: &[Arc<Statistics>],
         _args: &StatisticsArgs,
     ) -> DfResult<Arc<Statistics>> {
-        // A key lookup yields at most one row per key: too few to spread over the cores.
+        // A key lookup yields at most one row per key: too few to spread over the cores. A
+        // scan of hot rows says about how many it holds, so that joins build on the smaller side.
         let mut stats = Statistics::new_unknown(&self.schema);
-        if let Some(n) = self.read.key_count() {
-            stats.num_rows = Precision::Inexact(n);
-        }
+        stats.num_rows = Precision::Inexact(self.read.row_estimate());
         Ok(Arc::new(stats))
     }
 

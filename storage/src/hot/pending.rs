@@ -88,6 +88,15 @@ impl PendingWrites {
             .retain(|k, _| !k.starts_with(table_prefix));
     }
 
+    /// Row versions of `partition` written and not yet flushed (those of a running flush
+    /// included): about how many rows its hot store holds.
+    pub fn rows(&self, partition: &[u8]) -> u64 {
+        self.parts
+            .lock()
+            .get(partition)
+            .map_or(0, |u| u.rows + u.in_flush)
+    }
+
     /// Every partition with unflushed rows.
     pub fn snapshot(&self) -> Vec<(Vec<u8>, Unflushed)> {
         self.parts
