@@ -13,7 +13,8 @@
 mod export;
 /// Job records.
 pub mod record;
-mod run;
+/// Running one job; the folder a partition's cold files live in.
+pub(crate) mod run;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +26,6 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use record::{Job, JobKind, JobStatus};
-pub use run::folder_spec;
 
 use crate::catalog::{Catalog, Storages, TableDef, now_millis};
 use crate::config::{JobsConfig, StorageConfig};

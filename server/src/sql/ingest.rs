@@ -75,7 +75,7 @@ pub async fn ingest(
     }
     if direct(db, caller, &def, rows) {
         let received = started.elapsed();
-        let (cold, spec) = crate::jobs::folder_spec(&db.storages, &def, &partition)?;
+        let (cold, spec) = crate::jobs::run::folder_spec(&db.storages, &def, &partition)?;
         let done =
             quilldb_storage::flush::load_direct(&db.hot, &cold, &spec, batches, &Uninterrupted)
                 .await?;
