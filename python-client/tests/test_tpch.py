@@ -5,10 +5,10 @@ benchmark (`quilldb-bench --only tpch`) measures."""
 
 import pathlib
 import sys
-import time
 
 import pytest
 
+from test_cold import flush
 from wire import run
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -31,19 +31,6 @@ def loaded(server, tmp_path_factory):
     conn.close()
 
 
-def flush(conn, table):
-    """Flushes `table` and waits: `skipped` when the flush policy moved every row already."""
-    job = run(conn, f"STORAGE FLUSH TABLE {table}").column("job_id")[0].as_py()
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        status = run(conn, f"SELECT status FROM system.jobs WHERE job_id = '{job}'").column("status")[0].as_py()
-        if status not in ("queued", "running"):
-            assert status in ("completed", "skipped"), status
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"flush {job} did not finish")
-
-
 def answers(conn, stage):
     wrong = []
     for name, sql in tpch.queries().items():
@@ -60,7 +47,7 @@ def test_tpch_answers_hot_then_cold(loaded):
     # As loaded: hot, but for what the default flush policy moved already.
     answers(loaded, "as loaded")
     for t in tpch.TABLES:
-        flush(loaded, f"tpch.{t}")
+        flush(loaded, f"tpch.{t}", ends=("completed", "skipped"), limit=120)
     counts = run(loaded, "SELECT count(*) AS n FROM tpch.lineitem").column("n")[0].as_py()
     assert counts == 60175
     answers(loaded, "cold")
