@@ -210,6 +210,14 @@ fn differs(got: &[Vec<String>], want: &[Vec<String>]) -> Option<String> {
     None
 }
 
+/// Adds to `wrong` how query `name`'s answer `got` (at `stage`) differs from DuckDB's.
+fn check(got: &[RecordBatch], answers: &Path, name: &str, stage: &str, wrong: &mut Vec<String>) {
+    let want = read_answer(&answers.join(format!("{name}.tsv")));
+    if let Some(d) = differs(&normalize(got), &want) {
+        wrong.push(format!("{name} {stage}: {d}"));
+    }
+}
+
 fn read_answer(path: &Path) -> Vec<Vec<String>> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -422,12 +430,7 @@ pub async fn run(sf: &str, rounds: usize) -> Vec<Row> {
         let mut hot = BTreeMap::new();
         for (name, sql) in &queries {
             let (ms, got) = time_quilldb(&mut c, sql, rounds).await;
-            if let Some(d) = differs(
-                &normalize(&got),
-                &read_answer(&duck_answers.join(format!("{name}.tsv"))),
-            ) {
-                wrong.push(format!("{name} hot: {d}"));
-            }
+            check(&got, &duck_answers, name, "hot", &mut wrong);
             hot.insert(name.clone(), ms);
         }
         (hot, rows as f64 / took.as_secs_f64())
@@ -470,12 +473,7 @@ pub async fn run(sf: &str, rounds: usize) -> Vec<Row> {
     );
     for (name, sql) in &queries {
         let (cold, got) = time_quilldb(&mut c, sql, rounds).await;
-        if let Some(d) = differs(
-            &normalize(&got),
-            &read_answer(&duck_answers.join(format!("{name}.tsv"))),
-        ) {
-            wrong.push(format!("{name} cold: {d}"));
-        }
+        check(&got, &duck_answers, name, "cold", &mut wrong);
         let df = time_datafusion(&on_segments, sql, rounds).await;
         let gen_ms = time_datafusion(&on_tpchgen, sql, rounds).await;
         let duck = duck_ms.get(name).copied().unwrap_or(f64::NAN);
