@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use changes::{Change, ChangeSink, Prior};
 pub use pending::{PendingWrites, Unflushed};
-pub use scan::{DELETED_COLUMN, HotView, Overlay, SEQ_COLUMN, ScanSpec};
+pub use scan::{DELETED_COLUMN, HotView, Overlay, SEQ_COLUMN, ScanSpec, deleted_version};
 pub use writer::{Maintenance, RowOp, WriteMode, WriteOutcome, WriteRequest};
 
 use crate::keys::{PartitionKey, prefix_end};

@@ -161,7 +161,7 @@ impl ChangeBatcher {
             // A table without a primary key identifies rows by `_seq`: a delete carries the
             // deleted version's (its key bytes), not the tombstone's.
             let seq = match (keyless, c.row.is_none()) {
-                (true, true) => deleted_version(&c.pk)? as i64,
+                (true, true) => quilldb_storage::hot::deleted_version(&c.pk)? as i64,
                 _ => c.seq as i64,
             };
             // Was the key in the subscriber's set before? `None`: unknown.
@@ -236,14 +236,6 @@ impl ChangeBatcher {
         cols.push(Arc::new(Int64Array::from(seqs)) as ArrayRef);
         Ok(RecordBatch::try_new(schema, cols)?)
     }
-}
-
-/// The version a delete of a table without a primary key named (its change's key bytes).
-fn deleted_version(pk: &[u8]) -> Result<u64> {
-    let bytes: [u8; 8] = pk
-        .try_into()
-        .map_err(|_| Error::Internal("a keyless delete without its version".into()))?;
-    Ok(u64::from_be_bytes(bytes))
 }
 
 /// Bytes of Arrow data one message carries at most: below gRPC's default 4 MiB limit of

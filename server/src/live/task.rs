@@ -124,9 +124,10 @@ impl Task {
                 .collect();
             // The deletes of a table without a primary key carry an older `_seq` (the
             // version's): what was delivered is still every change up to the newest.
+            let keyless = self.q.def.key().is_none();
             let newest = fresh
                 .iter()
-                .filter(|c| c.row.is_none() && self.q.def.key().is_none())
+                .filter(|c| keyless && c.row.is_none())
                 .map(|c| c.seq as i64)
                 .max();
             let batches = match self.change_batches(&fresh, &changes).await {

@@ -531,8 +531,9 @@ impl HotView<'_> {
     }
 }
 
-/// The version a tombstone of a table without a primary key deleted: its key bytes.
-fn deleted_version(pk: &[u8]) -> Result<u64> {
+/// The version a tombstone (or a delete [`super::Change`]) of a table without a primary key
+/// names: its key bytes are that version's `_seq`.
+pub fn deleted_version(pk: &[u8]) -> Result<u64> {
     let bytes: [u8; 8] = pk
         .try_into()
         .map_err(|_| Error::corrupt("tombstone", "not a version of a table without a key"))?;
